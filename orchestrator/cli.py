@@ -1,0 +1,39 @@
+"""The ``symsweep`` command line: one program, one subcommand per job.
+
+Each subcommand lives in ``orchestrator/commands/<name>.py`` and provides ``add_parser(subparsers)``
+which registers its arguments and sets ``func``. Subcommands take Hydra-style ``key=value``
+overrides as positional arguments; heavy imports happen inside the command, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("demo", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symsweep",
+        description="Hyperparameter sweeps of symmetrized neural networks on Ray.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"orchestrator.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as err:  # configuration errors: one clear line, no traceback
+        print(f"symsweep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""REMUL: equivariance as a penalty (paper 003). loss = α·L_task + β·L_equi with
+L_equi = ℓ(f(g·x), g·y) for a fresh random g per example; α, β constant or adapted by GradNorm
+(Algorithm 1). Data augmentation is the special case α = 0, β = 1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+
+from workers.symmetry.groups import Group
+from workers.symmetry.metrics import transform_inputs
+
+
+def equivariance_penalty(
+    model: Callable[[dict, torch.Tensor | None], torch.Tensor], loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: Mapping[str, torch.Tensor], target: torch.Tensor, group: Group, input_kinds: Mapping[str, str],
+    target_kind: str, mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L_equi = ℓ(f(g·x), g·y), with g Haar-random per example (translations N(0, 1))."""
+    batch = int(target.shape[0])
+    size = None if mask is None else int(mask.shape[1])
+    if size is None:
+        size = next((int(v.shape[1]) for k, v in inputs.items() if input_kinds[k] in ("node", "pair", "point", "vector")), None)
+    g = group.sample(batch, size, mask, generator, target.dtype if target.is_floating_point() else torch.float32,
+                     target.device)
+    moved, moved_mask = transform_inputs(group, g, inputs, input_kinds, mask)
+    return loss(model(moved, moved_mask), group.act(g, target, target_kind, mask))
+
+
+class GradNorm:
+    """Adaptive (α, β) by GradNorm (paper 003, Algorithm 1).
+
+    Each step measures G = ‖∇_W (w·L)‖₂ for both losses on the last layer's weights W, the
+    training rates L̃ = L / L(0), and moves α and β by ``lr`` along the gradient of
+    |G_obj − Ḡ·r_α^γ| + |G_equi − Ḡ·r_β^γ| with Ḡ and the targets held constant; the weights
+    are then rescaled so that α + β keeps its initial sum, and clamped at 0.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, lr: float = 0.01, gamma: float = 1.0):
+        self.alpha, self.beta, self.lr, self.gamma = float(alpha), float(beta), float(lr), float(gamma)
+        self.total = self.alpha + self.beta
+        self.initial: tuple[float, float] | None = None
+
+    def state_dict(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta, "initial": self.initial}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.alpha, self.beta = float(state["alpha"]), float(state["beta"])
+        self.initial = None if state["initial"] is None else tuple(state["initial"])
+
+    def step(self, task_loss: torch.Tensor, equi_loss: torch.Tensor, last_layer: torch.Tensor) -> tuple[float, float]:
+        """Update and return (α, β); call before the optimiser step, losses still attached."""
+        grad_task = torch.autograd.grad(task_loss, last_layer, retain_graph=True, allow_unused=True)[0]
+        grad_equi = torch.autograd.grad(equi_loss, last_layer, retain_graph=True, allow_unused=True)[0]
+        norm_task = 0.0 if grad_task is None else float(grad_task.norm())
+        norm_equi = 0.0 if grad_equi is None else float(grad_equi.norm())
+        losses = (float(task_loss.detach()), float(equi_loss.detach()))
+        if self.initial is None:
+            self.initial = tuple(max(v, 1e-12) for v in losses)
+        g_task, g_equi = self.alpha * norm_task, self.beta * norm_equi
+        mean_grad = 0.5 * (g_task + g_equi)
+        rates = (losses[0] / self.initial[0], losses[1] / self.initial[1])
+        mean_rate = max(0.5 * (rates[0] + rates[1]), 1e-12)
+        target_task = mean_grad * (rates[0] / mean_rate) ** self.gamma
+        target_equi = mean_grad * (rates[1] / mean_rate) ** self.gamma
+        # d|αG_t − c|/dα = sign(αG_t − c)·G_t (Ḡ and the targets are constants)
+        self.alpha = max(self.alpha - self.lr * _sign(g_task - target_task) * norm_task, 0.0)
+        self.beta = max(self.beta - self.lr * _sign(g_equi - target_equi) * norm_equi, 0.0)
+        scale = self.total / max(self.alpha + self.beta, 1e-12)
+        self.alpha, self.beta = self.alpha * scale, self.beta * scale
+        return self.alpha, self.beta
+
+
+def _sign(value: float) -> float:
+    return (value > 0) - (value < 0)

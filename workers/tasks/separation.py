@@ -1,0 +1,145 @@
+"""Graph separation: counting pairs of graphs that no randomly initialised model tells apart.
+
+The PS paper's separation metric: for every random seed a freshly initialised model embeds every
+graph; a pair (i, j) is *separated* in a seed when the L1 distance of its embeddings exceeds a
+threshold; the score is the number of pairs that no seed separates (lower is better).
+``SeparationTask`` is the shared base of the tasks scored this way (GRAPH8c, EXP).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import torch
+
+from workers.tasks.base import Task
+
+THRESHOLD = 1e-3  # L1 distance above which a pair counts as separated
+BLOCK_ELEMENTS = 1 << 24  # bounds the working memory of the all-pairs count (floats per chunk)
+
+
+def separation_count(
+    embeddings: Sequence[torch.Tensor],
+    pairs: torch.Tensor | None = None,
+    threshold: float = THRESHOLD,
+    block_elements: int = BLOCK_ELEMENTS,
+) -> int:
+    """Number of pairs that no embedding separates (L1 distance > ``threshold``).
+
+    ``embeddings``: one (G, D) tensor per seed, rows in the same graph order.
+    ``pairs``: (P, 2) graph indices, or ``None`` for all G·(G−1)/2 pairs, done in chunks of about
+    ``block_elements`` floats that carry forward only the pairs not yet separated.
+    Embeddings must be finite: a model that outputs NaN or inf cannot be scored.
+    """
+    if len(embeddings) == 0:
+        raise ValueError("separation_count needs at least one embedding (one per seed)")
+    if not threshold >= 0:
+        raise ValueError(f"threshold={threshold!r} is not allowed; expected a distance >= 0")
+    tensors = [torch.as_tensor(emb).detach() for emb in embeddings]
+    tensors = [emb.to(torch.promote_types(emb.dtype, torch.float32)) for emb in tensors]  # ints: float32
+    shape = tensors[0].shape
+    if len(shape) != 2 or shape[1] == 0 or any(emb.shape != shape for emb in tensors):
+        raise ValueError(
+            f"embeddings must all have one shape (G, D), D >= 1; got {[tuple(e.shape) for e in tensors]}"
+        )
+    for seed, emb in enumerate(tensors):
+        if not bool(torch.isfinite(emb).all()):
+            raise ValueError(f"embeddings[{seed}] contains NaN or inf; cannot count separated pairs")
+    if pairs is None:
+        return _count_all_pairs(tensors, threshold, block_elements)
+    pairs = torch.as_tensor(pairs, dtype=torch.long, device=tensors[0].device)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must have shape (P, 2); got {tuple(pairs.shape)}")
+    if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= shape[0]):
+        raise ValueError(f"pairs index graphs outside 0..{shape[0] - 1}")
+    return int(_surviving(tensors, pairs[:, 0], pairs[:, 1], threshold)[0].numel())
+
+
+def _unseparated(first: torch.Tensor, second: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Row-wise: is the L1 distance of ``first`` and ``second`` (K, D) not above the threshold?"""
+    return (first - second).abs().sum(dim=-1) <= threshold  # (K,)
+
+
+def _surviving(
+    embeddings: Sequence[torch.Tensor], left: torch.Tensor, right: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs (left[k], right[k]) that none of ``embeddings`` separates."""
+    for emb in embeddings:
+        if left.numel() == 0:
+            break
+        keep = _unseparated(emb[left], emb[right], threshold)
+        left, right = left[keep], right[keep]
+    return left, right
+
+
+def _close_in_projection(
+    projection: torch.Tensor, reach: float, budget: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Chunks of index pairs (i, j), i != j, with |projection[i] − projection[j]| <= reach, each pair
+    once; a chunk holds about ``budget`` pairs (at least all partners of one index)."""
+    size = projection.numel()
+    values, order = torch.sort(projection)
+    ends = torch.searchsorted(values, values + reach, right=True)  # (U,) first sorted index out of reach
+    partners = (ends - torch.arange(size) - 1).clamp(min=0)  # (U,) later sorted indices within reach
+    total = torch.cumsum(partners, dim=0)  # (U,)
+    start = 0
+    while start < size:
+        done = int(total[start - 1]) if start else 0
+        stop = max(start + 1, int(torch.searchsorted(total, done + budget, right=True)))
+        per_row = partners[start:stop]  # (rows,)
+        left = torch.repeat_interleave(torch.arange(start, stop), per_row)  # (K,) sorted positions
+        first = torch.repeat_interleave(torch.cumsum(per_row, dim=0) - per_row, per_row)  # (K,)
+        right = left + 1 + torch.arange(left.numel()) - first  # (K,)
+        yield order[left], order[right]
+        start = stop
+
+
+def _count_all_pairs(embeddings: list[torch.Tensor], threshold: float, block_elements: int) -> int:
+    """All pairs. Graphs embedded identically in every seed are merged (their pairs are never
+    separated) and weighted by multiplicity; of the others, only pairs whose first-seed embeddings
+    are close along a fixed random direction w, |w_k| <= 1, are checked: |w·(a − b)| <= |a − b|_1."""
+    seeds, dim = len(embeddings), embeddings[0].shape[1]
+    flat = torch.cat(embeddings, dim=1)  # (G, S*D)
+    unique, weights = torch.unique(flat, dim=0, return_counts=True)  # (U, S*D), (U,)
+    distinct = unique.view(len(unique), seeds, dim).unbind(dim=1)  # S x (U, D)
+    count = int((weights * (weights - 1) // 2).sum())
+    generator = torch.Generator().manual_seed(0)
+    direction = 1 - 2 * torch.rand(dim, generator=generator, dtype=torch.float64)
+    direction /= direction.abs().max()  # (D,) generic, so that discrete embeddings rarely tie
+    projection = distinct[0].double().cpu() @ direction  # (U,) float64: rounding << the slack
+    budget = max(1, block_elements // max(1, dim))
+    device = distinct[0].device
+    for left, right in _close_in_projection(projection, threshold * (1 + 1e-4), budget):
+        left, right = _surviving(distinct, left.to(device), right.to(device), threshold)
+        count += int((weights[left] * weights[right]).sum())
+    return count
+
+
+class SeparationTask(Task):
+    """A task evaluated at initialisation by how many graph pairs its embeddings separate."""
+
+    target_kind: ClassVar[str] = "invariant"
+    metric: ClassVar[str] = "unseparated_pairs"
+    mode: ClassVar[str] = "min"
+    trainable: ClassVar[bool] = False
+
+    def pairs(self, size: int) -> torch.Tensor | None:
+        """The (P, 2) graph pairs that count, for a split of ``size`` graphs; ``None``: all pairs."""
+        return None
+
+    def loss(self, pred: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError(
+            f"task '{self.name}' is not trainable (it is scored at initialisation with "
+            "separation_count over seeds); it has no training loss"
+        )
+
+    def metrics(self, pred: torch.Tensor, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One seed's score: pairs a (G, D) embedding leaves unseparated, and the share it separates."""
+        size = int(pred.shape[0])
+        pairs = self.pairs(size)
+        total = size * (size - 1) // 2 if pairs is None else int(pairs.shape[0])
+        unseparated = separation_count([pred], pairs)
+        return {
+            "unseparated_pairs": float(unseparated),
+            "separated_fraction": 1.0 - unseparated / total if total else 1.0,
+        }
