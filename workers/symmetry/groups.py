@@ -53,7 +53,7 @@ class GroupElement:
                             pick(self.weights))
 
 
-_NAME = re.compile(r"^(?:(S_n)(?:\s*[x×]\s*)?)?(?:(O|SO|E|SE)\((\d+|d)\)|(C|D)_?(\d+|k))?$")
+_NAME = re.compile(r"^(?:(S_n)(?:$|[x×](?=S?[OE]\()))?(?:(O|SO|E|SE)\((\d+|d)\)|(C|D)_?(\d+|k))?$")  # no spaces
 
 
 class Group:

@@ -35,7 +35,8 @@ class GradNorm:
     Each step measures G = ‖∇_W (w·L)‖₂ for both losses on the last layer's weights W, the
     training rates L̃ = L / L(0), and moves α and β by ``lr`` along the gradient of
     |G_obj − Ḡ·r_α^γ| + |G_equi − Ḡ·r_β^γ| with Ḡ and the targets held constant; the weights
-    are then rescaled so that α + β keeps its initial sum, and clamped at 0.
+    are then clamped at 0 and rescaled so that α + β keeps its initial sum (a step that would
+    clamp both to 0 is skipped: no rescaling could bring them back).
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, lr: float = 0.01, gamma: float = 1.0):
@@ -66,10 +67,11 @@ class GradNorm:
         target_task = mean_grad * (rates[0] / mean_rate) ** self.gamma
         target_equi = mean_grad * (rates[1] / mean_rate) ** self.gamma
         # d|αG_t − c|/dα = sign(αG_t − c)·G_t (Ḡ and the targets are constants)
-        self.alpha = max(self.alpha - self.lr * _sign(g_task - target_task) * norm_task, 0.0)
-        self.beta = max(self.beta - self.lr * _sign(g_equi - target_equi) * norm_equi, 0.0)
-        scale = self.total / max(self.alpha + self.beta, 1e-12)
-        self.alpha, self.beta = self.alpha * scale, self.beta * scale
+        alpha = max(self.alpha - self.lr * _sign(g_task - target_task) * norm_task, 0.0)
+        beta = max(self.beta - self.lr * _sign(g_equi - target_equi) * norm_equi, 0.0)
+        if alpha + beta > 0:
+            scale = self.total / (alpha + beta)
+            self.alpha, self.beta = alpha * scale, beta * scale
         return self.alpha, self.beta
 
 
