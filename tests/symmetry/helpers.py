@@ -26,6 +26,13 @@ class FlatMLP(nn.Module):
         return self.net(flat).view(-1, *self.out_shape)
 
 
+def seeded_mlp(shapes: dict[str, tuple[int, ...]], out_shape: tuple[int, ...], seed: int) -> FlatMLP:
+    """A ``FlatMLP`` initialised from ``seed`` without touching the global random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return FlatMLP(shapes, out_shape)
+
+
 def padded_mask(batch: int, size: int, generator: torch.Generator, least: int = 2) -> torch.Tensor:
     counts = torch.randint(min(size, max(least, size // 2)), size + 1, (batch,), generator=generator)
     counts[0] = size
@@ -64,15 +71,16 @@ POINT_KINDS = {"pos": "point", "vel": "vector"}
 
 def build(group: Group, method: str, inputs: dict, kinds: dict, output_kind: str, out_shape, samples: int = 4,
           dtype=torch.float64, **options):
-    torch.manual_seed(0)  # parameter initialisation
     shapes = {k: tuple(v.shape[1:]) for k, v in inputs.items()}
     interface = None
     if group.finite is not None and method != "ga":
-        interface = RegularScorer(group, FlatMLP(shapes, (1,)), kinds)
+        interface = RegularScorer(group, seeded_mlp(shapes, (1,), 1), kinds)
     if group.permutations and not group.has_matrix and method != "ga" and method != "fa":
         options.setdefault("node_channels", {"x": inputs["x"].shape[-1]})
-    model = symmetrize(FlatMLP(shapes, out_shape), group, method, kinds, output_kind, samples, samples,
-                       interface=interface, **options)
+    with torch.random.fork_rng(devices=[]):  # deterministic parameters, global state untouched
+        torch.manual_seed(0)
+        model = symmetrize(seeded_mlp(shapes, out_shape, 0), group, method, kinds, output_kind, samples, samples,
+                           interface=interface, **options)
     return model.to(dtype)
 
 

@@ -9,6 +9,7 @@ only in distribution (their E is the Monte-Carlo error of N samples).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -73,8 +74,6 @@ def test_permutation_entropy_is_zero_when_all_samples_agree():
 
 
 def test_permutation_entropy_is_log_n_when_samples_are_uniform():
-    import itertools
-
     every = torch.tensor(list(itertools.permutations(range(4))))  # all 24 elements of S_4
     assert torch.allclose(permutation_entropy(every[None]), torch.tensor([math.log(4)], dtype=torch.float64))
     gen = torch.Generator().manual_seed(65)
@@ -85,8 +84,6 @@ def test_permutation_entropy_is_log_n_when_samples_are_uniform():
 
 def test_permutation_entropy_averages_over_real_nodes():
     """Padded nodes are fixed (entropy 0) and do not dilute the average over real ones."""
-    import itertools
-
     real = torch.tensor(list(itertools.permutations(range(3))))  # (6, 3)
     perms = torch.cat([real, torch.tensor([3, 4]).expand(6, -1)], dim=1)[None]  # (1, 6, 5)
     mask = torch.tensor([[True, True, True, False, False]])
