@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "data")
+COMMANDS = ("demo", "data", "equivariance", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

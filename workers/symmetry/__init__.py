@@ -29,7 +29,7 @@ from workers.symmetry.metrics import (
     coupled_equivariance_gap, equivariance_errors, permutation_entropy, sample_variance, transform_inputs, transform_noise,
 )
 from workers.symmetry.remul import GradNorm, equivariance_penalty
-from workers.symmetry.symmetrizer import SymmetrizedOutput, Symmetrizer
+from workers.symmetry.symmetrizer import SymmetrizedOutput, Symmetrizer, Unsymmetrized
 
 METHODS = ("ps", "ps_fixed_noise", "canonical", "ga", "fa")
 
@@ -94,7 +94,7 @@ def symmetrize(base: nn.Module, group: Group, method: str, input_kinds: Mapping[
 __all__ = [
     "DATA_KINDS", "METHODS", "DenseGIN", "Distribution", "FrameAveraging", "GradNorm", "Group",
     "GroupAveraging", "GroupElement", "ProbabilisticSymmetrization", "RegularScorer",
-    "SymmetrizedOutput", "Symmetrizer", "VectorInterface", "canonicalization", "coupled_equivariance_gap",
+    "SymmetrizedOutput", "Symmetrizer", "Unsymmetrized", "VectorInterface", "canonicalization", "coupled_equivariance_gap",
     "default_interface",
     "equivariance_errors", "equivariance_penalty", "make_distribution", "permutation_entropy",
     "sample_variance", "symmetrize", "transform_inputs", "transform_noise",

@@ -63,10 +63,28 @@ def sinkhorn_permutation(
     if not bool(mask.all()):
         hard = one_hot(argsort_permutation(scores, mask), scores.dtype).bool()
         logits = torch.where(hard & ~real_block, torch.zeros_like(logits), logits)
+    if temperature >= _SCALING_MIN_TEMPERATURE:
+        return _sinkhorn_scaling(logits, iterations).to(scores.dtype)
     for _ in range(iterations):
         logits = logits - torch.logsumexp(logits, dim=2, keepdim=True)
         logits = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     return logits.exp()
+
+
+# Real-block logits are ≥ −2/τ (|Z̄_i| ≤ 1); float64 exp is exact enough down to about e^−700.
+_SCALING_MIN_TEMPERATURE = 2.0 / 600.0
+
+
+def _sinkhorn_scaling(logits: torch.Tensor, iterations: int) -> torch.Tensor:
+    """The same alternating row/column normalisation as the log-space loop, in the scaling form
+    P = diag(u) K diag(v) with K = exp(logits) in float64: one exponential instead of two per
+    iteration and entry, and autograd keeps only K and the (R, n) scaling vectors."""
+    kernel = logits.double().exp()  # (R, n, n); every row and column holds an entry e^0 = 1
+    column = torch.ones(kernel.shape[0], kernel.shape[2], 1, dtype=kernel.dtype, device=kernel.device)
+    for _ in range(iterations):
+        row = 1.0 / (kernel @ column)  # (R, n, 1)
+        column = 1.0 / (kernel.transpose(1, 2) @ row)  # (R, n, 1)
+    return row * kernel * column.transpose(1, 2)
 
 
 def permutation_entropy_penalty(soft: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -45,10 +45,12 @@ class GradNorm:
         self.initial: tuple[float, float] | None = None
 
     def state_dict(self) -> dict:
-        return {"alpha": self.alpha, "beta": self.beta, "initial": self.initial}
+        return {"alpha": self.alpha, "beta": self.beta, "lr": self.lr, "gamma": self.gamma,
+                "total": self.total, "initial": self.initial}
 
     def load_state_dict(self, state: dict) -> None:
         self.alpha, self.beta = float(state["alpha"]), float(state["beta"])
+        self.lr, self.gamma, self.total = float(state["lr"]), float(state["gamma"]), float(state["total"])
         self.initial = None if state["initial"] is None else tuple(state["initial"])
 
     def step(self, task_loss: torch.Tensor, equi_loss: torch.Tensor, last_layer: torch.Tensor) -> tuple[float, float]:

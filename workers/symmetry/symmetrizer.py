@@ -121,3 +121,35 @@ class Symmetrizer(nn.Module):
                 output = output * mask.view(*mask.shape, *([1] * (output.dim() - 2))).to(output.dtype)
         penalty = aux.pop("entropy", output.new_zeros(()))
         return SymmetrizedOutput(output, per_sample, element, penalty, aux)
+
+
+class Unsymmetrized(nn.Module):
+    """The bare base model behind the same interface as ``Symmetrizer`` (one "sample", no group
+    element): the baseline of a sweep, and the model that augmentation and REMUL train."""
+
+    def __init__(self, base: nn.Module, group: Group, input_kinds: Mapping[str, str], output_kind: str):
+        super().__init__()
+        for name, kind in {**input_kinds, "<output>": output_kind}.items():
+            if kind not in DATA_KINDS:
+                raise ValueError(f"kind {kind!r} of {name!r} is not a kind; allowed: {', '.join(DATA_KINDS)}")
+        self.base, self._group = base, group
+        self.input_kinds, self.output_kind = dict(input_kinds), output_kind
+        self.train_samples = self.eval_samples = 1
+
+    @property
+    def group(self) -> Group:
+        return self._group
+
+    def num_samples(self) -> int:
+        return 1
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None,
+                noise: dict | None = None, samples: int | None = None,
+                generator: torch.Generator | None = None) -> SymmetrizedOutput:
+        rows = dict(inputs)
+        if mask is not None:
+            rows["mask"] = mask
+        output = self.base(rows)  # (B, ...)
+        if mask is not None and self.output_kind in ("node", "point", "vector"):
+            output = output * mask.view(*mask.shape, *([1] * (output.dim() - 2))).to(output.dtype)
+        return SymmetrizedOutput(output, output.unsqueeze(1), GroupElement(), output.new_zeros(()))

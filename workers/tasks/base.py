@@ -93,6 +93,14 @@ class Task(ABC):
         return splits
 
     @abstractmethod
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-example shape of every input field (without generating the data)."""
+
+    @abstractmethod
+    def output_shape(self) -> tuple[int, ...]:
+        """Per-example shape of the prediction a model must return (of kind ``target_kind``)."""
+
+    @abstractmethod
     def loss(self, pred: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Scalar training loss of a batch."""
 

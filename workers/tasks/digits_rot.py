@@ -100,6 +100,12 @@ class DigitsRot(Task):
     def generator_params(self) -> dict[str, Any]:
         return {key: value for key, value in self.params.items() if key != "train_size"}
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"image": (self.params["canvas"], self.params["canvas"], 1)}
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (10,)  # logits over the digits 0..9
+
     def generate(self) -> dict[str, np.ndarray]:
         images, labels = canvas_digits(self.params["canvas"])  # (1797, H, W), (1797,)
         rng = np.random.default_rng(self.params["seed"])

@@ -156,6 +156,9 @@ class _ExpGraphs:
     target_kind: ClassVar[str] = "invariant"
     params: dict[str, Any]
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"adj": (MAX_NODES, MAX_NODES, 1), "x": (MAX_NODES, 1)}
+
     def validate(self) -> None:
         seed = self.params["seed"]
         require(
@@ -183,6 +186,9 @@ class ExpClassify(_ExpGraphs, Task):
     name: ClassVar[str] = "exp_classify"
     metric: ClassVar[str] = "accuracy"
     mode: ClassVar[str] = "max"
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (1,)
 
     def generate(self) -> dict[str, np.ndarray]:
         graphs = exp_graphs(self.params["seed"])

@@ -59,6 +59,9 @@ class Graph8c(SeparationTask):
     defaults: ClassVar[dict[str, Any]] = {}
     input_kinds: ClassVar[dict[str, str]] = {"adj": "pair"}
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"adj": (NODES, NODES, 1)}
+
     def generate(self) -> dict[str, np.ndarray]:
         adjacency = connected_graphs_on_8()  # (G, 8, 8)
         size = adjacency.shape[0]

@@ -198,6 +198,13 @@ class NBody(Task):
                 p["frame_out"], f"an integer in [frame_in + 1, {FRAMES - 1}]")
         require(isinstance(p["clip_force"], bool), "clip_force", p["clip_force"], "true or false")
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        n, d = self.params["n_particles"], self.params["dim"]
+        return {"pos": (n, d), "vel": (n, d), "charges": (n, 1)}
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.params["n_particles"], self.params["dim"])
+
     def generate(self) -> dict[str, np.ndarray]:
         p = self.params
         stream = draw_initial_states(p["seed"], p["n_particles"], p["dim"])

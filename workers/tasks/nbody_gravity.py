@@ -154,6 +154,13 @@ class NBodyGravity(Task):
                 "an integer >= 1")
         require(is_int(p["seed"]) and p["seed"] >= 0, "seed", p["seed"], "an integer >= 0")
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        bodies = 1 + self.params["n_planets"]
+        return {"pos": (bodies, 3), "vel": (bodies, 3), "mass": (bodies, 1)}
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (1 + self.params["n_planets"], 3)
+
     def generate(self) -> dict[str, np.ndarray]:
         p = self.params
         arrays: dict[str, np.ndarray] = {}

@@ -153,6 +153,13 @@ class Pattern(Task):
         value = params["class_weighted"]
         require(isinstance(value, bool), "class_weighted", value, "true or false")
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        nodes = self.params["max_nodes"]
+        return {"adj": (nodes, nodes, 1), "x": (nodes, VOCABULARY)}
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.params["max_nodes"], 2)  # logits: not in the pattern / in the pattern
+
     def generator_params(self) -> dict[str, Any]:
         return {key: value for key, value in self.params.items() if key != "class_weighted"}
 

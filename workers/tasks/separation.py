@@ -123,6 +123,11 @@ class SeparationTask(Task):
     mode: ClassVar[str] = "min"
     trainable: ClassVar[bool] = False
 
+    embedding_size: ClassVar[int] = 10  # the PS paper's separation MLPs end in 10 units
+
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.embedding_size,)
+
     def pairs(self, size: int) -> torch.Tensor | None:
         """The (P, 2) graph pairs that count, for a split of ``size`` graphs; ``None``: all pairs."""
         return None

@@ -1,0 +1,88 @@
+"""``symsweep equivariance``: how equivariant is the configured model, and its bare base model?
+
+Builds the model of the composed config (freshly initialised from ``trainer.seed``, or the weights
+of a trial checkpoint), takes a batch of the task's data and measures E (PS paper eq. 12: error of
+the mean over M group samples) and E' (eq. 13: mean per-sample error) for the symmetrized model in
+evaluation mode and for its base model f_θ alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("equivariance", help="measure E and E' of a model and of its base model",
+                                   description=__doc__)
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value (as for launch)")
+    parser.add_argument("--checkpoint", help="a trial checkpoint (directory or state.pt); its config is used")
+    parser.add_argument("--samples", type=int, default=20, help="group samples M per input (default 20)")
+    parser.add_argument("--batch", type=int, default=16, help="examples of the evaluation split (default 16)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int) -> dict:
+    import torch
+
+    from workers.settings import check_config
+    from workers.symmetry import equivariance_errors
+    from workers.train import build_seeded, load_checkpoint, step_generator
+
+    task, trainer, _ = check_config(config)
+    model = build_seeded(task, config, trainer["seed"])
+    if checkpoint is not None:
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    model.eval()
+    data = task.load()
+    split = next(name for name in ("test", "val", "train") if name in data.splits)
+    batch = {key: value[:batch_size] for key, value in data.splits[split].items()}
+    inputs = {name: batch[name] for name in task.input_kinds}
+    mask = batch.get("mask")
+    generator = step_generator(trainer["seed"], 11)
+
+    def symmetrized(x, m):
+        return model(x, m, generator=generator).output
+
+    def base(x, m):
+        out = model.base(x if m is None else {**x, "mask": m})
+        if m is not None and task.target_kind in ("node", "point", "vector"):
+            out = out * m.view(*m.shape, *([1] * (out.dim() - 2))).to(out.dtype)
+        return out
+
+    kinds, kind = task.input_kinds, task.target_kind
+    full = equivariance_errors(symmetrized, inputs, model.group, kinds, kind, mask, samples,
+                               step_generator(trainer["seed"], 12))
+    bare = equivariance_errors(base, inputs, model.group, kinds, kind, mask, samples,
+                               step_generator(trainer["seed"], 12))
+    return {"E": full["E"], "E_prime": full["E_prime"], "E_base": bare["E"], "E_prime_base": bare["E_prime"],
+            "group": model.group.name, "method": config["symmetrizer"]["method"], "samples": samples,
+            "eval_samples": getattr(model, "eval_samples", 1), "task": task.name, "split": split,
+            "batch": int(next(iter(inputs.values())).shape[0]), "model": config["model"]["name"],
+            "checkpoint": checkpoint, "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.samples < 1 or args.batch < 1:
+        raise ValueError(f"--samples={args.samples} / --batch={args.batch} are not allowed; expected integers ≥ 1")
+    if args.checkpoint:
+        from workers.train import load_checkpoint
+
+        if args.overrides:
+            raise ValueError("--checkpoint fixes the configuration (the trial's own); drop the overrides "
+                             f"{' '.join(args.overrides)}")
+        config = load_checkpoint(args.checkpoint)["config"]
+    else:
+        from orchestrator.config import compose, trial_config
+
+        config = trial_config(compose(args.overrides))
+    result = measure(config, args.checkpoint, args.samples, args.batch)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['task']}: {result['method']} over {result['group']} ({result['model']} base), "
+          f"{result['batch']} {result['split']} examples, M = {result['samples']} group samples")
+    print(f"  symmetrized  E = {result['E']:.3e}   E' = {result['E_prime']:.3e}   (N = {result['eval_samples']})")
+    print(f"  base model   E = {result['E_base']:.3e}   E' = {result['E_prime_base']:.3e}")
+    return 0

@@ -1,0 +1,68 @@
+"""``symsweep train``: one trial in this process, without Ray Tune (for debugging).
+
+The same loop as a sweep's trials (``workers.train.run``), the same metrics and checkpoints:
+``<workdir>/progress.jsonl`` (one line per report), ``<workdir>/checkpoint_NNNNNN/state.pt`` and
+``<workdir>/result.json`` (the last report). ``--resume`` continues from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train one configuration in-process (no Tune)",
+                                   description=__doc__)
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value (as for launch; no sweeps)")
+    parser.add_argument("--workdir", help="where checkpoints and logs go (default <storage>/train-<time>)")
+    parser.add_argument("--resume", help="a checkpoint directory (or state.pt) to continue from")
+    parser.add_argument("--json", action="store_true", help="print each report as one JSON line")
+    parser.set_defaults(func=run)
+
+
+def _line(metrics: dict) -> str:
+    shown = [f"epoch {metrics.get('epoch', 0)}"]
+    for key, value in metrics.items():
+        if key.startswith(("train_loss", "val_", "test_", "best_val", "entropy", "equivariance")):
+            shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return "  ".join(shown)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.config import compose, trial_config
+
+    config = compose(args.overrides)
+    if config["sweep"]["params"]:
+        raise ValueError(f"symsweep train runs one configuration; sweep.params has "
+                         f"{', '.join(config['sweep']['params'])}: use symsweep launch for sweeps")
+    if config["trainer"]["devices"] != 1:
+        raise ValueError(f"trainer.devices={config['trainer']['devices']} needs Ray Train workers; symsweep train "
+                         "runs one process (allowed: 1); use symsweep launch to shard group samples")
+    trial = trial_config(config)
+    from workers.settings import check_config
+
+    check_config(trial)  # every error before any directory is written
+    workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(trial, indent=2))
+    progress = (workdir / "progress.jsonl").open("a")
+
+    def report(metrics: dict, checkpoint) -> None:
+        row = {**metrics, "checkpoint": None if checkpoint is None else str(checkpoint)}
+        progress.write(json.dumps(row) + "\n")
+        progress.flush()
+        print(json.dumps(row) if args.json else _line(metrics), flush=True)
+
+    from workers.train import run as train_run
+
+    try:
+        result = train_run(trial, report, workdir, args.resume)
+    finally:
+        progress.close()
+    (workdir / "result.json").write_text(json.dumps(result, indent=2))
+    if not args.json:
+        print(f"results in {workdir}")
+    return 0

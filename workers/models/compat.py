@@ -1,0 +1,62 @@
+"""Import timm (and so torchvision) on a CPU-only torch.
+
+The torchvision wheel on the package index is built for CUDA. With a CPU build of torch its C
+extension (``torchvision/_C.so``) cannot load, and ``import torchvision`` then fails while it
+registers fake kernels for ``torchvision::nms``/``torchvision::qnms``: "operator torchvision::nms does
+not exist". symsweep never calls those detection ops, so when — and only when — the extension fails
+to load, we declare the two operator schemas ourselves before torchvision is imported; the import
+then succeeds and everything timm needs (pure-Python transforms and models) works. Where the
+extension loads (a matching CUDA or CPU build), this is a no-op.
+
+This is the only place in symsweep that deals with it: import timm through ``import_timm()``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+import torch
+
+_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_library = None  # keeps the schema registration alive for the life of the process
+
+
+def torchvision_extension_loads() -> bool:
+    """Whether torchvision's compiled extension loads against this torch (True if not installed)."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    for name in os.listdir(spec.submodule_search_locations[0]):
+        if name.startswith("_C.") and name.endswith((".so", ".pyd")):
+            try:
+                torch.ops.load_library(os.path.join(spec.submodule_search_locations[0], name))
+                return True
+            except (OSError, RuntimeError):
+                return False
+    return False
+
+
+def ensure_torchvision_importable() -> bool:
+    """Declare the missing op schemas if torchvision's extension cannot load; True if it did so."""
+    global _library
+    if _library is not None or "torchvision" in sys.modules or torchvision_extension_loads():
+        return False
+    library = torch.library.Library("torchvision", "DEF")
+    for schema in _SCHEMAS:
+        library.define(schema)
+    _library = library
+    return True
+
+
+def import_timm() -> ModuleType:
+    """``import timm`` after the compatibility step."""
+    ensure_torchvision_importable()
+    import timm
+
+    return timm

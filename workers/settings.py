@@ -1,0 +1,97 @@
+"""A trial's configuration: defaults of the trainer and REMUL sections, and every check that
+can be made before any work starts (each error names the key, the value and what is allowed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from workers.models.factory import check
+from workers.sharding import Shard
+from workers.tasks import Task, get_task
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "epochs": 10, "batch_size": 100, "eval_batch_size": None, "optimizer": "adam", "lr": 1e-3,
+    "pretrained_lr": None, "weight_decay": 0.0, "warmup_epochs": 0, "schedule": "constant",
+    "grad_clip": None, "eval_every": 1, "checkpoint_every": 1, "seed": 0, "device": "auto",
+    "precision": "fp32", "devices": 1, "threads": None, "equivariance_every": 1,
+    "equivariance_samples": 4, "equivariance_batch": 16, "separation_seeds": 100,
+}
+REMUL_DEFAULTS: dict[str, Any] = {"alpha": 1.0, "beta": 1.0, "balance": "constant", "gradnorm_lr": 0.01,
+                                  "gradnorm_gamma": 1.0}
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+
+
+def settings(config: Mapping[str, Any], section: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``config[section]`` over ``defaults``; unknown keys are an error naming the key."""
+    given = dict(config.get(section) or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{section}.{unknown[0]}={given[unknown[0]]!r} is not a {section} option; "
+                         f"allowed: {', '.join(defaults)}")
+    return {**defaults, **given}
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is not allowed; expected {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
+    """Validate a trial's config before any work: (task, trainer settings, remul settings)."""
+    trainer = settings(config, "trainer", TRAINER_DEFAULTS)
+    remul = settings(config, "remul", REMUL_DEFAULTS)
+    for key in ("epochs", "batch_size", "eval_every", "checkpoint_every", "devices", "equivariance_samples",
+                "equivariance_batch", "separation_seeds"):
+        _require(_is_int(trainer[key]) and trainer[key] >= 1, f"trainer.{key}", trainer[key], "an integer ≥ 1")
+    for key in ("eval_batch_size", "threads"):
+        _require(trainer[key] is None or (_is_int(trainer[key]) and trainer[key] >= 1), f"trainer.{key}",
+                 trainer[key], "null or an integer ≥ 1")
+    for key in ("warmup_epochs", "equivariance_every", "seed"):
+        _require(_is_int(trainer[key]) and trainer[key] >= 0, f"trainer.{key}", trainer[key], "an integer ≥ 0")
+    _require(_is_number(trainer["lr"]) and trainer["lr"] > 0, "trainer.lr", trainer["lr"], "a number > 0")
+    _require(trainer["pretrained_lr"] is None or (_is_number(trainer["pretrained_lr"]) and trainer["pretrained_lr"] >= 0),
+             "trainer.pretrained_lr", trainer["pretrained_lr"], "null or a number ≥ 0")
+    _require(_is_number(trainer["weight_decay"]) and trainer["weight_decay"] >= 0, "trainer.weight_decay",
+             trainer["weight_decay"], "a number ≥ 0")
+    _require(trainer["grad_clip"] is None or (_is_number(trainer["grad_clip"]) and trainer["grad_clip"] > 0),
+             "trainer.grad_clip", trainer["grad_clip"], "null or a number > 0")
+    for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
+                         ("precision", PRECISIONS)):
+        _require(trainer[key] in allowed, f"trainer.{key}", trainer[key], f"one of {', '.join(allowed)}")
+    for key in ("alpha", "beta"):
+        _require(_is_number(remul[key]) and remul[key] >= 0, f"remul.{key}", remul[key], "a number ≥ 0")
+    _require(remul["balance"] in ("constant", "gradnorm"), "remul.balance", remul["balance"],
+             "one of constant, gradnorm")
+    task_config = dict(config.get("task") or {})
+    task = get_task(task_config.pop("name", None), **task_config)
+    symmetrizer = dict(config.get("symmetrizer") or {})
+    for key in ("train_samples", "eval_samples"):
+        value = symmetrizer.get(key, 1)
+        _require(_is_int(value) and value >= 1, f"symmetrizer.{key}", value, "an integer ≥ 1")
+    for key, low, strict in (("noise_scale", 0, False), ("temperature", 0, True), ("entropy_weight", 0, False)):
+        if key in symmetrizer:
+            value = symmetrizer[key]
+            ok = _is_number(value) and (value > low if strict else value >= low)
+            _require(ok, f"symmetrizer.{key}", value, f"a number {'>' if strict else '≥'} {low}")
+    value = symmetrizer.get("sinkhorn_iters", 20)
+    _require(_is_int(value) and value >= 1, "symmetrizer.sinkhorn_iters", value, "an integer ≥ 1")
+    plan = check(task, config)
+    if trainer["devices"] > 1:
+        if plan.method not in ("ps", "ps_fixed_noise", "ga", "fa"):
+            raise ValueError(f"trainer.devices={trainer['devices']} shards group samples, but method "
+                             f"{plan.method!r} has one sample; allowed: 1 for methods canonical, none, augment, remul")
+        for key in ("train_samples", "eval_samples"):
+            Shard(0, trainer["devices"]).share(int(symmetrizer.get(key, 1)))
+    return task, trainer, remul

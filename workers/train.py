@@ -1,0 +1,358 @@
+"""The training loop: one plain-dict config in, metrics and checkpoints out. No ray import.
+
+``run(config, report, workdir, resume, shard)`` trains one symmetrized model on one task:
+
+    data (cached) -> model (factory) -> for each epoch: shuffled batches (order from (seed, epoch))
+      -> loss (+ entropy penalty | augmentation | REMUL penalty) -> backward -> clip -> step
+      -> every ``eval_every`` epochs: every evaluation split with the eval sample count, best
+         validation and the test metrics at it, entropy of P̄, a cheap equivariance error
+      -> every ``checkpoint_every`` epochs: an atomic checkpoint -> ``report(metrics, checkpoint)``
+
+All randomness is explicit: group-sample noise of step s comes from a generator seeded by
+(seed, s), evaluation noise from (seed, epoch, split), batch order from (seed, epoch), and the
+global torch RNG (dropout) is saved in every checkpoint, so resuming from any checkpoint gives the
+same metrics at every later epoch as the uninterrupted run (exactly, on CPU). Tasks that are scored
+at initialisation (GRAPH8c, EXP) run the separation protocol instead of training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from workers.models.factory import build_model
+from workers.settings import check_config
+from workers.sharding import Shard, take_noise
+from workers.symmetry import Symmetrizer, equivariance_errors, permutation_entropy, transform_inputs
+from workers.tasks import Task, iterate_batches
+from workers.tasks.separation import separation_count
+
+Report = Callable[[dict, "Path | None"], None]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# -- set-up -------------------------------------------------------------------------------------------
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("trainer.device='cuda' but no CUDA device is visible to this trial; allowed here: auto, cpu")
+    return torch.device("cuda" if choice in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(model: torch.nn.Module, trainer: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Adam/AdamW; parameters loaded from a pretrained weights file get ``pretrained_lr``."""
+    names = set(getattr(getattr(model, "base", None), "pretrained_parameter_names", lambda: [])())
+    pretrained = [p for n, p in model.named_parameters() if n.removeprefix("base.") in names and n.startswith("base.")]
+    others = [p for n, p in model.named_parameters() if not (n.startswith("base.") and n.removeprefix("base.") in names)]
+    groups = [{"params": others, "lr": trainer["lr"]}]
+    if pretrained:
+        groups.append({"params": pretrained, "lr": trainer["pretrained_lr"] if trainer["pretrained_lr"] is not None
+                       else trainer["lr"]})
+    cls = torch.optim.AdamW if trainer["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(groups, weight_decay=trainer["weight_decay"])
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, trainer: Mapping[str, Any], steps_per_epoch: int):
+    """Linear warm-up over ``warmup_epochs``, then constant or cosine decay to 0, per step."""
+    warmup, total = trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if trainer["schedule"] == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def step_generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of integers (seed, step, ...)."""
+    value = 0
+    for part in key:
+        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
+    return torch.Generator().manual_seed(value)
+
+
+def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+# -- one forward pass -----------------------------------------------------------------------------------
+def forward(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor], generator: torch.Generator,
+            shard: Shard, samples: int | None = None):
+    """The model's output on a batch; a ``Symmetrizer``'s samples are sharded over workers."""
+    inputs = {name: batch[name] for name in task.input_kinds}
+    mask = batch.get("mask")
+    if not isinstance(model, Symmetrizer):
+        return model(inputs, mask)
+    samples = samples or model.num_samples()
+    noise = model.draw_noise(inputs, mask, samples, generator)  # every worker: all B·N rows
+    if not shard.active:
+        return model(inputs, mask, noise=noise, samples=samples)
+    rows = shard.rows(int(next(iter(inputs.values())).shape[0]), samples, mask.device if mask is not None
+                      else next(iter(inputs.values())).device)
+    local = model(inputs, mask, noise=take_noise(noise, rows), samples=shard.share(samples))
+    local.output = shard.mean(local.output)
+    return local
+
+
+def transformed_batch(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor],
+                      generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """(g·x, g·y) with one uniform random g per example: augmentation and the REMUL penalty."""
+    group, kinds = model.group, task.input_kinds
+    mask = batch.get("mask")
+    target = batch["y"]
+    like = next(v for v in batch.values() if v.is_floating_point())
+    size = None if mask is None else int(mask.shape[1])
+    if size is None:
+        size = next((int(batch[k].shape[1]) for k, kind in kinds.items() if kind in ("node", "pair", "point", "vector")), None)
+    g = group.sample(int(target.shape[0]), size, mask, generator, like.dtype, like.device)
+    moved, moved_mask = transform_inputs(group, g, {k: batch[k] for k in kinds}, kinds, mask)
+    out = {**batch, **moved, "y": group.act(g, target, task.target_kind, mask)}
+    if moved_mask is not None:
+        out["mask"] = moved_mask
+    return out
+
+
+def training_loss(model, task: Task, batch, generator: torch.Generator, shard: Shard, method: str,
+                  symmetrizer: Mapping[str, Any], remul: Mapping[str, Any], gradnorm) -> tuple[torch.Tensor, dict]:
+    """The scalar loss of one batch, and its parts for the logs."""
+    if method == "augment":
+        batch = transformed_batch(model, task, batch, generator)
+    out = forward(model, task, batch, generator, shard)
+    task_loss = task.loss(out.output, batch)
+    parts = {"task_loss": task_loss.detach()}
+    loss = task_loss
+    weight = float(symmetrizer.get("entropy_weight", 0.0) or 0.0)
+    if weight and out.penalty.requires_grad:
+        loss = loss + weight * out.penalty
+        parts["entropy_penalty"] = out.penalty.detach()
+    if method == "remul":
+        moved = transformed_batch(model, task, batch, generator)
+        equi_loss = task.loss(forward(model, task, moved, generator, shard).output, moved)
+        alpha, beta = remul["alpha"], remul["beta"]
+        if gradnorm is not None and torch.is_grad_enabled():
+            last = [p for p in model.base.parameters() if p.dim() >= 2][-1]
+            alpha, beta = gradnorm.step(task_loss, equi_loss, last)
+        loss = alpha * task_loss + beta * equi_loss
+        parts.update(equivariance_loss=equi_loss.detach(), alpha=torch.tensor(alpha), beta=torch.tensor(beta))
+    return loss, parts
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model, task: Task, split: Mapping[str, torch.Tensor], trainer: Mapping[str, Any], device,
+             generator: torch.Generator, shard: Shard) -> tuple[dict[str, float], float | None]:
+    """Task metrics of a whole split with the eval sample count, and the entropy of P̄ (S_n)."""
+    model.eval()
+    predictions, entropies = [], []
+    size = trainer["eval_batch_size"] or trainer["batch_size"]
+    for batch in iterate_batches(split, size, shuffle=False):
+        batch = to_device(batch, device)
+        out = forward(model, task, batch, generator, shard)
+        predictions.append(out.output.float())
+        perm = getattr(out.elements, "perm", None)
+        if perm is not None:
+            perms = shard.gather(perm.view(out.samples.shape[0], -1, perm.shape[-1]), dim=1)  # (B, N, n)
+            entropies.append(permutation_entropy(perms, batch.get("mask")))
+    metrics = task.metrics(torch.cat(predictions), to_device(split, device))
+    entropy = float(torch.cat(entropies).mean()) if entropies else None
+    return metrics, entropy
+
+
+def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], trainer, device, seed: int) -> float:
+    """E (PS paper eq. 12) on the first examples of ``split`` with a few group samples."""
+    model.eval()
+    batch = to_device({k: v[: trainer["equivariance_batch"]] for k, v in split.items()}, device)
+    inputs = {name: batch[name] for name in task.input_kinds}
+    generator = step_generator(seed, 7)
+
+    def apply(x, mask):
+        return model(x, mask, generator=generator).output if isinstance(model, Symmetrizer) else model(x, mask).output
+
+    errors = equivariance_errors(apply, inputs, model.group, task.input_kinds, task.target_kind, batch.get("mask"),
+                                 samples=trainer["equivariance_samples"], generator=step_generator(seed, 8))
+    return errors["E"]
+
+
+# -- checkpoints --------------------------------------------------------------------------------------
+def save_checkpoint(directory: Path, state: dict) -> Path:
+    """Write ``state`` to ``directory/state.pt`` atomically (temporary file + rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".state.pt.{os.getpid()}.tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, directory / "state.pt")
+    return directory
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    return torch.load(path / "state.pt" if path.is_dir() else path, map_location="cpu", weights_only=False)
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def build_seeded(task: Task, config: Mapping[str, Any], seed: int) -> torch.nn.Module:
+    """The model initialised from ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(task, config)
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None, shard: Shard = Shard()) -> dict[str, float]:
+    """Train (or, for separation tasks, score) one configuration; return the last reported metrics.
+
+    ``report(metrics, checkpoint_dir)`` is called after every evaluation or checkpoint (the
+    directory is None when no checkpoint was written). ``resume`` is a checkpoint to continue from.
+    Only rank 0 of a sharded trial writes checkpoints.
+    """
+    task, trainer, remul = check_config(config)
+    if trainer["threads"]:
+        torch.set_num_threads(trainer["threads"])
+    device = pick_device(trainer["device"])
+    workdir = Path(workdir or Path.cwd() / "trial")
+    report = report or (lambda metrics, checkpoint: None)
+    data = task.load()
+    if not task.trainable:
+        return separation(task, config, trainer, data, device, report)
+    seed, method = trainer["seed"], (config.get("symmetrizer") or {}).get("method", "ps")
+    model = build_seeded(task, config, seed).to(device)
+    optimizer = make_optimizer(model, trainer)
+    train_split = data.splits["train"]
+    steps_per_epoch = math.ceil(data.size("train") / trainer["batch_size"])
+    scheduler = make_schedule(optimizer, trainer, steps_per_epoch)
+    gradnorm = None
+    if method == "remul" and remul["balance"] == "gradnorm":
+        from workers.symmetry import GradNorm
+
+        gradnorm = GradNorm(remul["alpha"], remul["beta"], remul["gradnorm_lr"], remul["gradnorm_gamma"])
+    torch.manual_seed(seed + 1)  # the global stream: dropout
+    state = {"epoch": 0, "step": 0, "best": {}, "metrics": {}, "evaluations": 0, "elapsed": 0.0}
+    if resume is not None:
+        saved = load_checkpoint(resume)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if gradnorm is not None:
+            gradnorm.load_state_dict(saved["gradnorm"])
+        set_rng_state(saved["rng"], device)
+        state = saved["loop"]
+    evaluation_splits = [name for name in data.splits if name != "train"]
+    autocast = trainer["precision"] == "bf16" and device.type == "cuda"
+    symmetrizer = config.get("symmetrizer") or {}
+    start = time.perf_counter() - state["elapsed"]
+    for epoch in range(state["epoch"] + 1, trainer["epochs"] + 1):
+        model.train()
+        epoch_start, losses, examples = time.perf_counter(), [], 0
+        for batch in iterate_batches(train_split, trainer["batch_size"], shuffle=True, seed=seed, epoch=epoch):
+            state["step"] += 1
+            batch = to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss, parts = training_loss(model, task, batch, step_generator(seed, state["step"]), shard,
+                                            method, symmetrizer, remul, gradnorm)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"non-finite training loss ({float(loss)}) at epoch {epoch}, step {state['step']}; "
+                                    f"the last good checkpoint (epoch {state['epoch']}) is kept in {workdir}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            shard.average_gradients(model.parameters())
+            if trainer["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            examples += int(batch["y"].shape[0])
+        seconds = time.perf_counter() - epoch_start
+        metrics = {"epoch": epoch, "step": state["step"], "train_loss": sum(losses) / max(1, len(losses)),
+                   "samples_per_s": examples * getattr(model, "train_samples", 1) / max(seconds, 1e-9),
+                   "examples_per_s": examples / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+        for name, value in parts.items():
+            metrics[f"train_{name}"] = float(value)
+        evaluate_now = epoch % trainer["eval_every"] == 0 or epoch == trainer["epochs"]
+        if evaluate_now:
+            state["evaluations"] += 1
+            for index, split in enumerate(evaluation_splits):
+                values, entropy = evaluate(model, task, data.splits[split], trainer, device,
+                                           step_generator(seed, epoch, 1_000 + index), shard)
+                metrics.update({f"{split}_{key}": value for key, value in values.items()})
+                if entropy is not None and split == "val":
+                    metrics["entropy"] = entropy
+            every = trainer["equivariance_every"]
+            if every and state["evaluations"] % every == 0:
+                metrics["equivariance_error"] = equivariance_error(model, task, data.splits["val"], trainer, device,
+                                                                   seed * 7919 + epoch)
+            state["best"] = best_so_far(state["best"], metrics, task, epoch, evaluation_splits)
+            state["metrics"] = {k: v for k, v in metrics.items() if k.split("_")[0] in evaluation_splits
+                                or k in ("entropy", "equivariance_error")}
+        metrics.update(state["metrics"])
+        metrics.update(state["best"])
+        state["epoch"], state["elapsed"] = epoch, time.perf_counter() - start
+        metrics["elapsed_s"] = state["elapsed"]
+        checkpoint = None
+        if epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]:
+            if shard.rank == 0:
+                checkpoint = save_checkpoint(workdir / f"checkpoint_{epoch:06d}", {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "gradnorm": None if gradnorm is None else gradnorm.state_dict(),
+                    "rng": rng_state(device), "loop": dict(state), "config": dict(config)})
+        if evaluate_now or checkpoint is not None:
+            report(metrics, checkpoint)
+    return metrics
+
+
+def best_so_far(best: dict, metrics: Mapping[str, float], task: Task, epoch: int, splits: list[str]) -> dict:
+    """Best validation metric so far, and every evaluation metric at that epoch (``best_*``)."""
+    key = f"val_{task.metric}"
+    if key not in metrics:
+        return best
+    current = best.get(f"best_{key}")
+    better = current is None or (metrics[key] < current if task.mode == "min" else metrics[key] > current)
+    if not better:
+        return best
+    out = {f"best_{k}": v for k, v in metrics.items() if k.split("_")[0] in splits}
+    out["best_epoch"] = epoch
+    return out
+
+
+def separation(task: Task, config: Mapping[str, Any], trainer, data, device, report: Report) -> dict[str, float]:
+    """PS paper protocol: for seeds 0..S-1 embed every graph with a freshly initialised model (eval
+    samples); count the pairs no seed separates."""
+    split = data.splits["test"]
+    embeddings, start = [], time.perf_counter()
+    for seed in range(trainer["separation_seeds"]):
+        model = build_seeded(task, config, seed).to(device).eval()
+        generator = step_generator(trainer["seed"], seed)
+        with torch.no_grad():
+            parts = [forward(model, task, to_device(batch, device), generator, Shard()).output.double().cpu()
+                     for batch in iterate_batches(split, trainer["eval_batch_size"] or trainer["batch_size"], False)]
+        embeddings.append(torch.cat(parts))
+    size = data.size("test")
+    pairs = task.pairs(size)
+    total = size * (size - 1) // 2 if pairs is None else int(pairs.shape[0])
+    unseparated = separation_count(embeddings, pairs)
+    metrics = {"epoch": 0, "test_unseparated_pairs": float(unseparated),
+               "test_separated_fraction": 1.0 - unseparated / total if total else 1.0,
+               "seeds": trainer["separation_seeds"], "elapsed_s": time.perf_counter() - start}
+    report(metrics, None)
+    return metrics
