@@ -60,16 +60,56 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         raise ValueError(f"{str(err).splitlines()[0]}{allowed}") from None
     except (ConfigCompositionException, OmegaConfBaseException) as err:
         cause = err.__cause__ or err
+        key = getattr(cause, "full_key", None)
         message = str(cause).splitlines()[0]
-        if "not in struct" in str(cause) or "Key '" in message:
-            message += "; add new keys only under sweep.params, or check the spelling (README, Config reference)"
-        raise ValueError(f"invalid override: {message}") from None
+        if "not in struct" in str(cause) and key:
+            section = key.rsplit(".", 1)[0] if "." in key else None
+            raise ValueError(f"{key} is not a config key; check the spelling (README, Config reference)"
+                             + (f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else "")
+                             ) from None
+        raise ValueError(f"invalid override{f' of {key}' if key else ''}: {message}") from None
     config = OmegaConf.to_container(composed, resolve=True)
-    params = dict(config["sweep"].get("params") or {})
+    params = flatten_params(config["sweep"].get("params") or {})
     for key, values in sweeps.items():
         params[key] = {"grid": values}
     config["sweep"]["params"] = params
     return config
+
+
+def composed_keys(plain: list[str]):
+    """The config composed without key overrides (to list the keys a section has)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    groups = [o for o in plain if "=" in o and o.split("=", 1)[0].lstrip("+~") in GROUPS]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            return hydra_compose("config", overrides=groups)
+    except Exception:  # noqa: BLE001 - only used to enrich an error message
+        return None
+
+
+def _keys(config, section: str) -> list[str]:
+    node = config
+    for part in section.split("."):
+        node = node.get(part) if node is not None and hasattr(node, "get") else None
+    return sorted(node.keys()) if node is not None and hasattr(node, "keys") else []
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``sweep.params`` with dotted keys: ``{symmetrizer: {noise_scale: {grid: [..]}}}`` (as written
+    on the command line, ``+sweep.params.symmetrizer.noise_scale=...``) becomes
+    ``{"symmetrizer.noise_scale": {grid: [..]}}``. A domain is a mapping with one domain key."""
+    from orchestrator.sweep import DOMAINS
+
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and not (len(value) == 1 and next(iter(value)) in DOMAINS):
+            flat.update(flatten_params(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
 
 
 def trial_config(config: dict[str, Any]) -> dict[str, Any]:

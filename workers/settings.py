@@ -7,7 +7,6 @@ import math
 from typing import Any, Mapping
 
 from workers.models.factory import check
-from workers.sharding import Shard
 from workers.tasks import Task, get_task
 
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -70,7 +69,7 @@ def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
     for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
                          ("precision", PRECISIONS)):
         _require(trainer[key] in allowed, f"trainer.{key}", trainer[key], f"one of {', '.join(allowed)}")
-    for key in ("alpha", "beta"):
+    for key in ("alpha", "beta", "gradnorm_lr", "gradnorm_gamma"):
         _require(_is_number(remul[key]) and remul[key] >= 0, f"remul.{key}", remul[key], "a number ≥ 0")
     _require(remul["balance"] in ("constant", "gradnorm"), "remul.balance", remul["balance"],
              "one of constant, gradnorm")
@@ -93,5 +92,8 @@ def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
             raise ValueError(f"trainer.devices={trainer['devices']} shards group samples, but method "
                              f"{plan.method!r} has one sample; allowed: 1 for methods canonical, none, augment, remul")
         for key in ("train_samples", "eval_samples"):
-            Shard(0, trainer["devices"]).share(int(symmetrizer.get(key, 1)))
+            samples = symmetrizer.get(key, 1)
+            if samples % trainer["devices"]:
+                raise ValueError(f"symmetrizer.{key}={samples} cannot be split evenly over trainer.devices="
+                                 f"{trainer['devices']}; allowed: a multiple of {trainer['devices']}")
     return task, trainer, remul

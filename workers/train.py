@@ -101,6 +101,7 @@ def forward(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor
                       else next(iter(inputs.values())).device)
     local = model(inputs, mask, noise=take_noise(noise, rows), samples=shard.share(samples))
     local.output = shard.mean(local.output)
+    local.penalty = shard.mean(local.penalty)  # the loss of all N samples; gradients are unchanged
     return local
 
 
@@ -262,6 +263,9 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
     autocast = trainer["precision"] == "bf16" and device.type == "cuda"
     symmetrizer = config.get("symmetrizer") or {}
     start = time.perf_counter() - state["elapsed"]
+    # what a run resumed from its final checkpoint returns: the last evaluation, nothing trained
+    metrics = {"epoch": state["epoch"], "step": state["step"], **state["metrics"], **state["best"],
+               "elapsed_s": state["elapsed"]}
     for epoch in range(state["epoch"] + 1, trainer["epochs"] + 1):
         model.train()
         epoch_start, losses, examples = time.perf_counter(), [], 0

@@ -1,5 +1,7 @@
 """``symsweep train``: one trial in this process, without Ray Tune (for debugging).
 
+A preset's sweep is ignored: swept keys keep their base values (set them with key=value).
+
 The same loop as a sweep's trials (``workers.train.run``), the same metrics and checkpoints:
 ``<workdir>/progress.jsonl`` (one line per report), ``<workdir>/checkpoint_NNNNNN/state.pt`` and
 ``<workdir>/result.json`` (the last report). ``--resume`` continues from a checkpoint.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = compose(args.overrides)
     if config["sweep"]["params"]:
-        raise ValueError(f"symsweep train runs one configuration; sweep.params has "
-                         f"{', '.join(config['sweep']['params'])}: use symsweep launch for sweeps")
+        print(f"symsweep train: one configuration; the swept keys {', '.join(config['sweep']['params'])} keep "
+              "their base values (set them with key=value)", file=sys.stderr)
     if config["trainer"]["devices"] != 1:
         raise ValueError(f"trainer.devices={config['trainer']['devices']} needs Ray Train workers; symsweep train "
                          "runs one process (allowed: 1); use symsweep launch to shard group samples")

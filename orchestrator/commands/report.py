@@ -1,0 +1,23 @@
+"""``symsweep report PATH``: (re)write trials.csv, summary.csv, summary.md and plots/ from the
+experiment directory, at any time: during a sweep, after it, or after a failure."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("report", help="write the tables and plots of an experiment", description=__doc__)
+    parser.add_argument("path", help="the experiment directory (<storage>/<name>)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator import aggregate
+
+    path = Path(args.path).expanduser().resolve()
+    written = aggregate.write_report(path)
+    print(aggregate.summary_table(path))
+    print(f"\n{written['trials']} trial(s) {written['by_state']}; wrote {len(written['files'])} file(s) in {path}")
+    return 0

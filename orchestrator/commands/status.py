@@ -1,0 +1,30 @@
+"""``symsweep status PATH [--json]``: trial counts by state and the best result so far."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("status", help="trial counts by state and the best so far", description=__doc__)
+    parser.add_argument("path", help="the experiment directory (<storage>/<name>)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator import aggregate
+
+    state = aggregate.status(Path(args.path).expanduser().resolve())
+    if args.json:
+        print(json.dumps(state, default=str))
+        return 0
+    counts = ", ".join(f"{count} {name}" for name, count in sorted(state["by_state"].items()))
+    print(f"{state['trials']} trial(s): {counts or 'none yet'}")
+    best = state.get("best")
+    if best:
+        params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items())
+        print(f"best {best['metric']} = {best['value']:.4g}" + (f" ({params})" if params else ""))
+    return 0

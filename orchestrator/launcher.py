@@ -1,0 +1,150 @@
+"""Ray: start or attach, check resources, build the Tuner, run it, restore it.
+
+Without ``cluster.address`` the driver starts an embedded local Ray (``address="local"``: never a
+running cluster by accident) and stops it at the end; ``auto`` or ``ray://host:port`` attaches to a
+cluster (also when this command is the entrypoint of ``ray job submit``). The experiment directory
+is ``<storage>/<name>``; Ray Tune keeps its state there, so ``symsweep resume`` continues a sweep
+after a crash of the driver or the whole cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from orchestrator.config import trial_config
+from orchestrator.sweep import metric_and_mode, search_space
+
+
+def experiment_dir(config: Mapping[str, Any]) -> Path:
+    name = config["name"] or f"{config['task']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(config["storage"]).expanduser().resolve() / name
+
+
+def start_ray(cluster: Mapping[str, Any]) -> bool:
+    """Start an embedded local Ray or attach to ``cluster.address``; True when started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"include_dashboard": bool(cluster["dashboard"]), "dashboard_host": "127.0.0.1",
+                               "log_to_driver": True, "configure_logging": False}
+    if cluster["address"] is None:
+        ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
+        return True
+    ray.init(address=cluster["address"], log_to_driver=True)
+    return False
+
+
+def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """(resources of the Tune trial, resources of each device worker)."""
+    cluster, devices = config["cluster"], int(config["trainer"]["devices"])
+    worker = {"cpus": float(cluster["cpus_per_trial"]), "gpus": float(cluster["gpus_per_trial"])}
+    if devices > 1:  # the Tune trial only drives k Ray Train workers, which hold the resources
+        return {"CPU": 0.01}, worker
+    return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
+
+
+def check_resources(config: Mapping[str, Any]) -> None:
+    """Fail now, with a clear message, if no node can ever hold one trial (Ray would wait forever)."""
+    import ray
+
+    _, worker = trial_resources(config)
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+    most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
+    if worker["gpus"] > most_gpus:
+        where = "no node of this cluster has a GPU" if most_gpus == 0 else f"the largest node has {most_gpus:g} GPUs"
+        raise ValueError(f"cluster.gpus_per_trial={worker['gpus']:g} cannot be satisfied: {where}; allowed here: "
+                         f"at most {most_gpus:g} (0 trains on CPUs)")
+    if worker["cpus"] > most_cpus:
+        raise ValueError(f"cluster.cpus_per_trial={worker['cpus']:g} cannot be satisfied: the largest node has "
+                         f"{most_cpus:g} CPUs; allowed here: at most {most_cpus:g}")
+    devices = int(config["trainer"]["devices"])
+    total_gpus = sum(node.get("GPU", 0) for node in nodes)
+    if devices > 1 and worker["gpus"] and devices * worker["gpus"] > total_gpus:
+        raise ValueError(f"trainer.devices={devices} with cluster.gpus_per_trial={worker['gpus']:g} needs "
+                         f"{devices * worker['gpus']:g} GPUs; the cluster has {total_gpus:g}")
+
+
+def wrapped_trainable(config: Mapping[str, Any]):
+    from ray import tune
+
+    from workers.trial import trainable
+
+    trial_side, worker = trial_resources(config)
+    return tune.with_resources(tune.with_parameters(trainable, base=trial_config(dict(config)), resources=worker),
+                               trial_side)
+
+
+def callbacks(config: Mapping[str, Any], path: Path) -> list:
+    from orchestrator.progress import Progress, safe_wandb
+
+    metric, mode = metric_and_mode(config)
+    out = [Progress(metric, mode)] if config["logging"]["progress"] else []
+    wandb = safe_wandb(config["logging"]["wandb"], path.name, path)
+    return out + ([wandb] if wandb else [])
+
+
+def run_config(config: Mapping[str, Any], path: Path):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=path.name, storage_path=str(path.parent),
+        failure_config=tune.FailureConfig(max_failures=int(config["cluster"]["max_failures"])),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=callbacks(config, path), verbose=0)
+
+
+def make_tuner(config: Mapping[str, Any], path: Path):
+    """A Tuner for a new experiment."""
+    from ray import tune
+
+    metric, mode = metric_and_mode(config)
+    sweep = config["sweep"]
+    search_alg, scheduler = None, None
+    if sweep["search"] == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=metric, mode=mode, seed=int(config["trainer"]["seed"]))
+        if sweep["max_concurrent"]:
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=sweep["max_concurrent"])
+    if sweep["scheduler"] == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, int(config["trainer"]["epochs"])),
+                                  grace_period=1)
+    use_metric = sweep["search"] == "optuna" or scheduler is not None
+    tune_config = tune.TuneConfig(
+        metric=metric if use_metric else None, mode=mode if use_metric else None, search_alg=search_alg,
+        scheduler=scheduler, num_samples=int(sweep["num_samples"]), reuse_actors=True,
+        max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None)
+    return tune.Tuner(wrapped_trainable(config), param_space=search_space(config), tune_config=tune_config,
+                      run_config=run_config(config, path))
+
+
+def restore_tuner(config: Mapping[str, Any], path: Path, restart_errored: bool):
+    """The Tuner of an existing experiment: finished trials are kept, the others continue."""
+    from ray import tune
+
+    return tune.Tuner.restore(str(path), trainable=wrapped_trainable(config), resume_unfinished=True,
+                              resume_errored=not restart_errored, restart_errored=restart_errored)
+
+
+def save_config(config: Mapping[str, Any], path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=False)
+    temporary = path / ".config.json.tmp"
+    temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
+    os.replace(temporary, path / "config.json")
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    file = path / "config.json"
+    if not file.is_file():
+        raise ValueError(f"{path} is not a symsweep experiment: expected a directory with config.json written by "
+                         "symsweep launch")
+    return json.loads(file.read_text())

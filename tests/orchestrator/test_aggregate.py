@@ -1,0 +1,304 @@
+"""Aggregation of an experiment directory (trials.csv, summary.csv/.md, plots) on hand-written fakes.
+
+The fake is written the way Ray Tune 2.60 and symsweep write a real one: ``config.json``,
+``experiment_state-*.json`` (trial and runtime JSON strings), one directory per trial with
+``params.json``, ``result.json`` (JSON lines with Tune's bookkeeping keys) and error files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator.aggregate import load_trials, status, summary_table, write_report
+from orchestrator.plots import log_axis, safe_name
+
+STAMP = "2026-11-22_17-34-40"
+RAY_ERROR = """Failure # 1 (occurred at 2026-11-22_17-40-01)
+\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=22503, ip=192.0.2.2, repr=trainable)
+  File "/venv/lib/python3.11/site-packages/ray/tune/trainable/trainable.py", line 329, in train
+    raise skipped from exception_cause(skipped)
+  File "/work/main/workers/train.py", line 280, in run
+    loss.backward()
+RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB
+(see the worker log for details)
+"""
+SYMSWEEP_ERROR = ("NonFiniteLoss: non-finite training loss (nan) at epoch 2, step 20; "
+                  "the last good checkpoint (epoch 1) is kept in /runs/fake/trial\n")
+
+
+def base_config(tmp: Path, params: dict, epochs: int = 3, seeds: int = 2, task: str = "digits_rot") -> dict:
+    return {"task": {"name": task}, "group": {"name": "S_n"}, "symmetrizer": {"method": "ps", "noise_scale": 1.0},
+            "model": {"name": "mlp"}, "trainer": {"epochs": epochs, "seed": 0},
+            "sweep": {"params": params, "seeds": seeds, "search": "grid", "metric": None, "mode": None},
+            "cluster": {}, "logging": {}, "remul": {"alpha": 1.0}, "name": "fake", "storage": str(tmp)}
+
+
+def epoch_metrics(epoch: int, quality: float, seed: int, entropy: float | None = None) -> dict:
+    """What symsweep's loop reports at ``epoch``; validation accuracy rises to ``quality`` at epoch 3."""
+    val = quality - 0.1 * (3 - epoch)
+    return {"epoch": epoch, "step": 10 * epoch, "train_loss": 2.0 - quality - 0.1 * epoch, "lr": 0.001,
+            "samples_per_s": 1000.0, "examples_per_s": 100.0, "val_accuracy": val, "test_accuracy": val - 0.05,
+            "entropy": 1.0 + seed if entropy is None else entropy, "equivariance_error": 0.01 * (seed + 1),
+            "best_val_accuracy": val, "best_test_accuracy": val - 0.05, "best_epoch": epoch,
+            "elapsed_s": 10.0 * epoch + seed}
+
+
+class FakeExperiment:
+    """Writes config.json, trial directories and the experiment state file like Ray Tune does."""
+
+    def __init__(self, path: Path, config: dict):
+        self.path, self.entries = path, []
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(json.dumps(config))
+
+    def trial(self, params: dict, status: str, reports: list[dict], error: str | None = None,
+              num_failures: int = 0, directory: bool = True) -> str:
+        index = len(self.entries)
+        trial_id = f"abcde_{index:05d}"
+        tag = ",".join(f"{key.split('.')[-1]}={value}" for key, value in params.items())
+        dirname = f"trainable_{trial_id}_{index}_{tag}_{STAMP}"
+        results = [{**metrics, "timestamp": 1795368882 + i, "checkpoint_dir_name": f"checkpoint_{i:06d}",
+                    "should_checkpoint": True, "done": False, "training_iteration": i + 1, "trial_id": trial_id,
+                    "date": STAMP, "time_this_iter_s": 0.5, "time_total_s": 0.5 * (i + 1), "pid": 22503,
+                    "hostname": "vm", "node_ip": "192.0.2.2", "config": params, "time_since_restore": 0.5,
+                    "iterations_since_restore": i + 1} for i, metrics in enumerate(reports)]
+        if directory:
+            trial_dir = self.path / dirname
+            trial_dir.mkdir()
+            (trial_dir / "params.json").write_text(json.dumps(params, indent=2))
+            (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+            for i in range(len(reports)):
+                (trial_dir / f"checkpoint_{i:06d}").mkdir()
+            if error:
+                (trial_dir / "error.txt").write_text(error)
+        trial = {"trial_id": trial_id, "config": params, "status": status, "relative_logdir": dirname,
+                 "evaluated_params": params, "experiment_tag": f"{index}_{tag}"}
+        runtime = {"num_failures": num_failures, "error_filename": "error.txt" if error else None,
+                   "pickled_error_filename": None, "last_result": results[-1] if results else {}}
+        self.entries.append([json.dumps(trial), json.dumps(runtime)])
+        return trial_id
+
+    def save_state(self, date: str = STAMP, mtime: float | None = None) -> Path:
+        path = self.path / f"experiment_state-{date}.json"
+        path.write_text(json.dumps({"trial_data": self.entries, "runner_data": {}, "stats": {}}))
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+        return path
+
+
+def sweep_experiment(path: Path) -> Path:
+    """Two methods × noise scales {0.1, 1, 10} × two seeds, in every state a sweep can leave behind."""
+    params = {"symmetrizer.method": {"grid": ["ps", "ga"]}, "symmetrizer.noise_scale": {"grid": [0.1, 1, 10]}}
+    fake = FakeExperiment(path, base_config(path.parent, params))
+
+    def run(method, noise, seed, status, epochs, quality, **kwargs):
+        point = {"symmetrizer.method": method, "symmetrizer.noise_scale": noise, "trainer.seed": seed}
+        entropy = kwargs.pop("entropy", None)
+        return fake.trial(point, status, [epoch_metrics(e, quality, seed, entropy) for e in range(1, epochs + 1)],
+                          **kwargs)
+
+    fake.save_state("2026-11-22_17-00-00", mtime=1_000_000)  # an older state: nothing had started
+    run("ps", 0.1, 0, "TERMINATED", 3, 0.8)  # 00000 completed
+    run("ps", 0.1, 1, "TERMINATED", 3, 0.9)  # 00001 completed
+    run("ps", 10, 0, "TERMINATED", 3, 0.55)  # 00002 completed
+    run("ps", 10, 1, "ERROR", 1, 0.7, error=SYMSWEEP_ERROR, num_failures=1, entropy=math.nan)  # 00003 errored
+    run("ga", 0.1, 0, "TERMINATED", 3, 0.7)  # 00004 completed
+    run("ga", 0.1, 1, "RUNNING", 2, 0.75)  # 00005 running
+    run("ga", 10, 0, "TERMINATED", 3, 0.5, entropy=math.nan)  # 00006 completed, NaN entropy
+    run("ga", 10, 1, "TERMINATED", 3, 0.7, error=RAY_ERROR, num_failures=1)  # 00007 failed once, recovered
+    run("ps", 1, 0, "PENDING", 0, 0.0)  # 00008 pending: empty result.json
+    run("ps", 1, 1, "TERMINATED", 2, 0.6)  # 00009 stopped early: unfinished
+    fake.save_state()
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, dict]:
+    path = sweep_experiment(tmp_path_factory.mktemp("storage") / "fake")
+    return path, write_report(path)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_states_from_the_newest_state_file(report):
+    trials = load_trials(report[0])
+    assert [t.trial_id for t in trials] == [f"abcde_{i:05d}" for i in range(10)]
+    assert [t.state for t in trials] == ["completed", "completed", "completed", "errored", "completed", "running",
+                                         "completed", "completed", "pending", "unfinished"]
+    errored, recovered, pending = trials[3], trials[7], trials[8]
+    assert errored.error.startswith("NonFiniteLoss: non-finite training loss (nan) at epoch 2")
+    assert recovered.error == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert (errored.num_failures, recovered.num_failures, trials[0].num_failures) == (1, 1, 0)
+    assert pending.history == [] and pending.last == {}
+    assert trials[0].params == {"symmetrizer.method": "ps", "symmetrizer.noise_scale": 0.1, "trainer.seed": 0}
+    assert [h["epoch"] for h in trials[0].history] == [1, 2, 3]
+    assert "training_iteration" not in trials[0].last and "pid" not in trials[0].last
+    assert trials[1].last["best_val_accuracy"] == 0.9
+
+
+def test_states_from_trial_directories_without_state_file(report, tmp_path):
+    copy = tmp_path / "fake"
+    shutil.copytree(report[0], copy)
+    for state_file in copy.glob("experiment_state-*.json"):
+        state_file.unlink()
+    states = [t.state for t in load_trials(copy)]
+    assert states == ["completed", "completed", "completed", "errored", "completed", "unfinished", "completed",
+                      "completed", "unfinished", "unfinished"]
+
+
+def test_report_return_value_and_files(report):
+    path, result = report
+    assert result["trials"] == 10 and result["configurations"] == 5
+    assert result["by_state"] == {"completed": 6, "errored": 1, "running": 1, "pending": 1, "unfinished": 1}
+    names = {Path(file).relative_to(path).as_posix() for file in result["files"]}
+    assert {"trials.csv", "summary.csv", "summary.md", "plots/learning_curves.png",
+            "plots/best_val_accuracy_vs_symmetrizer.noise_scale.png",
+            "plots/entropy_vs_symmetrizer.noise_scale.png"} <= names
+    assert not any("trainer.seed" in name or "vs_symmetrizer.method" in name for name in names)
+    for file in result["files"]:
+        assert Path(file).stat().st_size > 0
+        if file.endswith(".png"):
+            assert Path(file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trials_csv(report):
+    rows = read_csv(report[0] / "trials.csv")
+    assert len(rows) == 10
+    header = list(rows[0])
+    assert header[:5] == ["trial_id", "state", "symmetrizer.method", "symmetrizer.noise_scale", "trainer.seed"]
+    assert header[-3:] == ["num_failures", "error", "dirname"]
+    assert header.index("test_accuracy") < header.index("best_val_accuracy")  # final metrics, then best_*
+    assert not {"training_iteration", "time_total_s", "pid", "done", "config", "date"} & set(header)
+    first, errored, pending = rows[0], rows[3], rows[8]
+    assert (first["symmetrizer.method"], first["symmetrizer.noise_scale"], first["trainer.seed"]) == ("ps", "0.1", "0")
+    assert float(first["best_val_accuracy"]) == pytest.approx(0.8) and first["epoch"] == "3"
+    assert errored["state"] == "errored" and errored["epoch"] == "1" and errored["entropy"] == "nan"
+    assert errored["error"].startswith("NonFiniteLoss:") and errored["num_failures"] == "1"
+    assert pending["state"] == "pending" and pending["best_val_accuracy"] == ""
+
+
+def test_summary_csv_mean_and_std_over_seeds(report):
+    rows = read_csv(report[0] / "summary.csv")
+    order = [(r["symmetrizer.method"], r["symmetrizer.noise_scale"]) for r in rows]
+    # sorted by best_val_accuracy (max): 0.85, 0.7, 0.6, 0.55, then the configuration with no completed seed
+    assert order == [("ps", "0.1"), ("ga", "0.1"), ("ga", "10"), ("ps", "10"), ("ps", "1")]
+    assert list(rows[0])[:5] == ["symmetrizer.method", "symmetrizer.noise_scale", "n_seeds", "n_trials",
+                                 "best_val_accuracy_mean"]
+    best = rows[0]  # seeds 0 and 1: 0.8 and 0.9
+    assert (best["n_seeds"], best["n_trials"]) == ("2", "2")
+    assert float(best["best_val_accuracy_mean"]) == pytest.approx(0.85)
+    assert float(best["best_val_accuracy_std"]) == pytest.approx(math.sqrt(2 * 0.05**2))  # ddof=1: 0.0707
+    assert float(best["entropy_mean"]) == pytest.approx(1.5) and float(best["entropy_std"]) == pytest.approx(0.70710678)
+    assert float(best["elapsed_s_mean"]) == pytest.approx(30.5)
+    assert float(best["test_accuracy_mean"]) == pytest.approx(0.80)
+    one_seed = rows[1]  # ga 0.1: seed 1 still running, not counted
+    assert (one_seed["n_seeds"], one_seed["n_trials"]) == ("1", "2")
+    assert float(one_seed["best_val_accuracy_mean"]) == pytest.approx(0.7)
+    assert one_seed["best_val_accuracy_std"] == "0.0"
+    ga_10 = rows[2]  # 0.5 and 0.7; one seed reported a NaN entropy
+    assert float(ga_10["best_val_accuracy_std"]) == pytest.approx(math.sqrt(2) * 0.1)
+    assert ga_10["entropy_mean"] == "nan"
+    assert rows[4]["n_seeds"] == "0" and rows[4]["best_val_accuracy_mean"] == ""
+
+
+def test_summary_markdown(report):
+    text = (report[0] / "summary.md").read_text(encoding="utf-8")
+    assert text == summary_table(report[0])
+    lines = text.splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| symmetrizer.method | symmetrizer.noise_scale | n_seeds | best_val_accuracy |")
+    assert "sorted by best_val_accuracy (max)" in text and "6 completed" in text
+    assert table[2].startswith("| ps | 0.1 | 2 | 0.85 ± 0.07071 |")
+    assert "| 1.5 ± 0.7071 |" in table[2]
+    assert table[-1].startswith("| ps | 1 | 0 | - |")
+    assert len(table) == 2 + 5
+
+
+def test_report_is_deterministic(report):
+    path = report[0]
+    first = {name: (path / name).read_bytes() for name in ("trials.csv", "summary.csv", "summary.md")}
+    write_report(path)
+    assert {name: (path / name).read_bytes() for name in first} == first
+
+
+def test_status(report):
+    result = status(report[0])
+    assert result["trials"] == 10 and result["by_state"]["running"] == 1
+    assert (result["metric"], result["mode"]) == ("best_val_accuracy", "max")
+    assert result["best"]["value"] == pytest.approx(0.9) and result["best"]["trial_id"] == "abcde_00001"
+    assert result["best"]["params"]["symmetrizer.noise_scale"] == 0.1
+    json.dumps(result)  # printable by `symsweep status --json`
+
+
+def test_partial_experiment_without_any_result(tmp_path):
+    fake = FakeExperiment(tmp_path / "partial", base_config(tmp_path, {"trainer.lr": {"loguniform": [1e-4, 1e-2]}}))
+    fake.trial({"trainer.lr": 0.001, "trainer.seed": 0}, "PENDING", [], directory=False)
+    fake.trial({"trainer.lr": 0.003, "trainer.seed": 1}, "ERROR", [], error=RAY_ERROR)
+    fake.save_state()
+    result = write_report(fake.path)
+    assert result["by_state"]["pending"] == 1 and result["by_state"]["errored"] == 1
+    assert result["configurations"] == 2
+    assert not [file for file in result["files"] if file.endswith(".png")]
+    assert read_csv(fake.path / "trials.csv")[1]["error"].startswith("RuntimeError: CUDA out of memory")
+    assert status(fake.path)["best"] is None
+    assert "| 0.001 | 0 |" in summary_table(fake.path)
+
+
+def test_empty_experiment_and_separation_task(tmp_path):
+    empty = FakeExperiment(tmp_path / "empty", base_config(tmp_path, {}))
+    assert write_report(empty.path)["trials"] == 0
+    assert (empty.path / "summary.csv").read_text() == "n_seeds,n_trials\n"
+
+    params = {"symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}
+    fake = FakeExperiment(tmp_path / "sep", base_config(tmp_path, params, epochs=10, seeds=1, task="graph8c"))
+    for noise, pairs in ((0.1, 3.0), (1.0, 0.0)):
+        fake.trial({"symmetrizer.noise_scale": noise}, "TERMINATED", [
+            {"epoch": 0, "test_unseparated_pairs": pairs, "test_separated_fraction": 1 - pairs / 100,
+             "seeds": 100, "elapsed_s": 2.0}])
+    assert [t.state for t in load_trials(fake.path)] == ["completed", "completed"]  # one report is all
+    result = write_report(fake.path)
+    assert status(fake.path)["mode"] == "min" and status(fake.path)["best"]["value"] == 0.0
+    assert read_csv(fake.path / "summary.csv")[0]["symmetrizer.noise_scale"] == "1.0"  # fewest unseparated first
+    names = [Path(file).name for file in result["files"]]
+    assert "test_unseparated_pairs_vs_symmetrizer.noise_scale.png" in names
+    assert "learning_curves.png" not in names  # nothing trained
+
+
+def test_swept_epochs_decide_completion(tmp_path):
+    fake = FakeExperiment(tmp_path / "epochs", base_config(tmp_path, {"trainer.epochs": {"grid": [1, 3]}}, seeds=1))
+    fake.trial({"trainer.epochs": 1}, "TERMINATED", [epoch_metrics(1, 0.5, 0)])
+    fake.trial({"trainer.epochs": 3}, "TERMINATED", [epoch_metrics(1, 0.5, 0)])
+    assert [t.state for t in load_trials(fake.path)] == ["completed", "unfinished"]
+
+
+def test_error_type_from_the_pickle_when_the_text_has_none(tmp_path):
+    fake = FakeExperiment(tmp_path / "pkl", base_config(tmp_path, {}))
+    fake.trial({"trainer.seed": 0}, "ERROR", [epoch_metrics(1, 0.5, 0)], error="the trial died\n")
+    trial_dir = next(p for p in fake.path.iterdir() if p.is_dir())
+    (trial_dir / "error.pkl").write_bytes(pickle.dumps(MemoryError("out of host memory\nmore")))
+    fake.save_state()
+    assert load_trials(fake.path)[0].error == "MemoryError: out of host memory"
+
+
+def test_not_an_experiment_directory(tmp_path):
+    with pytest.raises(ValueError, match=r"missing.*does not exist.*config.json written by `symsweep launch`"):
+        write_report(tmp_path / "missing")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match=r"runs is not a symsweep experiment directory: it has no config.json"):
+        status(tmp_path / "runs")
+
+
+def test_plot_helpers():
+    assert safe_name("accuracy_vs_group.name=S_n x E(d).png") == "accuracy_vs_group.name_S_n_x_E_d_.png"
+    assert log_axis([0.1, 1, 10]) and not log_axis([1, 5]) and not log_axis([0, 100])
