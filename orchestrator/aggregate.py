@@ -192,7 +192,8 @@ def _record(path: Path, config: Mapping[str, Any], dirname: str, trial_id: str |
 
 def _tune_trials(path: Path) -> list[tuple[dict, dict]]:
     """(trial, runtime) pairs of the newest ``experiment_state-*.json``; none when absent or unreadable."""
-    files = sorted(path.glob("experiment_state-*.json"), key=lambda file: (file.stat().st_mtime, file.name))
+    # Newest by the date in the name: Tune rewrites every state file when it syncs, so mtimes tie.
+    files = sorted(path.glob("experiment_state-*.json"), key=lambda file: file.name)
     state = _read_json(files[-1]) if files else None
     pairs = []
     for entry in (state or {}).get("trial_data", []) if isinstance(state, dict) else []:

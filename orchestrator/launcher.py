@@ -70,14 +70,14 @@ def check_resources(config: Mapping[str, Any]) -> None:
                          f"{devices * worker['gpus']:g} GPUs; the cluster has {total_gpus:g}")
 
 
-def wrapped_trainable(config: Mapping[str, Any]):
+def wrapped_trainable(config: Mapping[str, Any], path: Path):
     from ray import tune
 
     from workers.trial import trainable
 
     trial_side, worker = trial_resources(config)
-    return tune.with_resources(tune.with_parameters(trainable, base=trial_config(dict(config)), resources=worker),
-                               trial_side)
+    return tune.with_resources(tune.with_parameters(trainable, base=trial_config(dict(config)), resources=worker,
+                                                    experiment_dir=str(path)), trial_side)
 
 
 def callbacks(config: Mapping[str, Any], path: Path) -> list:
@@ -123,7 +123,7 @@ def make_tuner(config: Mapping[str, Any], path: Path):
         metric=metric if use_metric else None, mode=mode if use_metric else None, search_alg=search_alg,
         scheduler=scheduler, num_samples=int(sweep["num_samples"]), reuse_actors=True,
         max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None)
-    return tune.Tuner(wrapped_trainable(config), param_space=search_space(config), tune_config=tune_config,
+    return tune.Tuner(wrapped_trainable(config, path), param_space=search_space(config), tune_config=tune_config,
                       run_config=run_config(config, path))
 
 
@@ -131,7 +131,7 @@ def restore_tuner(config: Mapping[str, Any], path: Path, restart_errored: bool):
     """The Tuner of an existing experiment: finished trials are kept, the others continue."""
     from ray import tune
 
-    return tune.Tuner.restore(str(path), trainable=wrapped_trainable(config), resume_unfinished=True,
+    return tune.Tuner.restore(str(path), trainable=wrapped_trainable(config, path), resume_unfinished=True,
                               resume_errored=not restart_errored, restart_errored=restart_errored)
 
 

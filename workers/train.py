@@ -17,6 +17,7 @@ at initialisation (GRAPH8c, EXP) run the separation protocol instead of training
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -191,7 +192,19 @@ def save_checkpoint(directory: Path, state: dict) -> Path:
     temporary = directory / f".state.pt.{os.getpid()}.tmp"
     torch.save(state, temporary)
     os.replace(temporary, directory / "state.pt")
+    (directory / "meta.json").write_text(json.dumps({"epoch": state["loop"]["epoch"]}))
     return directory
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint of the latest epoch among ``directory/checkpoint_*`` (complete ones only)."""
+    found = []
+    for candidate in directory.glob("checkpoint_*"):
+        try:
+            found.append((json.loads((candidate / "meta.json").read_text())["epoch"], candidate))
+        except (OSError, ValueError, KeyError):
+            continue
+    return max(found)[1] if found else None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -221,12 +234,13 @@ def build_seeded(task: Task, config: Mapping[str, Any], seed: int) -> torch.nn.M
 
 # -- the loop -------------------------------------------------------------------------------------------
 def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | os.PathLike | None = None,
-        resume: str | os.PathLike | None = None, shard: Shard = Shard()) -> dict[str, float]:
+        resume: str | os.PathLike | None = None, shard: Shard = Shard(), replay: bool = False) -> dict[str, float]:
     """Train (or, for separation tasks, score) one configuration; return the last reported metrics.
 
     ``report(metrics, checkpoint_dir)`` is called after every evaluation or checkpoint (the
-    directory is None when no checkpoint was written). ``resume`` is a checkpoint to continue from.
-    Only rank 0 of a sharded trial writes checkpoints.
+    directory is None when no checkpoint was written). ``resume`` is a checkpoint to continue from;
+    with ``replay`` the reports made before that checkpoint are made again first (for a caller
+    whose log was lost). Only rank 0 of a sharded trial writes checkpoints.
     """
     task, trainer, remul = check_config(config)
     if trainer["threads"]:
@@ -249,7 +263,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
 
         gradnorm = GradNorm(remul["alpha"], remul["beta"], remul["gradnorm_lr"], remul["gradnorm_gamma"])
     torch.manual_seed(seed + 1)  # the global stream: dropout
-    state = {"epoch": 0, "step": 0, "best": {}, "metrics": {}, "evaluations": 0, "elapsed": 0.0}
+    state = {"epoch": 0, "step": 0, "best": {}, "metrics": {}, "evaluations": 0, "elapsed": 0.0, "history": []}
     if resume is not None:
         saved = load_checkpoint(resume)
         model.load_state_dict(saved["model"])
@@ -259,6 +273,12 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             gradnorm.load_state_dict(saved["gradnorm"])
         set_rng_state(saved["rng"], device)
         state = saved["loop"]
+        for metrics in state["history"] if replay else []:
+            report(metrics, None)
+        if state["epoch"] >= trainer["epochs"] and state["history"]:  # finished before the interruption
+            if not replay:
+                report(state["history"][-1], None)
+            return state["history"][-1]
     evaluation_splits = [name for name in data.splits if name != "train"]
     autocast = trainer["precision"] == "bf16" and device.type == "cuda"
     symmetrizer = config.get("symmetrizer") or {}
@@ -314,13 +334,16 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
         state["epoch"], state["elapsed"] = epoch, time.perf_counter() - start
         metrics["elapsed_s"] = state["elapsed"]
         checkpoint = None
-        if epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]:
+        checkpoint_now = epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]
+        if evaluate_now or checkpoint_now:
+            state["history"].append(dict(metrics))
+        if checkpoint_now:
             if shard.rank == 0:
                 checkpoint = save_checkpoint(workdir / f"checkpoint_{epoch:06d}", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "gradnorm": None if gradnorm is None else gradnorm.state_dict(),
                     "rng": rng_state(device), "loop": dict(state), "config": dict(config)})
-        if evaluate_now or checkpoint is not None:
+        if evaluate_now or checkpoint_now:  # every worker of a sharded trial reports together
             report(metrics, checkpoint)
     return metrics
 

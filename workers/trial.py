@@ -53,9 +53,11 @@ def _write_error(trial_dir: Path) -> None:
         pass
 
 
-def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mapping[str, float]) -> None:
+def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mapping[str, float],
+              experiment_dir: str) -> None:
     """One trial of a sweep (a Ray Tune function trainable); ``resources`` holds ``cpus`` and
-    ``gpus`` per device worker (used by sharded trials)."""
+    ``gpus`` per device worker (used by sharded trials); ``experiment_dir`` is the shared results
+    directory of the experiment."""
     from ray import tune
 
     config = merge(base, params)
@@ -64,16 +66,16 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
         if int(config["trainer"].get("devices", 1)) > 1:
             _sharded(config, trial_dir, resources)
         else:
-            _single(config)
+            _single(config, trial_dir, experiment_dir)
     except Exception:
         _write_error(trial_dir)
         raise
 
 
-def _single(config: dict[str, Any]) -> None:
+def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str) -> None:
     from ray import tune
 
-    from workers.train import run
+    from workers.train import latest_checkpoint, run
 
     _threads(config)
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-"))
@@ -88,7 +90,10 @@ def _single(config: dict[str, Any]) -> None:
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
-            run(config, report, workdir)
+            # Tune's state may lag behind the trial directory when the driver crashed: continue from
+            # the trial's own latest checkpoint, replaying the reports Tune no longer has.
+            on_disk = latest_checkpoint(Path(experiment_dir) / trial_dir.name)
+            run(config, report, workdir, resume=on_disk, replay=on_disk is not None)
         else:
             with checkpoint.as_directory() as path:
                 run(config, report, workdir, resume=path)

@@ -13,21 +13,34 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+import torch
+
 TIMING_KEYS = ("elapsed_s", "samples_per_s", "examples_per_s")
 
 # nbody, S_n x E(3) PS with the Vector Neurons interface and a one-layer transformer: 3 steps/epoch
 NBODY_PS = ("task=nbody", "task.train_size=6", "task.eval_size=4", "group=sn_e", "symmetrizer=ps",
             "symmetrizer.train_samples=2", "symmetrizer.eval_samples=2", "symmetrizer.interface.hidden=4",
             "model=transformer", "model.layers=1", "model.width=8", "model.heads=2", "model.feedforward=8",
-            "trainer.batch_size=2", "trainer.threads=1")
+            "trainer.batch_size=2")
 # nbody with an MLP base: the cheapest trainable configuration
 NBODY_MLP = ("task=nbody", "task.train_size=6", "task.eval_size=4", "group=sn_e", "model=mlp", "model.widths=[16]",
              "symmetrizer.train_samples=2", "symmetrizer.eval_samples=2", "symmetrizer.interface.hidden=4",
-             "trainer.batch_size=2", "trainer.threads=1")
+             "trainer.batch_size=2")
 
 _COMPOSED: dict[tuple[str, ...], dict] = {}
 _SHRUNK: dict[tuple, Any] = {}
 EXP_CLASSIFY_SIZES = {"train": 24, "val": 8, "test": 8}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test of a module that imports this fixture runs torch on one thread (tiny tensors on a
+    shared two-core machine: threads only contend), and leaves the thread count as it found it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def compose_trial(*overrides: str) -> dict:

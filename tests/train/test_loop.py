@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from tests.train import NBODY_MLP, NBODY_PS, collector, compose_trial, shrink_task
+from tests.train import one_thread  # noqa: F401 (autouse fixture)
 from workers import train
 from workers.models.factory import build_model
 from workers.settings import check_config
@@ -22,7 +24,7 @@ def checkpoint_dirs(workdir) -> list[str]:
 
 
 def leftovers(workdir) -> list[str]:
-    return [str(path) for path in workdir.rglob("*") if path.name.endswith(".tmp") or ".tmp" in path.name]
+    return [str(path) for path in workdir.rglob("*") if ".tmp" in path.name]
 
 
 def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
@@ -48,7 +50,6 @@ def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
         assert 0 < metrics["entropy"] <= max_entropy + 1e-9
         assert metrics["equivariance_error"] >= 0
         assert metrics["samples_per_s"] == pytest.approx(2 * metrics["examples_per_s"])  # N = 2 train samples
-        # the training loss is the task loss plus the weighted entropy penalty
         assert metrics["train_loss"] > 0
     elapsed = [metrics["elapsed_s"] for metrics, _ in reports]
     assert elapsed == sorted(elapsed) and elapsed[0] > 0
@@ -68,6 +69,21 @@ def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
     assert state["config"] == config
     model = build_model(check_config(config)[0], config)
     model.load_state_dict(state["model"])  # strict: every parameter of a fresh model is in it
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous complete state.pt in place."""
+    directory = train.save_checkpoint(tmp_path / "checkpoint_000001", {"loop": {"epoch": 1}})
+
+    def broken(state, path):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError):
+        train.save_checkpoint(directory, {"loop": {"epoch": 2}})
+    monkeypatch.undo()
+    assert load_checkpoint(directory) == {"loop": {"epoch": 1}}
 
 
 def test_evaluation_and_equivariance_intervals(tmp_path):
@@ -92,9 +108,8 @@ def test_entropy_only_for_permutation_groups(tmp_path):
     assert 0 < metrics["equivariance_error"] < 10
 
 
-def test_warmup_then_cosine_schedule(tmp_path, monkeypatch):
-    """The learning rate of every optimiser step: linear warm-up to lr over warmup_epochs, then a
-    cosine decay towards 0 at the end of the last epoch."""
+def record_learning_rates(monkeypatch) -> list[float]:
+    """The learning rate of every optimiser step of the next runs (a hook on their optimiser)."""
     used: list[float] = []
     make_optimizer = train.make_optimizer
 
@@ -104,26 +119,25 @@ def test_warmup_then_cosine_schedule(tmp_path, monkeypatch):
         return optimizer
 
     monkeypatch.setattr(train, "make_optimizer", recording)
+    return used
+
+
+def test_warmup_then_cosine_schedule(tmp_path, monkeypatch):
+    """Linear warm-up to lr over warmup_epochs, then a cosine decay towards 0 at the end of the
+    last epoch, step by step."""
+    used = record_learning_rates(monkeypatch)
     config = compose_trial(*NBODY_MLP, "trainer.epochs=3", "trainer.warmup_epochs=1", "trainer.schedule=cosine",
                            "trainer.lr=0.01", "trainer.eval_every=3", "trainer.checkpoint_every=3")
     run(config, None, tmp_path)
     warmup, total, lr = 3, 9, 0.01  # 3 steps per epoch
-    expected = [lr * (i + 1) / warmup if i < warmup else lr * 0.5 * (1 + math.cos(math.pi * (i - warmup) / (total - warmup)))
-                for i in range(total)]
+    expected = [lr * (i + 1) / warmup if i < warmup
+                else lr * 0.5 * (1 + math.cos(math.pi * (i - warmup) / (total - warmup))) for i in range(total)]
     assert used == pytest.approx(expected, rel=1e-12)
     assert max(used) == pytest.approx(lr) and used[-1] < 0.1 * lr
 
 
 def test_constant_schedule_keeps_the_learning_rate(tmp_path, monkeypatch):
-    used: list[float] = []
-    make_optimizer = train.make_optimizer
-
-    def recording(model, trainer):
-        optimizer = make_optimizer(model, trainer)
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
-        return optimizer
-
-    monkeypatch.setattr(train, "make_optimizer", recording)
+    used = record_learning_rates(monkeypatch)
     run(compose_trial(*NBODY_MLP, "trainer.epochs=2", "trainer.lr=0.003"), None, tmp_path)
     assert used == [0.003] * 6
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.train import NBODY_MLP, NBODY_PS, Stop, assert_same_metrics, collector, compose_trial, shrink_exp_classify
+from tests.train import one_thread  # noqa: F401 (autouse fixture)
 from workers.train import load_checkpoint, run
 
 CONFIGS = {
@@ -22,14 +23,14 @@ CONFIGS = {
                             "model.dropout=0.2", "symmetrizer.train_samples=2", "symmetrizer.eval_samples=2",
                             "symmetrizer.interface.hidden=8", "symmetrizer.interface.layers=1",
                             "symmetrizer.interface.dropout=0.1", "trainer.batch_size=10", "trainer.warmup_epochs=1",
-                            "trainer.schedule=cosine", "trainer.threads=1"),
+                            "trainer.schedule=cosine"),
     # PS over S_n x E(3) (Vector Neurons), transformer base with dropout
     "nbody-ps-transformer": NBODY_PS + ("model.dropout=0.1",),
     # REMUL with GradNorm (its state is in the checkpoint), MLP base with dropout, gradient clipping
     "nbody_gravity-remul-gradnorm": ("task=nbody_gravity", "task.train_size=6", "task.eval_size=3", "group=e",
                                      "symmetrizer=remul", "remul.balance=gradnorm", "remul.gradnorm_lr=0.1",
                                      "model=mlp", "model.widths=[16]", "model.dropout=0.1", "trainer.batch_size=2",
-                                     "trainer.grad_clip=1.0", "trainer.threads=1"),
+                                     "trainer.grad_clip=1.0"),
 }
 
 
@@ -64,13 +65,16 @@ def test_resume_reproduces_every_later_epoch(name, tmp_path, monkeypatch):
     assert full[2][0]["train_loss"] != full[3][0]["train_loss"]
 
 
-def test_resume_from_the_last_checkpoint_returns_its_metrics(tmp_path):
-    """A finished trial restored from its final checkpoint trains no further and reports nothing."""
+def test_resume_from_the_last_checkpoint_trains_nothing(tmp_path):
+    """A finished trial restored from its final checkpoint returns (and reports at most once more)
+    its final metrics, without training or writing another checkpoint."""
     config = compose_trial(*NBODY_MLP, "trainer.epochs=2")
     full, report = collector()
     last = run(config, report, tmp_path)
     again, report = collector()
     resumed = run(config, report, tmp_path, resume=tmp_path / "checkpoint_000002")
-    assert again == []
-    for key in ("epoch", "val_mse", "test_mse", "best_val_mse", "best_test_mse", "best_epoch"):
-        assert resumed[key] == last[key], key
+    assert len(again) <= 1 and all(checkpoint is None for _, checkpoint in again)
+    for metrics in [resumed] + [metrics for metrics, _ in again]:
+        for key in ("epoch", "step", "val_mse", "test_mse", "best_val_mse", "best_test_mse", "best_epoch"):
+            assert metrics[key] == last[key], key
+    assert sorted(path.name for path in tmp_path.glob("checkpoint_*")) == ["checkpoint_000001", "checkpoint_000002"]

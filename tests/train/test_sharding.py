@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from tests.train import NBODY_MLP, collector, compose_trial
+from tests.train import one_thread  # noqa: F401 (autouse fixture)
 from workers.settings import check_config
 from workers.sharding import Shard
+from workers.train import run
 
 SAMPLES = ("symmetrizer.train_samples=4", "symmetrizer.eval_samples=4", "trainer.epochs=2", "trainer.batch_size=3")
 CONFIGS = {
@@ -32,8 +34,7 @@ COMPARED = ("train_loss", "train_task_loss", "train_entropy_penalty", "val_mse",
 def _worker(rank: int, world: int, store: str, configs: dict[str, dict], out: str) -> None:
     import torch.distributed as dist
 
-    from workers.train import run
-
+    torch.set_num_threads(1)  # two workers on a small machine
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         for name, config in configs.items():
@@ -55,10 +56,7 @@ def test_two_workers_match_one(tmp_path):
                                 join=True)
     for name, overrides in CONFIGS.items():
         single, report = collector()
-        run_single = compose_trial(*overrides, "trainer.devices=1")
-        from workers.train import run
-
-        run(run_single, report, tmp_path / f"{name}-single")
+        run(compose_trial(*overrides, "trainer.devices=1"), report, tmp_path / f"{name}-single")  # Shard()
         two = json.loads((tmp_path / f"{name}.json").read_text())
         assert [m["epoch"] for m in two] == [m["epoch"] for m, _ in single] == [1, 2]
         for (one, _), other in zip(single, two):

@@ -1,0 +1,132 @@
+"""Sweeps end to end on an embedded local Ray: the files and the table, offline W&B, a trial that
+dies and is resumed from its checkpoint, and a driver killed mid-sweep then resumed without
+rerunning finished trials. Each launch runs in its own process (as a user would run it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
+        "symmetrizer.train_samples=2", "symmetrizer.eval_samples=2", "symmetrizer.interface.hidden=4",
+        "trainer.batch_size=20", "trainer.threads=1", "cluster.num_cpus=2"]
+
+
+def symsweep(*args: str, wait: bool = True, **kwargs):
+    command = [sys.executable, "-m", "orchestrator.cli", *args]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True, **kwargs)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def results(trial_dir: Path) -> list[dict]:
+    file = trial_dir / "result.json"
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()] if file.exists() else []
+
+
+def trial_dirs(path: Path) -> list[Path]:
+    if not path.exists():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("trainable_"))
+
+
+def wait_for(condition, timeout: float = 300.0, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
+    done = symsweep("launch", f"storage={tmp_path}", "name=small", *TINY, "trainer.epochs=2",
+                    "symmetrizer.method=ps,ga", "sweep.seeds=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    path = tmp_path / "small"
+    for name in ("config.json", "trials.csv", "summary.csv", "summary.md"):
+        assert (path / name).is_file(), name
+    assert list((path / "plots").glob("*.png"))
+    rows = (path / "trials.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and all(",completed," in row for row in rows[1:])
+    table = (path / "summary.md").read_text()
+    assert "| ps |" in table and "| ga |" in table and "best_val_mse" in table
+    assert "best_val_mse" in done.stdout  # the summary is printed at the end
+    assert list((path / "wandb").glob("offline-run-*")), "offline W&B runs are written"
+    before = {name: (path / name).read_bytes() for name in ("trials.csv", "summary.csv", "summary.md")}
+    again = symsweep("report", str(path))
+    assert again.returncode == 0, again.stderr
+    assert before == {name: (path / name).read_bytes() for name in before}
+    status = symsweep("status", str(path), "--json")
+    assert json.loads(status.stdout)["by_state"]["completed"] == 4
+
+
+def test_a_killed_trial_is_resumed_from_its_checkpoint(tmp_path):
+    path = tmp_path / "killed"
+    launch = symsweep("launch", f"storage={tmp_path}", "name=killed", *TINY, "trainer.epochs=12",
+                      "task.train_size=200", "cluster.max_failures=0", "sweep.seeds=2", wait=False)
+    try:
+        def trial_with_checkpoint():
+            for trial in trial_dirs(path):
+                lines = results(trial)
+                if lines and lines[-1].get("epoch", 0) >= 3 and lines[-1]["epoch"] < 12:
+                    return trial, lines[-1]
+            return None
+
+        trial, last = wait_for(trial_with_checkpoint)
+        os.kill(last["pid"], signal.SIGKILL)  # the trial's worker dies mid-training
+        output, _ = launch.communicate(timeout=600)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+    assert launch.returncode == 1, output
+    assert "symsweep resume" in output
+    killed_at = results(trial)[-1]["epoch"]
+    resumed = symsweep("resume", str(path))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    epochs = [line["epoch"] for line in results(trial)]
+    assert epochs[-1] == 12
+    after_kill = epochs[epochs.index(killed_at) + 1:] if killed_at in epochs else epochs
+    assert after_kill and after_kill[0] > 1, f"resumed from a checkpoint, not from scratch: {epochs}"
+    rows = (path / "trials.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and all(",completed," in row for row in rows)
+
+
+def test_a_killed_driver_is_resumed_without_rerunning_finished_trials(tmp_path):
+    path = tmp_path / "crash"
+    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, "trainer.epochs=6",
+                      "symmetrizer.method=ps,ga", "sweep.seeds=2", "sweep.max_concurrent=1", wait=False)
+    try:
+        def one_finished():
+            finished = [t for t in trial_dirs(path) if results(t) and results(t)[-1].get("epoch") == 6]
+            return finished if finished and len(trial_dirs(path)) >= 2 else None
+
+        finished = wait_for(one_finished)
+        time.sleep(1.0)
+    finally:
+        os.killpg(launch.pid, signal.SIGKILL)  # the driver and its embedded Ray die
+        launch.communicate(timeout=60)
+    before = {t.name: [metrics_of(line) for line in results(t)] for t in finished}
+    resumed = symsweep("resume", str(path))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    rows = (path / "trials.csv").read_text().splitlines()[1:]
+    assert len(rows) == 4 and all(",completed," in row for row in rows)
+    for name, lines in before.items():  # not retrained: the same reports, timings included (Tune may
+        after = [metrics_of(line) for line in results(path / name)]  # get the final one once more)
+        assert after[: len(lines)] == lines and all(line == lines[-1] for line in after[len(lines):]), name
+
+
+def metrics_of(line: dict) -> dict:
+    """A report without Tune's bookkeeping (which a restored trial rewrites)."""
+    return {k: v for k, v in line.items() if k in ("epoch", "train_loss", "val_mse", "best_val_mse", "elapsed_s")}
