@@ -44,7 +44,7 @@ def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[s
     cluster, devices = config["cluster"], int(config["trainer"]["devices"])
     worker = {"cpus": float(cluster["cpus_per_trial"]), "gpus": float(cluster["gpus_per_trial"])}
     if devices > 1:  # the Tune trial only drives k Ray Train workers, which hold the resources
-        return {"CPU": 0.01}, worker
+        return {"CPU": 0, "memory": 64 * 2**20}, worker  # a bundle needs some resource; not a CPU
     return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
 
 
@@ -64,6 +64,10 @@ def check_resources(config: Mapping[str, Any]) -> None:
         raise ValueError(f"cluster.cpus_per_trial={worker['cpus']:g} cannot be satisfied: the largest node has "
                          f"{most_cpus:g} CPUs; allowed here: at most {most_cpus:g}")
     devices = int(config["trainer"]["devices"])
+    total_cpus = sum(node.get("CPU", 0) for node in nodes)
+    if devices > 1 and devices * worker["cpus"] > total_cpus:
+        raise ValueError(f"trainer.devices={devices} with cluster.cpus_per_trial={worker['cpus']:g} needs "
+                         f"{devices * worker['cpus']:g} CPUs; the cluster has {total_cpus:g}")
     total_gpus = sum(node.get("GPU", 0) for node in nodes)
     if devices > 1 and worker["gpus"] and devices * worker["gpus"] > total_gpus:
         raise ValueError(f"trainer.devices={devices} with cluster.gpus_per_trial={worker['gpus']:g} needs "

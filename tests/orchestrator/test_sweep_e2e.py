@@ -130,3 +130,19 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_trials(tmp_path):
 def metrics_of(line: dict) -> dict:
     """A report without Tune's bookkeeping (which a restored trial rewrites)."""
     return {k: v for k, v in line.items() if k in ("epoch", "train_loss", "val_mse", "best_val_mse", "elapsed_s")}
+
+
+def test_a_sharded_trial_on_ray_train_matches_one_device(tmp_path):
+    common = [*TINY, "symmetrizer=ga", "symmetrizer.train_samples=4", "symmetrizer.eval_samples=4",
+              "trainer.epochs=2", "logging.wandb.enabled=false"]
+    sharded = symsweep("launch", f"storage={tmp_path}", "name=sharded", *common, "trainer.devices=2")
+    assert sharded.returncode == 0, sharded.stdout + sharded.stderr
+    (trial,) = trial_dirs(tmp_path / "sharded")
+    single = symsweep("train", *common, "--workdir", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr
+    expected = [json.loads(line) for line in (tmp_path / "single" / "progress.jsonl").read_text().splitlines()]
+    got = results(trial)
+    assert [r["epoch"] for r in got] == [r["epoch"] for r in expected]
+    for ours, reference in zip(got, expected):
+        for key in ("train_loss", "val_mse", "test_mse", "best_val_mse"):
+            assert abs(ours[key] - reference[key]) < 1e-5, (key, ours[key], reference[key])
