@@ -146,3 +146,13 @@ def test_a_sharded_trial_on_ray_train_matches_one_device(tmp_path):
     for ours, reference in zip(got, expected):
         for key in ("train_loss", "val_mse", "test_mse", "best_val_mse"):
             assert abs(ours[key] - reference[key]) < 1e-5, (key, ours[key], reference[key])
+
+
+def test_a_failing_wandb_never_stops_the_sweep(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no W&B login, no API key: online W&B cannot start
+    done = symsweep("launch", f"storage={tmp_path}", "name=nowandb", *TINY, "trainer.epochs=1",
+                    "logging.wandb.mode=online", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "W&B logging stopped" in done.stdout + done.stderr
+    assert ",completed," in (tmp_path / "nowandb" / "trials.csv").read_text()
