@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from workers.models.mlp import activation_module, check, check_dropout, require_layout
+from workers.models.layers import activation_module, check, check_dropout, require_layout
 from workers.models.spec import FieldSpec, Specs, fields_of
 
 

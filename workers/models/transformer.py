@@ -26,7 +26,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from workers.models.mlp import (SLOT_KINDS, Readout, check, check_count, check_dropout, masked, require_layout,
+from workers.models.layers import (SLOT_KINDS, Readout, check, check_count, check_dropout, masked, require_layout,
                                residual_field)
 from workers.models.spec import FieldSpec, Specs, fields_of, node_count, row_mask
 
