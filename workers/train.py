@@ -190,8 +190,11 @@ def save_checkpoint(directory: Path, state: dict) -> Path:
     """Write ``state`` to ``directory/state.pt`` atomically (temporary file + rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".state.pt.{os.getpid()}.tmp"
-    torch.save(state, temporary)
-    os.replace(temporary, directory / "state.pt")
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, directory / "state.pt")
+    finally:
+        temporary.unlink(missing_ok=True)
     (directory / "meta.json").write_text(json.dumps({"epoch": state["loop"]["epoch"]}))
     return directory
 
@@ -288,7 +291,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                "elapsed_s": state["elapsed"]}
     for epoch in range(state["epoch"] + 1, trainer["epochs"] + 1):
         model.train()
-        epoch_start, losses, examples = time.perf_counter(), [], 0
+        epoch_start, losses, examples, sums = time.perf_counter(), [], 0, {}
         for batch in iterate_batches(train_split, trainer["batch_size"], shuffle=True, seed=seed, epoch=epoch):
             state["step"] += 1
             batch = to_device(batch, device)
@@ -306,13 +309,15 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
             examples += int(batch["y"].shape[0])
         seconds = time.perf_counter() - epoch_start
         metrics = {"epoch": epoch, "step": state["step"], "train_loss": sum(losses) / max(1, len(losses)),
                    "samples_per_s": examples * getattr(model, "train_samples", 1) / max(seconds, 1e-9),
                    "examples_per_s": examples / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
-        for name, value in parts.items():
-            metrics[f"train_{name}"] = float(value)
+        for name, value in sums.items():  # epoch means, like train_loss
+            metrics[f"train_{name}"] = value / max(1, len(losses))
         evaluate_now = epoch % trainer["eval_every"] == 0 or epoch == trainer["epochs"]
         if evaluate_now:
             state["evaluations"] += 1
