@@ -21,6 +21,10 @@ from orchestrator.sweep import metric_and_mode, search_space
 
 def experiment_dir(config: Mapping[str, Any]) -> Path:
     name = config["name"] or f"{config['task']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "://" in config["storage"]:  # Path() would turn s3://b/x into a local directory ./s3:/b/x
+        raise ValueError(f"storage={config['storage']!r}: URI storage (s3://, gs://, ...) is not supported yet; "
+                         "allowed: a directory path, on a multi-node cluster one every node mounts (NFS, EFS, "
+                         "Filestore), e.g. storage=/mnt/shared/runs")
     return Path(config["storage"]).expanduser().resolve() / name
 
 
@@ -35,7 +39,13 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
     if cluster["address"] is None:
         ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
         return True
-    ray.init(address=cluster["address"], log_to_driver=True)
+    try:
+        ray.init(address=cluster["address"], log_to_driver=True)
+    except ConnectionError as err:  # Ray's own message is a traceback; the usual cause is authentication
+        raise ValueError(f"cluster.address={cluster['address']!r}: cannot connect ({err}); check the address, and "
+                         "for a cluster with token authentication set RAY_AUTH_MODE=token (an explicit address "
+                         "never turns it on by itself) with the cluster's token in ~/.ray/auth_token, "
+                         "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
     return False
 
 
@@ -48,30 +58,48 @@ def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[s
     return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
 
 
+def _capacity(node: Mapping[str, float], worker: Mapping[str, float]) -> int:
+    """How many device workers (or single-device trials) of ``worker``'s size one node holds at once."""
+    counts = [int(node.get("CPU", 0) / worker["cpus"] + 1e-9)]
+    if worker["gpus"]:
+        counts.append(int(node.get("GPU", 0) / worker["gpus"] + 1e-9))
+    return min(counts)
+
+
 def check_resources(config: Mapping[str, Any]) -> None:
-    """Fail now, with a clear message, if no node can ever hold one trial (Ray would wait forever)."""
+    """Fail now, with a clear message, if no node can ever hold one trial (Ray would wait forever).
+
+    A trial (each device worker of a sharded one) must fit on ONE node: CPUs and GPUs of that node
+    together. The cluster is checked as it is now, so an autoscaling cluster must keep one node of
+    each needed kind running."""
     import ray
 
     _, worker = trial_resources(config)
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
-    most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
-    if worker["gpus"] > most_gpus:
-        where = "no node of this cluster has a GPU" if most_gpus == 0 else f"the largest node has {most_gpus:g} GPUs"
-        raise ValueError(f"cluster.gpus_per_trial={worker['gpus']:g} cannot be satisfied: {where}; allowed here: "
-                         f"at most {most_gpus:g} (0 trains on CPUs)")
-    if worker["cpus"] > most_cpus:
-        raise ValueError(f"cluster.cpus_per_trial={worker['cpus']:g} cannot be satisfied: the largest node has "
-                         f"{most_cpus:g} CPUs; allowed here: at most {most_cpus:g}")
+    hint = "" if config["cluster"]["address"] is None else (
+        " (this cluster's live nodes were checked: keep one node of the needed kind running, e.g. min_workers: 1)")
+    capacity = [_capacity(node, worker) for node in nodes]
+    if not any(capacity):
+        most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+        most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
+        if worker["gpus"] > most_gpus:
+            where = ("no node of this cluster has a GPU" if most_gpus == 0
+                     else f"the largest node has {most_gpus:g} GPUs")
+            raise ValueError(f"cluster.gpus_per_trial={worker['gpus']:g} cannot be satisfied: {where}; allowed here: "
+                             f"at most {most_gpus:g} (0 trains on CPUs){hint}")
+        if worker["cpus"] > most_cpus:
+            raise ValueError(f"cluster.cpus_per_trial={worker['cpus']:g} cannot be satisfied: the largest node has "
+                             f"{most_cpus:g} CPUs; allowed here: at most {most_cpus:g}{hint}")
+        shapes = ", ".join(sorted({f"{node.get('CPU', 0):g} CPUs + {node.get('GPU', 0):g} GPUs" for node in nodes}))
+        raise ValueError(f"cluster.cpus_per_trial={worker['cpus']:g} with cluster.gpus_per_trial={worker['gpus']:g} "
+                         f"cannot be satisfied: no node has both (nodes: {shapes}); allowed here: what one node "
+                         f"holds{hint}")
     devices = int(config["trainer"]["devices"])
-    total_cpus = sum(node.get("CPU", 0) for node in nodes)
-    if devices > 1 and devices * worker["cpus"] > total_cpus:
-        raise ValueError(f"trainer.devices={devices} with cluster.cpus_per_trial={worker['cpus']:g} needs "
-                         f"{devices * worker['cpus']:g} CPUs; the cluster has {total_cpus:g}")
-    total_gpus = sum(node.get("GPU", 0) for node in nodes)
-    if devices > 1 and worker["gpus"] and devices * worker["gpus"] > total_gpus:
-        raise ValueError(f"trainer.devices={devices} with cluster.gpus_per_trial={worker['gpus']:g} needs "
-                         f"{devices * worker['gpus']:g} GPUs; the cluster has {total_gpus:g}")
+    if devices > 1 and devices > sum(capacity):
+        raise ValueError(f"trainer.devices={devices} with cluster.cpus_per_trial={worker['cpus']:g} and "
+                         f"cluster.gpus_per_trial={worker['gpus']:g}: the nodes of this cluster hold at most "
+                         f"{sum(capacity)} such workers at once; allowed here: trainer.devices ≤ {sum(capacity)}"
+                         f"{hint}")
 
 
 def wrapped_trainable(config: Mapping[str, Any], path: Path):

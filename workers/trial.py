@@ -3,7 +3,8 @@
 ``trainable(params, base, experiment_dir)`` is one trial. ``base`` is the trial part of the
 composed config (a plain dict), ``params`` the values Tune sampled for the swept dotted keys. The
 trial resumes from ``ray.tune.get_checkpoint()`` (a retry after a failure, or ``symsweep resume``),
-reports every evaluation with ``ray.tune.report`` and attaches a checkpoint when the loop wrote one.
+reports every evaluation with ``ray.tune.report`` (plus ``node_id``, the Ray node that ran it) and
+attaches a checkpoint when the loop wrote one.
 
 With ``trainer.devices = k > 1`` the trial drives a Ray Train ``TorchTrainer`` of k workers (NCCL on
 GPUs, gloo on CPUs), each computing its share of the N group samples (``workers.sharding``); rank 0
@@ -73,14 +74,17 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
 
 
 def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str) -> None:
+    import ray
     from ray import tune
 
     from workers.train import latest_checkpoint, run
 
     _threads(config)
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-"))
+    node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
+        metrics = {**metrics, "node_id": node_id}
         if checkpoint is None:
             tune.report(metrics)
             return
@@ -134,9 +138,11 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
     _threads(config)
     workdir = Path(tempfile.mkdtemp(prefix=f"symsweep-shard{shard.rank}-"))
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict, checkpoint: Path | None) -> None:
         attached = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint is not None else None
-        ray.train.report(metrics, checkpoint=attached)
+        ray.train.report({**metrics, "node_id": node_id}, checkpoint=attached)
         if checkpoint is not None:
             shutil.rmtree(checkpoint, ignore_errors=True)
 

@@ -1,0 +1,77 @@
+"""What symsweep checks before a sweep starts on a cluster, without one: shared storage given as a URI,
+an address it cannot attach to, and requests no node of the cluster can hold (Ray's node list faked)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import launcher
+from orchestrator.cli import main
+from orchestrator.config import compose
+
+
+@pytest.mark.parametrize("storage", ["s3://bucket/runs", "gs://bucket/runs"])
+def test_uri_storage_is_refused_with_the_supported_alternative(storage, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status = main(["launch", f"storage={storage}", "name=uri"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"storage={storage!r}" in err and "not supported" in err and "NFS" in err
+    assert not any(tmp_path.iterdir())  # no ./s3:/bucket/runs directory either
+
+
+def test_an_address_it_cannot_attach_to_is_one_clear_error(monkeypatch):
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ValueError) as error:
+        launcher.start_ray(compose(["cluster.address=10.0.0.1:6379"])["cluster"])
+    message = str(error.value)
+    assert "cluster.address='10.0.0.1:6379'" in message and "RAY_AUTH_MODE=token" in message
+    assert "10.0.0.1:6379" in message.split("cannot connect", 1)[1]  # Ray's reason is kept
+
+
+def fake_nodes(monkeypatch, *nodes: dict, dead: tuple[dict, ...] = ()) -> None:
+    import ray
+
+    listed = [{"Alive": True, "Resources": node} for node in nodes] + [{"Alive": False, "Resources": node}
+                                                                         for node in dead]
+    monkeypatch.setattr(ray, "nodes", lambda: listed)
+
+
+def check(*overrides: str, address: str | None = "auto") -> None:
+    config = compose([*overrides] + ([f"cluster.address={address}"] if address else []))
+    launcher.check_resources(config)
+
+
+def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together(monkeypatch):
+    fake_nodes(monkeypatch, {"CPU": 0}, {"CPU": 8}, {"CPU": 2, "GPU": 1}, dead=({"CPU": 16, "GPU": 8},))
+    check("cluster.gpus_per_trial=1", "cluster.cpus_per_trial=2")
+    check("cluster.cpus_per_trial=8")
+    with pytest.raises(ValueError, match=r"cluster.cpus_per_trial=4 with cluster.gpus_per_trial=1 cannot be "
+                                         r"satisfied: no node has both \(nodes: .*2 CPUs \+ 1 GPUs"):
+        check("cluster.gpus_per_trial=1", "cluster.cpus_per_trial=4")  # 8 CPUs here, the GPU there
+    with pytest.raises(ValueError, match="the largest node has 1 GPUs"):
+        check("cluster.gpus_per_trial=2")  # the dead node's GPUs do not count
+
+
+def test_sharded_trials_need_that_many_workers_placed_on_the_nodes(monkeypatch):
+    fake_nodes(monkeypatch, {"CPU": 0}, {"CPU": 3, "GPU": 2}, {"CPU": 1.5, "GPU": 1})
+    check("trainer.devices=3", "cluster.gpus_per_trial=1")  # 2 + 1 workers
+    with pytest.raises(ValueError, match=r"trainer.devices=4 .*hold at most 3 such workers"):
+        check("trainer.devices=4", "cluster.gpus_per_trial=1")
+    with pytest.raises(ValueError, match=r"trainer.devices=5 .*hold at most 4 such workers"):
+        check("trainer.devices=5", "cluster.gpus_per_trial=0.5")  # 3 CPUs + 1 CPU: 4 workers; GPUs suffice
+
+
+def test_on_a_cluster_the_error_says_live_nodes_were_checked(monkeypatch):
+    fake_nodes(monkeypatch, {"CPU": 0}, {"CPU": 4})
+    with pytest.raises(ValueError, match="no node of this cluster has a GPU.*min_workers: 1"):
+        check("cluster.gpus_per_trial=1")
+    with pytest.raises(ValueError) as embedded:
+        check("cluster.gpus_per_trial=1", address=None)
+    assert "min_workers" not in str(embedded.value)  # the embedded local Ray does not autoscale
