@@ -24,6 +24,10 @@ TRIAL_SECTIONS = ("task", "group", "symmetrizer", "model", "trainer", "remul")
 WANDB_MODES = (None, "offline", "online", "disabled")
 _MAX_CHECKED = 2000  # configurations checked one by one; beyond, each value is checked on its own
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+DERIVED_KEYS = ("name", "metric", "key", "numerator", "denominator")
+LOGLOG_KEYS = ("metric", "key", "complement")  # complement is optional (default false)
+LOOP_METRICS = ("train_loss", "entropy", "equivariance_error", "elapsed_s", "samples_per_s", "examples_per_s", "lr",
+                "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -96,6 +100,8 @@ def check_sweep(config: Mapping[str, Any]) -> None:
             raise ValueError("sweep.search='optuna' cannot take {grid: [...]} domains; use {choice: [...]}")
         if sweep["seeds"] > 1:
             _fail("sweep.seeds", sweep["seeds"], "1 with sweep.search='optuna' (Optuna proposes each trial once)")
+    check_derived(config)
+    check_loglog(config)
     cluster = config["cluster"]
     if cluster["address"] is not None and not isinstance(cluster["address"], str):
         _fail("cluster.address", cluster["address"], "null (embedded local Ray), 'auto' or 'ray://host:port'")
@@ -116,6 +122,74 @@ def check_sweep(config: Mapping[str, Any]) -> None:
         _fail("name", config["name"], "letters, digits and _ . = , + - (no slashes or spaces)")
     if not isinstance(config["storage"], str) or not config["storage"]:
         _fail("storage", config["storage"], "a directory path (shared by every node on a multi-node cluster)")
+
+
+def _check_metric(where: str, metric: Any, config: Mapping[str, Any]) -> None:
+    """A metric name the trials of this task report: [best_]<split>_<task metric> or a loop metric."""
+    from workers.tasks import task_class
+
+    task = task_class(config["task"]["name"])
+    words = [task.metric] + ([] if task.trainable else ["separated_fraction"])
+    split_metric = re.compile(rf"^(best_)?(val|test|test_ood)_({'|'.join(map(re.escape, words))})$")
+    if not (isinstance(metric, str) and (split_metric.match(metric) or metric in LOOP_METRICS)):
+        example = f"test_{task.metric}" if not task.trainable else f"best_test_{task.metric}, best_val_{task.metric}"
+        _fail(where, metric, f"a metric the trials of task {task.name!r} report, e.g. {example}, equivariance_error")
+
+
+def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str, list]:
+    params = config["sweep"].get("params") or {}
+    if key not in params:
+        _fail(where, key, f"a key of sweep.params (swept here: {', '.join(params) or 'none'})")
+    (kind, values), = params[key].items()
+    return kind, list(values)
+
+
+def check_derived(config: Mapping[str, Any]) -> None:
+    """``sweep.derived``: ratios of ``metric`` between two values of one swept key (derived.csv)."""
+    entries = config["sweep"].get("derived") or []
+    shape = "{name: ..., metric: ..., key: <swept key>, numerator: <its value>, denominator: <its value>}"
+    if not isinstance(entries, list):
+        _fail("sweep.derived", entries, f"a list of {shape}")
+    names = set()
+    for index, entry in enumerate(entries):
+        where = f"sweep.derived[{index}]"
+        if not isinstance(entry, Mapping) or set(entry) != set(DERIVED_KEYS):
+            wrong = sorted(set(entry) ^ set(DERIVED_KEYS)) if isinstance(entry, Mapping) else []
+            _fail(where, entry, shape + (f" (missing or unknown: {', '.join(wrong)})" if wrong else ""))
+        name = entry["name"]
+        if not (isinstance(name, str) and _NAME.match(name)) or name in names:
+            _fail(f"{where}.name", name, "a new name of letters, digits and _ . = , + - (it names a plot file)")
+        names.add(name)
+        _check_metric(f"{where}.metric", entry["metric"], config)
+        kind, values = _swept_domain(config, f"{where}.key", entry["key"])
+        if kind not in ("grid", "choice"):
+            _fail(f"{where}.key", entry["key"], "a key swept with {grid: [...]} or {choice: [...]} (configurations "
+                  "are paired by equal values)")
+        for part in ("numerator", "denominator"):
+            if entry[part] not in values:
+                _fail(f"{where}.{part}", entry[part], f"one of the values of sweep.params.{entry['key']}: {values}")
+        if entry["numerator"] == entry["denominator"]:
+            _fail(f"{where}.denominator", entry["denominator"], "a value other than the numerator")
+
+
+def check_loglog(config: Mapping[str, Any]) -> None:
+    """``sweep.loglog``: power-law fits of ``metric`` (or 1 − metric) against a positive swept key (fits.csv)."""
+    entries = config["sweep"].get("loglog") or []
+    shape = "{metric: ..., key: <numeric swept key>} and optionally complement: true (fit 1 - metric)"
+    if not isinstance(entries, list):
+        _fail("sweep.loglog", entries, f"a list of {shape}")
+    for index, entry in enumerate(entries):
+        where = f"sweep.loglog[{index}]"
+        if not isinstance(entry, Mapping) or not {"metric", "key"} <= set(entry) <= set(LOGLOG_KEYS):
+            _fail(where, entry, shape)
+        _check_metric(f"{where}.metric", entry["metric"], config)
+        kind, values = _swept_domain(config, f"{where}.key", entry["key"])
+        positive = all(_is_number(value) and value > 0 for value in values)
+        if not positive or (kind in ("grid", "choice") and len(set(values)) < 2):
+            _fail(f"{where}.key", entry["key"], f"a key swept over at least two numbers > 0 (sweep.params."
+                  f"{entry['key']} has {kind}: {values})")
+        if not isinstance(entry.get("complement", False), bool):
+            _fail(f"{where}.complement", entry["complement"], "true (fit 1 - metric, e.g. an error rate) or false")
 
 
 def _check_values(domain: Mapping[str, list]) -> list[Any]:

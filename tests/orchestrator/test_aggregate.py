@@ -15,6 +15,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from orchestrator.aggregate import load_trials, status, summary_table, write_report
@@ -302,3 +303,130 @@ def test_not_an_experiment_directory(tmp_path):
 def test_plot_helpers():
     assert safe_name("accuracy_vs_group.name=S_n x E(d).png") == "accuracy_vs_group.name_S_n_x_E_d_.png"
     assert log_axis([0.1, 1, 10]) and not log_axis([1, 5]) and not log_axis([0, 100])
+
+
+# -- derived results: sweep.derived ratios and sweep.loglog fits -------------------------------------------
+def mse_report(mse: float) -> dict:
+    return {"epoch": 2, "train_loss": mse, "val_mse": mse, "test_mse": mse, "best_val_mse": mse, "best_test_mse": mse,
+            "equivariance_error": 0.0, "elapsed_s": 1.0}
+
+
+def ratio_experiment(path: Path) -> Path:
+    """GNN vs EGNN over task.dim {2, 3, 4} × 2 seeds; EGNN at d = 4 has no completed trial."""
+    params = {"task.dim": {"grid": [2, 3, 4]}, "model.name": {"grid": ["gnn", "egnn"]}}
+    config = base_config(path.parent, params, epochs=2, task="nbody")
+    config["sweep"]["derived"] = [{"name": "mse_ratio_gnn_over_egnn", "metric": "best_test_mse", "key": "model.name",
+                                   "numerator": "gnn", "denominator": "egnn"}]
+    fake = FakeExperiment(path, config)
+    mse = {("gnn", 2): (0.04, 0.06), ("egnn", 2): (0.02, 0.02), ("gnn", 3): (0.09, 0.09), ("egnn", 3): (0.03, 0.03),
+           ("gnn", 4): (0.05, 0.05), ("egnn", 4): (0.01, 0.01)}
+    for (model, dim), values in mse.items():
+        for seed, value in enumerate(values):
+            failed = model == "egnn" and dim == 4
+            fake.trial({"task.dim": dim, "model.name": model, "trainer.seed": seed}, "ERROR" if failed else "TERMINATED",
+                       [mse_report(value)], error=RAY_ERROR if failed else None)
+    fake.save_state()
+    return path
+
+
+def test_derived_ratio_csv_and_plot(tmp_path):
+    path = ratio_experiment(tmp_path / "ratio")
+    result = write_report(path)
+    rows = read_csv(path / "derived.csv")
+    assert list(rows[0])[:5] == ["name", "metric", "task.dim", "ratio", "ratio_std"]
+    assert [row["task.dim"] for row in rows] == ["2", "3"]  # d = 4 has no completed EGNN: no pair
+    first = rows[0]  # gnn 0.05 ± 0.01414 over egnn 0.02 ± 0
+    assert first["name"] == "mse_ratio_gnn_over_egnn" and first["metric"] == "best_test_mse"
+    assert float(first["ratio"]) == pytest.approx(2.5)
+    assert float(first["ratio_std"]) == pytest.approx(2.5 * math.sqrt(2) * 0.01 / 0.05)
+    assert (first["numerator_seeds"], first["denominator_seeds"]) == ("2", "2")
+    assert float(first["numerator_mean"]) == pytest.approx(0.05) and float(first["denominator_mean"]) == pytest.approx(0.02)
+    assert float(rows[1]["ratio"]) == pytest.approx(3.0) and float(rows[1]["ratio_std"]) == pytest.approx(0.0)
+    names = {Path(file).name for file in result["files"]}
+    assert {"derived.csv", "derived_mse_ratio_gnn_over_egnn_vs_task.dim.png"} <= names
+    assert "fits.csv" not in names  # no sweep.loglog
+
+
+def test_derived_csv_before_any_result(tmp_path):
+    params = {"model.name": {"grid": ["gnn", "egnn"]}}
+    config = base_config(tmp_path, params, seeds=1, task="nbody")
+    config["sweep"]["derived"] = [{"name": "r", "metric": "best_test_mse", "key": "model.name", "numerator": "gnn",
+                                   "denominator": "egnn"}]
+    fake = FakeExperiment(tmp_path / "empty", config)
+    fake.trial({"model.name": "gnn"}, "PENDING", [], directory=False)
+    fake.save_state()
+    result = write_report(fake.path)
+    assert (fake.path / "derived.csv").read_text().startswith("name,metric,ratio,ratio_std,numerator_mean")
+    assert len(read_csv(fake.path / "derived.csv")) == 0
+    assert not [file for file in result["files"] if Path(file).name.startswith("derived_")]
+
+
+def scaling_experiment(path: Path) -> Path:
+    """Error = c · n^slope exactly, for two groups × two transforms; a C_4 point lacks one size."""
+    params = {"task.transform": {"grid": ["rotate", "flip_rotate"]}, "group.name": {"grid": ["C_4", "SO(2)"]},
+              "task.train_size": {"grid": [10, 100, 1000]}}
+    config = base_config(path.parent, params, epochs=1, seeds=1)
+    config["sweep"]["loglog"] = [{"metric": "best_test_accuracy", "key": "task.train_size", "complement": True}]
+    fake = FakeExperiment(path, config)
+    slopes = {("rotate", "C_4"): -0.5, ("rotate", "SO(2)"): -0.25, ("flip_rotate", "C_4"): -0.3,
+              ("flip_rotate", "SO(2)"): -0.4}
+    for (transform, group), slope in slopes.items():
+        for size in (10, 100, 1000):
+            error = 0.8 * size**slope
+            point = {"task.transform": transform, "group.name": group, "task.train_size": size}
+            fake.trial(point, "TERMINATED", [{"epoch": 1, "best_val_accuracy": 1 - error, "best_test_accuracy": 1 - error,
+                                              "test_accuracy": 1 - error}])
+    fake.save_state()
+    return path
+
+
+def test_loglog_fits_csv_and_plot(tmp_path):
+    path = scaling_experiment(tmp_path / "scaling")
+    result = write_report(path)
+    rows = read_csv(path / "fits.csv")
+    assert list(rows[0])[:4] == ["quantity", "key", "task.transform", "group.name"]
+    fitted = {(row["task.transform"], row["group.name"]): row for row in rows}
+    assert len(fitted) == 4
+    for (transform, group), slope in {("rotate", "C_4"): -0.5, ("rotate", "SO(2)"): -0.25,
+                                      ("flip_rotate", "C_4"): -0.3, ("flip_rotate", "SO(2)"): -0.4}.items():
+        row = fitted[(transform, group)]
+        assert row["quantity"] == "1-best_test_accuracy" and row["key"] == "task.train_size"
+        assert float(row["slope"]) == pytest.approx(slope, abs=1e-9)
+        assert float(row["intercept"]) == pytest.approx(math.log10(0.8), abs=1e-9)
+        assert float(row["r2"]) == pytest.approx(1.0) and float(row["slope_stderr"]) == pytest.approx(0.0, abs=1e-9)
+        assert (row["points"], row["x_min"], row["x_max"]) == ("3", "10", "1000")
+    names = {Path(file).name for file in result["files"]}
+    assert {"fits.csv", "loglog_1-best_test_accuracy_vs_task.train_size.png"} <= names
+
+
+def test_loglog_fit_of_a_noisy_line_and_too_few_points(tmp_path):
+    from orchestrator.aggregate import read_trials, summarize
+    from orchestrator.derived import fits
+
+    params = {"task.train_size": {"grid": [10, 20, 40, 80]}, "group.name": {"grid": ["C_4", "D_4"]}}
+    fake = FakeExperiment(tmp_path / "noisy", base_config(tmp_path, params, epochs=1, seeds=1))
+    errors = {10: 0.5, 20: 0.3, 40: 0.22, 80: 0.12}
+    for size, error in errors.items():
+        fake.trial({"task.train_size": size, "group.name": "C_4"}, "TERMINATED",
+                   [{"epoch": 1, "best_val_accuracy": 1 - error, "best_test_accuracy": 1 - error}])
+    fake.trial({"task.train_size": 10, "group.name": "D_4"}, "TERMINATED",  # one point: no fit
+               [{"epoch": 1, "best_val_accuracy": 0.5, "best_test_accuracy": 0.5}])
+    fake.save_state()
+    path, config = fake.path, base_config(tmp_path, params, epochs=1, seeds=1)
+    summary = summarize(path, config, read_trials(path, config))
+    found = fits(summary, {"metric": "best_test_accuracy", "key": "task.train_size", "complement": True})
+    assert [fit.values for fit in found] == [{"group.name": "C_4"}]
+    x, y = np.log10(list(errors)), np.log10(list(errors.values()))
+    slope, intercept = np.polyfit(x, y, 1)
+    assert found[0].slope == pytest.approx(slope) and found[0].intercept == pytest.approx(intercept)
+    assert 0.9 < found[0].r2 < 1.0 and found[0].slope_stderr > 0
+    assert found[0].label() == "group.name=C_4"
+
+
+def test_learning_curves_show_the_entropy(report):
+    from orchestrator.aggregate import read_trials, summarize
+    from orchestrator.plots import curve_metrics
+
+    path = report[0]
+    config = json.loads((path / "config.json").read_text())
+    assert curve_metrics(summarize(path, config, read_trials(path, config))) == ["val_accuracy", "train_loss", "entropy"]

@@ -109,7 +109,7 @@ class ProbabilisticSymmetrization(Distribution):
         else:
             shape = (rows, _node_count(inputs, mask), channels)
         if self.fixed_noise:
-            base = torch.stack([self._draw(shape[1:], _content_generator(inputs, mask, r)) for r in range(rows)])
+            base = torch.stack([self._draw(shape[1:], generator) for generator in _content_generators(inputs, mask, rows)])
         else:
             base = self._draw(shape, generator)
         (name,) = self.noise_kinds
@@ -149,13 +149,23 @@ class ProbabilisticSymmetrization(Distribution):
         return element, aux
 
 
-def _content_generator(inputs: Tensors, mask: torch.Tensor | None, row: int) -> torch.Generator:
-    digest = hashlib.sha256()
-    for key in sorted(inputs):
-        digest.update(inputs[key][row].detach().cpu().contiguous().numpy().tobytes())
-    if mask is not None:
-        digest.update(mask[row].cpu().numpy().tobytes())
-    return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:7], "little"))
+def _content_generators(inputs: Tensors, mask: torch.Tensor | None, rows: int) -> list[torch.Generator]:
+    """One generator per row, seeded by the row's content and by how many earlier rows had the same
+    content: the N copies of an input get N different noises, the same ones every time."""
+    seen: dict[bytes, int] = {}
+    generators = []
+    for row in range(rows):
+        digest = hashlib.sha256()
+        for key in sorted(inputs):
+            digest.update(inputs[key][row].detach().cpu().contiguous().numpy().tobytes())
+        if mask is not None:
+            digest.update(mask[row].cpu().numpy().tobytes())
+        content = digest.digest()
+        copy = seen.get(content, 0)
+        seen[content] = copy + 1
+        seed = int.from_bytes(hashlib.sha256(content + copy.to_bytes(4, "little")).digest()[:7], "little")
+        generators.append(torch.Generator().manual_seed(seed))
+    return generators
 
 
 def canonicalization(group: Group, interface: nn.Module, temperature: float = 0.01,
