@@ -240,25 +240,61 @@ def _matrix(g: GroupElement, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _permute(x: torch.Tensor, g: GroupElement, pair: bool) -> torch.Tensor:
-    """Gather the node axis (and the second one for pairs); straight-through through P̂ if set."""
+    """Index the node axis (and the second one for pairs); straight-through through P̂ if set."""
     perm = g.perm.to(x.device)
+    if g.soft is None or not x.is_floating_point() or not torch.is_grad_enabled() or not g.soft.requires_grad:
+        return permute_nodes(x, perm, pair)
+    return _StraightThrough.apply(x, g.soft, perm, pair)
+
+
+def permute_nodes(x: torch.Tensor, perm: torch.Tensor, pair: bool = False) -> torch.Tensor:
+    """``(g·x)[i] = x[perm[i]]`` along axis 1 of x (R, n, ...), and ``[i, j] = x[perm[i], perm[j]]``
+    along axes 1 and 2 for pairs (R, n, n, ...), by indexing (one ``gather`` per node axis: as fast
+    as a single flat index and much faster than products with one-hot matrices,
+    benchmarks/permutations.py)."""
     rows = perm.view(*perm.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
-    hard = x.gather(1, rows)
+    out = x.gather(1, rows)
     if pair:
         cols = perm.view(perm.shape[0], 1, perm.shape[1], *([1] * (x.dim() - 3)))
-        hard = hard.gather(2, cols.expand(-1, x.shape[1], -1, *x.shape[3:]))
-    if g.soft is None or not x.is_floating_point() or not torch.is_grad_enabled() or not g.soft.requires_grad:
-        return hard
-    soft = g.soft.to(x.dtype)  # (R, n, n)
-    if pair:  # d(P A Pᵀ) = dP (A Pᵀ) + (P A) dPᵀ, evaluated at the hard P
-        left = x.gather(2, perm.view(perm.shape[0], 1, -1, *([1] * (x.dim() - 3))).expand(
-            -1, x.shape[1], -1, *x.shape[3:])).detach()  # A Pᵀ
-        right = x.gather(1, rows).detach()  # P A
-        flat = (torch.einsum("rik,rkj...->rij...", soft, left)
-                + torch.einsum("rik...,rjk->rij...", right, soft))
-    else:
-        flat = torch.einsum("rik,rk...->ri...", soft, x.detach())
-    return hard + (flat - flat.detach())
+        out = out.gather(2, cols.expand(-1, x.shape[1], -1, *x.shape[3:]))
+    return out
+
+
+class _StraightThrough(torch.autograd.Function):
+    """``g·x`` by indexing, with the straight-through gradient of a relaxed P̂ (R, n, n).
+
+    The value is the hard permutation; the gradient is that of ``hard + (P̂x − (P̂x).detach())``
+    (node kinds; ``P̂ A P̂ᵀ`` for pairs, differentiated at P̂ = P: ``dP̂ (A Pᵀ) + (P A) dP̂ᵀ``): x gets
+    the gradient of the indexing, P̂ the derivative of P̂x. P̂x itself is never computed: the
+    forward costs one index, the backward one batched product per term."""
+
+    @staticmethod
+    def forward(ctx, x, soft, perm, pair):  # noqa: D102 (see the class)
+        ctx.pair, ctx.soft_dtype = pair, soft.dtype
+        ctx.save_for_backward(x, perm)
+        return permute_nodes(x, perm, pair)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        x, perm = ctx.saved_tensors
+        grad_x = grad_soft = None
+        if ctx.needs_input_grad[0]:
+            grad_x = permute_nodes(grad, permutations.invert(perm), ctx.pair)
+        if ctx.needs_input_grad[1]:
+            rows, size = perm.shape
+            if ctx.pair:
+                grad = grad.reshape(rows, size, size, -1)  # (R, n, n, C)
+                right = permute_nodes(x, perm).reshape(rows, size, size, -1)  # P A: rows permuted
+                left = permute_nodes(x.transpose(1, 2), perm).transpose(1, 2).reshape(rows, size, size, -1)  # A Pᵀ
+                grad_soft = torch.einsum("rijc,rkjc->rik", grad, left) + torch.einsum("rijc,rikc->rjk", grad, right)
+            else:
+                grad, x = grad.reshape(rows, size, -1), x.reshape(rows, size, -1)  # (R, n, C)
+                if grad.shape[2] == 1:  # an outer product: cheaper as a broadcast than as a product
+                    grad_soft = grad * x.transpose(1, 2)
+                else:
+                    grad_soft = torch.einsum("ric,rkc->rik", grad, x)
+            grad_soft = grad_soft.to(ctx.soft_dtype)
+        return grad_x, grad_soft, None, None
 
 
 def _finite_elements(family: str, order: int) -> torch.Tensor:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import torch
 
-_BIG = 1e9
-
-
 def masked_scores(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Scores with padded nodes set to +inf so they sort after every real node."""
     if mask is None:
@@ -45,46 +42,152 @@ def sinkhorn_permutation(
 ) -> torch.Tensor:
     """Differentiable relaxation P̂ ≈ P of the argsort permutation, (R, n, n) (PS eq. 47).
 
-    ``P̂ = Sinkhorn(-|Z̄ 1ᵀ - 1 sort(Z̄)ᵀ| / τ)`` with Z̄ the L2-normalised real-node scores, in log
-    space. Padded rows and columns form their own block equal to the hard permutation, so they
-    carry no weight and no gradient. S_n equivariant: every step commutes with permuting nodes.
+    ``P̂ = Sinkhorn(K)``, ``K = exp(-|Z̄ 1ᵀ - 1 sort(Z̄)ᵀ| / τ)`` with Z̄ the L2-normalised real-node
+    scores: ``iterations`` alternating row and column normalisations starting from the rows and
+    ending on the columns, ``P̂ = diag(r) K diag(c)``. Padded rows and columns form their own block
+    equal to the hard permutation, so they carry no weight and no gradient. S_n equivariant: every
+    step commutes with permuting nodes (the iterations run in sorted order, so exactly). The
+    gradient is the exact gradient of the unrolled iterations.
+
+    How it is computed (the values of the dense iteration, a fraction of its cost): with rows taken
+    in sorted order K becomes ``K'_ab = exp(-|s_a - s_b| / τ)`` for the sorted scores s, the
+    exponential kernel of points on a line, so
+    ``(K'v)_a = e^{-s_a/τ} Σ_{b≤a} e^{s_b/τ} v_b + e^{s_a/τ} Σ_{b>a} e^{-s_b/τ} v_b``: two cumulative
+    sums. The scalings r, c are iterated in float64 at O(n) per row and iteration, with a
+    hand-written backward that replays the iterations from their stored (R, n) iterates
+    (``_ScalingIterations``; plain autograd in log space with ``logcumsumexp`` for τ < 1/300, where
+    e^{1/τ} would overflow). P̂ itself is dense only once, at the end (``_RelaxedMatrix``), in the
+    scores' dtype (at least float32). benchmarks/permutations.py compares it with the dense form.
     """
     rows, size = scores.shape
     if mask is None:
         mask = torch.ones_like(scores, dtype=torch.bool)
     real = mask.to(scores.dtype)
     normalised = scores * real / (scores * real).norm(dim=1, keepdim=True).clamp_min(1e-12)  # (R, n)
-    padded = masked_scores(normalised, mask)
-    sorted_scores = torch.sort(padded, dim=1, stable=True).values  # (R, n), +inf at the tail
+    order = torch.argsort(masked_scores(normalised.detach(), mask), dim=1, stable=True)  # (R, n): node at position
+    rank = invert(order)  # (R, n): position of node
+    sorted_scores = normalised.gather(1, order)  # (R, n) ascending over the real positions, 0 on padding
     sorted_real = torch.arange(size, device=scores.device)[None, :] < mask.sum(1, keepdim=True)  # (R, n)
-    real_block = mask[:, :, None] & sorted_real[:, None, :]  # (R, n, n)
-    distance = (normalised[:, :, None] - sorted_scores.masked_fill(~sorted_real, 0.0)[:, None, :]).abs()
-    logits = torch.where(real_block, -distance / temperature, torch.full_like(distance, -_BIG))
-    if not bool(mask.all()):
-        hard = one_hot(argsort_permutation(scores, mask), scores.dtype).bool()
-        logits = torch.where(hard & ~real_block, torch.zeros_like(logits), logits)
+    scaled = sorted_scores.double() / temperature
     if temperature >= _SCALING_MIN_TEMPERATURE:
-        return _sinkhorn_scaling(logits, iterations).to(scores.dtype)
+        log_row, log_col = _ScalingIterations.apply(scaled, sorted_real, iterations)  # (R, n) each, sorted order
+    else:
+        log_row, log_col = _sinkhorn_log(scaled, sorted_real, iterations)
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    padded = not bool(mask.all())
+    real_block = mask[:, :, None] & sorted_real[:, None, :] if padded else None  # (R, n, n)
+    hard = one_hot(rank, dtype) if padded else None
+    soft = _RelaxedMatrix.apply(normalised.to(dtype), sorted_scores.to(dtype), log_row.to(dtype).gather(1, rank),
+                                log_col.to(dtype), temperature, real_block, hard)
+    return soft.to(scores.dtype)
+
+
+class _RelaxedMatrix(torch.autograd.Function):
+    """``P̂_ij = exp(log r_i + log c_j − |z_i − s_j| / τ)`` (R, n, n) for node scores z, sorted scores
+    s and log scalings (node order for rows, sorted order for columns); the hard permutation
+    outside ``real_block``. A Function so that the dense work is a few in-place passes and the
+    backward a few reductions instead of autograd's chain of (R, n, n) temporaries."""
+
+    @staticmethod
+    def forward(ctx, normalised, sorted_scores, log_row, log_col, temperature, real_block, hard):  # noqa: D102
+        soft = (normalised[:, :, None] - sorted_scores[:, None, :]).abs_().mul_(-1.0 / temperature)
+        soft = soft.add_(log_row[:, :, None]).add_(log_col[:, None, :]).exp_()  # (R, n, n)
+        if real_block is not None:
+            soft = torch.where(real_block, soft, hard)
+        ctx.save_for_backward(normalised, sorted_scores, soft)
+        ctx.temperature, ctx.real_block = temperature, real_block
+        return soft
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        normalised, sorted_scores, soft = ctx.saved_tensors
+        weighted = grad * soft  # (R, n, n): the gradient of the exponent
+        if ctx.real_block is not None:
+            weighted = weighted.masked_fill_(~ctx.real_block, 0.0)
+        grad_row, grad_col = weighted.sum(2), weighted.sum(1)
+        signed = (normalised[:, :, None] - sorted_scores[:, None, :]).sign_().mul_(weighted)
+        return (signed.sum(2).mul_(-1.0 / ctx.temperature), signed.sum(1).mul_(1.0 / ctx.temperature),
+                grad_row, grad_col, None, None, None)
+
+
+# |s/τ| ≤ 1/τ: the scaling form needs e^{1/τ} (and products with the scalings) in float64 range.
+_SCALING_MIN_TEMPERATURE = 1.0 / 300.0
+
+
+def _kernel_product(rising, falling, padding, vector):
+    """K'v (R, n) = e^{-x} ⊙ Σ_{b≤a} e^{x_b} v_b + e^{x} ⊙ Σ_{b>a} e^{-x_b} v_b (+ v on padding), and
+    the two partial sums."""
+    below = torch.cumsum(rising * vector, dim=1)  # Σ_{b≤a}
+    above = torch.zeros_like(below)
+    above[:, :-1] = torch.cumsum((falling * vector).flip(1), dim=1).flip(1)[:, 1:]  # Σ_{b>a}
+    return below, above, torch.addcmul(padding * vector, falling, below).addcmul_(rising, above)
+
+
+class _ScalingIterations(torch.autograd.Function):
+    """Sinkhorn on ``K'_ab = exp(-|x_a - x_b|)`` for ascending x = ``scaled`` (R, n) float64 over the
+    ``real`` positions (K' is the identity on padding): the alternating scalings r = 1/(K'c),
+    c = 1/(K'r), ``iterations`` times from c = 1; returns (log r, log c). The backward is the exact gradient of the unrolled iterations, written out:
+    it replays the kernel products in reverse from the stored (R, n) iterates and partial sums
+    (K' is symmetric, so the adjoint of v ↦ K'v is K' itself), with no autograd graph."""
+
+    @staticmethod
+    def forward(ctx, scaled, real, iterations):  # noqa: D102
+        rising = scaled.exp().masked_fill_(~real, 0.0)  # e^{x_b}, 0 on padding
+        falling = scaled.neg().exp_().masked_fill_(~real, 0.0)  # e^{-x_b}
+        padding = (~real).to(scaled.dtype)
+        vector = torch.ones_like(scaled)
+        steps = []  # (input, Σ_{b≤a}, Σ_{b>a}, output) of each half-iteration
+        for _ in range(2 * iterations):
+            below, above, product = _kernel_product(rising, falling, padding, vector)
+            output = product.reciprocal_()
+            steps.append((vector, below, above, output))
+            vector = output
+        ctx.state = (rising, falling, padding, steps)
+        return steps[-2][3].log(), steps[-1][3].log()
+
+    @staticmethod
+    def backward(ctx, grad_log_row, grad_log_col):  # noqa: D102
+        rising, falling, padding, steps = ctx.state
+        grad_rising, grad_falling = torch.zeros_like(rising), torch.zeros_like(rising)
+        # gradient with respect to the output of the step being undone (d log v = dv / v)
+        carried = None if grad_log_col is None else grad_log_col / steps[-1][3]
+        for index in range(len(steps) - 1, -1, -1):
+            vector, below, above, output = steps[index]
+            if index == len(steps) - 2 and grad_log_row is not None:  # the returned row scaling
+                extra = grad_log_row / output
+                carried = extra if carried is None else carried + extra
+            if carried is None:
+                continue
+            grad_product = -(carried * output * output)  # output = 1 / product
+            grad_falling.addcmul_(grad_product, below)
+            grad_rising.addcmul_(grad_product, above)
+            through_below = torch.cumsum((falling * grad_product).flip(1), dim=1).flip(1)  # Σ_{a≥b}
+            through_above = torch.zeros_like(through_below)
+            through_above[:, 1:] = torch.cumsum(rising * grad_product, dim=1)[:, :-1]  # Σ_{a<b}
+            grad_rising.addcmul_(vector, through_below)
+            grad_falling.addcmul_(vector, through_above)
+            carried = torch.addcmul(padding * grad_product, rising, through_below).addcmul_(falling, through_above)
+        return grad_rising.mul_(rising).sub_(grad_falling.mul_(falling)), None, None
+
+
+_FAR = -1e200  # the log of "no contribution": finite, so that no gradient becomes NaN
+
+
+def _sinkhorn_log(scaled: torch.Tensor, real: torch.Tensor, iterations: int):
+    """``_ScalingIterations`` in log space (plain autograd), for any τ."""
+
+    def log_kernel_times(log_vector: torch.Tensor) -> torch.Tensor:  # log K'v at real positions
+        lower = torch.logcumsumexp(torch.where(real, scaled + log_vector, _FAR), dim=1) - scaled  # Σ_{b≤a}
+        above = torch.logcumsumexp(torch.where(real, log_vector - scaled, _FAR).flip(1), dim=1).flip(1)  # Σ_{b≥a}
+        upper = torch.cat([above[:, 1:], torch.full_like(above[:, :1], _FAR)], dim=1) + scaled  # Σ_{b>a}
+        return torch.logaddexp(lower, upper)
+
+    log_col = torch.zeros_like(scaled)
+    log_row = log_col
     for _ in range(iterations):
-        logits = logits - torch.logsumexp(logits, dim=2, keepdim=True)
-        logits = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    return logits.exp()
-
-
-# Real-block logits are ≥ −2/τ (|Z̄_i| ≤ 1); float64 exp is exact enough down to about e^−700.
-_SCALING_MIN_TEMPERATURE = 2.0 / 600.0
-
-
-def _sinkhorn_scaling(logits: torch.Tensor, iterations: int) -> torch.Tensor:
-    """The same alternating row/column normalisation as the log-space loop, in the scaling form
-    P = diag(u) K diag(v) with K = exp(logits) in float64: one exponential instead of two per
-    iteration and entry, and autograd keeps only K and the (R, n) scaling vectors."""
-    kernel = logits.double().exp()  # (R, n, n); every row and column holds an entry e^0 = 1
-    column = torch.ones(kernel.shape[0], kernel.shape[2], 1, dtype=kernel.dtype, device=kernel.device)
-    for _ in range(iterations):
-        row = 1.0 / (kernel @ column)  # (R, n, 1)
-        column = 1.0 / (kernel.transpose(1, 2) @ row)  # (R, n, 1)
-    return row * kernel * column.transpose(1, 2)
+        log_row = torch.where(real, -log_kernel_times(log_col), 0.0)
+        log_col = torch.where(real, -log_kernel_times(log_row), 0.0)
+    return log_row, log_col
 
 
 def permutation_entropy_penalty(soft: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
