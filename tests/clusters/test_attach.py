@@ -75,3 +75,20 @@ def test_on_a_cluster_the_error_says_live_nodes_were_checked(monkeypatch):
     with pytest.raises(ValueError) as embedded:
         check("cluster.gpus_per_trial=1", address=None)
     assert "min_workers" not in str(embedded.value)  # the embedded local Ray does not autoscale
+
+
+def test_node_temp_dirs_fit_unix_socket_paths_under_a_deep_workspace(monkeypatch, tmp_path):
+    """Ray's plasma socket lives at <root>/<node>/session_<date>_<time>_<us>_<pid>/sockets/plasma_store and must
+    fit 107 bytes; a deep $TMPDIR (a CI checkout) falls back to /tmp, a short one is kept."""
+    from clusters.local_cluster import socket_safe_base
+
+    worst = "/rc-abcdefgh/worker12/session_2026-11-22_20-20-20_763368_4194304/sockets/plasma_store"
+    deep = tmp_path / ("d" * 60)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    assert socket_safe_base(len("worker12")) == "/tmp"
+    fits = "/" + "s" * (107 - len(worst) - 1)
+    monkeypatch.setenv("TMPDIR", fits)
+    assert socket_safe_base(len("worker12")) == fits
+    assert len(fits + worst) <= 107
+    monkeypatch.setenv("TMPDIR", fits + "x")  # one byte more would overflow
+    assert socket_safe_base(len("worker12")) == "/tmp"
