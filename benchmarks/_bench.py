@@ -93,11 +93,6 @@ def interleaved(variants: Mapping[str, Callable[[], float]], repeats: int,
     return out
 
 
-def ratios(times: Mapping[str, Sequence[float]], reference: str) -> dict[str, list[float]]:
-    """Per-repeat ratios time[name][r] / time[reference][r]."""
-    return {name: [t / r for t, r in zip(values, times[reference])] for name, values in times.items()}
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured markdown table (so the output can be pasted into docs/benchmarks.md)."""
     cells = [[str(c) for c in row] for row in rows]

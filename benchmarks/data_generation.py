@@ -1,26 +1,29 @@
 """Time the offline dataset generation of every registered task, each in a fresh temporary cache.
 
-    python benchmarks/data_generation.py [--tasks pattern digits_rot ...] [--json]
+    python benchmarks/data_generation.py [--tasks pattern digits_rot ...] [--quick] [--json]
 
 Per task (default parameters): ``generate`` alone (as recorded by the cache), the first load
 (generate + write + tensors), a second load from the cache, the file size and the split sizes.
 A task whose module is missing or fails is reported in the table and does not stop the others.
+``--quick`` leaves out the two slowest generators (nbody, pattern).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
 
-from workers.tasks import REGISTRY, get_task
+from workers.tasks import REGISTRY, get_task  # noqa: E402
+
+SLOW = ("nbody", "pattern")
 
 
 def time_task(name: str) -> dict:
@@ -53,17 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", metavar="NAME", default=sorted(REGISTRY),
                         help=f"tasks to time (default: all of {', '.join(sorted(REGISTRY))})")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--quick", action="store_true", help=f"leave out the slowest tasks ({', '.join(SLOW)})")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks = [name for name in args.tasks if name not in SLOW]
     unknown = sorted(set(args.tasks) - set(REGISTRY))
     if unknown:
         parser.error(f"unknown task {unknown[0]!r}; allowed: {', '.join(sorted(REGISTRY))}")
 
-    machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0]}
+    machine = _bench.machine()
     results = [time_task(name) for name in args.tasks]
     if args.json:
         print(json.dumps({"machine": machine, "results": results}))
         return 0
-    print(f"{machine['cpus']} CPUs, {machine['torch_threads']} torch threads, Python {machine['python']}")
+    print(_bench.describe(machine))
     print(f"{'task':<15}{'generate s':>11}{'1st load s':>11}{'reload s':>10}{'MB':>8}  splits")
     for row in results:
         if "error" in row:

@@ -31,7 +31,7 @@ _bench.setup_environment()
 import torch  # noqa: E402
 
 from workers.symmetry.groups import Group, GroupElement, permute_nodes  # noqa: E402
-from workers.symmetry.permutations import (argsort_permutation, invert, masked_scores, one_hot,  # noqa: E402
+from workers.symmetry.permutations import (argsort_permutation, masked_scores, one_hot,  # noqa: E402
                                            sinkhorn_permutation)
 
 ROWS = 1000

@@ -17,13 +17,13 @@ generator, symmetrized forward, task loss + entropy penalty) → ``zero_grad`` �
 batch repeated N times (``repeat_interleave``, B·N rows). Canonicalization uses one sample, so it is
 compared with the base model on B rows (``base@B``).
 
-Breakdown, as fractions of the reference step (forward + backward of each piece alone, same
-inputs): ``p(g|x)`` the interface network q_ω (PS, canonical; FA: the frame, GA: nothing to learn),
+Breakdown, as fractions of the reference step (median time of each piece alone, forward +
+backward on the same inputs, / median reference step): ``interface`` the interface network q_ω (PS, canonical; FA: the frame, GA: nothing to learn),
 ``sinkhorn`` the relaxed argsort P̂ and its entropy penalty, ``apply g`` g⁻¹ on the inputs and g on
 the outputs (gathers + straight-through terms), ``∂f/∂x`` the part of the base model's backward
 that only the straight-through needs: the gradient with respect to its (permuted) inputs, which
 the bare model never computes (f forward + backward with inputs requiring grad, minus without);
-``other`` = ratio − 1 − the pieces (noise, repeats, loss, cache effects, …).
+``other`` = median ratio − 1 − the pieces (noise, repeats, loss, cache effects, …).
 Every ratio is paired: a method's step (and its pieces) is timed between two steps of its
 reference and divided by their mean; min/median/max over repeats are reported.
 """
@@ -88,6 +88,40 @@ def step_function(model, task, batch: dict, method: str, symmetrizer: dict):
     return step
 
 
+def dense_reference():
+    """A context manager swapping in the S_n post-processing as it was before the optimisations
+    of the Sinkhorn relaxation and the straight-through term (the references of
+    benchmarks/permutations.py: dense float64 Sinkhorn with autograd through every iteration,
+    straight-through ``hard + (P̂x − (P̂x).detach())`` with autograd). Same model, same values."""
+    import contextlib
+    import importlib
+
+    from workers.symmetry import groups
+
+    reference = importlib.import_module("permutations")  # benchmarks/permutations.py
+
+    def sinkhorn(scores, mask, temperature, iterations=20):
+        mask = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask
+        return reference.dense_sinkhorn(scores, mask, temperature, iterations)
+
+    def permute(x, g, pair):
+        perm = g.perm.to(x.device)
+        if g.soft is None or not x.is_floating_point() or not torch.is_grad_enabled() or not g.soft.requires_grad:
+            return groups.permute_nodes(x, perm, pair)
+        return reference.autograd_straight_through(x, g.soft.to(x.dtype), perm, pair)
+
+    @contextlib.contextmanager
+    def swapped():
+        saved = permutations.sinkhorn_permutation, groups._permute
+        permutations.sinkhorn_permutation, groups._permute = sinkhorn, permute
+        try:
+            yield
+        finally:
+            permutations.sinkhorn_permutation, groups._permute = saved
+
+    return swapped
+
+
 _WEIGHTS: dict = {}
 
 
@@ -116,7 +150,7 @@ def piece_functions(model, task, batch: dict, samples: int) -> dict:
     rmask = None if mask is None else mask.repeat_interleave(samples, 0)
     interface = getattr(distribution, "interface", None)
     with torch.no_grad():
-        element, _ = distribution.eval()(rows, noise, rmask)  # hard element, no soft part
+        element, _ = distribution.eval()(rows, noise, rmask, repeats=samples)  # hard element, no soft part
         distribution.train()
         inverse = group.inverse(element)
         moved = {k: group.act(inverse, v, model.input_kinds[k], rmask) for k, v in rows.items()}
@@ -130,8 +164,8 @@ def piece_functions(model, task, batch: dict, samples: int) -> dict:
     else:
         def q():
             with torch.no_grad():
-                distribution(rows, noise, rmask)
-    pieces["p(g|x)"] = q
+                distribution(rows, noise, rmask, repeats=samples)
+    pieces["interface"] = q
     scores = None
     if interface is not None and group.permutations:
         with torch.no_grad():
@@ -173,10 +207,10 @@ def piece_functions(model, task, batch: dict, samples: int) -> dict:
     return pieces
 
 
-PIECES = ("p(g|x)", "sinkhorn", "apply g", "∂f/∂x")
+PIECES = ("interface", "sinkhorn", "apply g", "∂f/∂x")
 
 
-def run_case(name: str, case: dict, methods, repeats: int, steps: int, breakdown: bool) -> dict:
+def run_case(name: str, case: dict, methods, repeats: int, steps: int, breakdown: bool, dense: bool) -> dict:
     """Each repeat visits the methods in a rotated order; every method (then its pieces) is timed
     between two steps of its reference, and its ratios use the mean of those two (paired ratios:
     a slowdown of the shared machine that lasts a few seconds hits both sides)."""
@@ -194,6 +228,14 @@ def run_case(name: str, case: dict, methods, repeats: int, steps: int, breakdown
         model, symmetrizer = build(task, case, method)
         models[method] = model
         units[method] = {method: step_function(model, task, batch, method, symmetrizer)}
+        if dense and method in ("ps", "canonical"):
+            swapped, step = dense_reference(), step_function(model, task, batch, method, symmetrizer)
+
+            def before(step=step, swapped=swapped):
+                with swapped():
+                    step()
+
+            units[method][f"{method}@dense"] = before
         if breakdown:
             for piece, function in piece_functions(model, task, batch, model.train_samples).items():
                 units[method][f"{method}:{piece}"] = function
@@ -209,7 +251,7 @@ def run_case(name: str, case: dict, methods, repeats: int, steps: int, breakdown
         order = list(methods)[repeat % len(methods):] + list(methods)[:repeat % len(methods)]
         for method in order:
             reference = "base@B" if method == "canonical" else "base"
-            measured = {key: _bench.clock(function, steps if key == method else 1)
+            measured = {key: _bench.clock(function, steps if ":" not in key else 1)
                         for key, function in units[method].items()}
             after = _bench.clock(references[reference], steps)
             times[reference].append(after)
@@ -223,19 +265,25 @@ def run_case(name: str, case: dict, methods, repeats: int, steps: int, breakdown
     result = {"case": name, "rows": size * samples, "batch": size, "samples": samples,
               "base_parameters": sum(p.numel() for p in base.parameters()),
               "seconds": {k: _bench.stats(v) for k, v in times.items()}, "methods": {}}
+    median = {key: _bench.stats(values)["median"] for key, values in times.items()}
     for method in methods:
-        if f"{method}:f" in ratio:  # the input-gradient part of f's backward: (f with ∂x) − f
-            ratio[f"{method}:∂f/∂x"] = [a - b for a, b in zip(ratio.pop(f"{method}:f+∂x"), ratio.pop(f"{method}:f"))]
-        parts = {piece: _bench.stats(ratio[f"{method}:{piece}"]) for piece in PIECES if f"{method}:{piece}" in ratio}
+        reference = median["base@B" if method == "canonical" else "base"]
+        if f"{method}:f" in median:  # the input-gradient part of f's backward: (f with ∂x) − f
+            median[f"{method}:∂f/∂x"] = median[f"{method}:f+∂x"] - median[f"{method}:f"]
+        # pieces: median piece time / median reference time (robust to a slow repeat); other: the rest
+        parts = {piece: median[f"{method}:{piece}"] / reference for piece in PIECES if f"{method}:{piece}" in median}
         if parts:
-            rest = [total - 1 - sum(ratio[f"{method}:{piece}"][i] for piece in parts)
-                    for i, total in enumerate(ratio[method])]
-            parts["other"] = _bench.stats(rest)
+            parts["other"] = _bench.stats(ratio[method])["median"] - 1 - sum(parts.values())
         result["methods"][method] = {"reference": "base@B" if method == "canonical" else "base",
                                      "ratio": _bench.stats(ratio[method]), "breakdown": parts,
                                      "step_s": _bench.stats(times[method]),
                                      "interface_parameters": sum(p.numel() for p in models[method].parameters())
                                      - result["base_parameters"]}
+        if f"{method}@dense" in ratio:
+            result["methods"][f"{method}@dense"] = {
+                "reference": result["methods"][method]["reference"], "ratio": _bench.stats(ratio[f"{method}@dense"]),
+                "breakdown": {}, "step_s": _bench.stats(times[f"{method}@dense"]),
+                "speedup": _bench.stats(a / b for a, b in zip(times[f"{method}@dense"], times[method]))}
     return result
 
 
@@ -247,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1, what a trial gets with cluster.cpus_per_trial=1)")
     parser.add_argument("--no-breakdown", action="store_true", help="time only the whole steps")
+    parser.add_argument("--dense-reference", action="store_true",
+                        help="also time PS and canonicalization with the previous dense Sinkhorn and autograd "
+                             "straight-through (rows method@dense), in the same run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -255,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.cases:
         case = {**CASES[name], **(QUICK[name] if args.quick else {})}
-        results.append(run_case(name, case, args.methods, repeats, steps, not args.no_breakdown))
+        results.append(run_case(name, case, args.methods, repeats, steps, not args.no_breakdown, args.dense_reference))
     print(_bench.describe(info))
     print(f"repeats {repeats}, {steps} step(s) per timed call; ratio = step / base step on the same rows, "
           "paired (median [min–max] over repeats); goal ≤ 1.15\n")
@@ -268,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         for method, row in result["methods"].items():
             parts = row["breakdown"]
             rows.append([method, row["reference"], _bench.triple(row["ratio"]), _bench.triple(row["step_s"], 3),
-                         *(_bench.triple(parts[p]) if p in parts else "-" for p in (*PIECES, "other"))])
+                         *(f"{parts[p]:.2f}" if p in parts else "-" for p in (*PIECES, "other"))])
         print(_bench.table(["method", "vs", "step / base", "step s", *PIECES, "other"], rows))
+        for method, row in result["methods"].items():
+            if "speedup" in row:
+                print(f"\n{method}: step of the dense reference / step of the product = "
+                      f"{_bench.triple(row['speedup'])}")
         print()
     if args.json:
         _bench.emit_json({"benchmark": "symmetrization_overhead", "machine": info, "repeats": repeats,

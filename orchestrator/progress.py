@@ -2,15 +2,16 @@
 
 ``Progress`` is a Ray Tune callback: one status line (running / pending / done / errored, best so
 far), redrawn in place on a terminal and printed on every trial event otherwise. ``safe_wandb``
-returns Ray's ``WandbLoggerCallback`` (one W&B run per trial, grouped by experiment) guarded so
-that a W&B failure is reported once and the sweep goes on.
+returns ``WandbRuns`` (one W&B run per trial, grouped by experiment, written from a background
+thread of the driver) or None; a W&B failure is reported once and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -82,55 +83,129 @@ def _describe(trial) -> str:
 
 
 def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) -> Callback | None:
-    """Ray's W&B callback (offline unless a project is named), guarded; None when disabled."""
+    """One W&B run per trial (offline unless a project is named); None when disabled or not installed."""
     mode = settings.get("mode") or ("online" if settings.get("project") else "offline")
     if not settings.get("enabled", True) or mode == "disabled":
         return None
     try:
-        from ray.air.integrations.wandb import WandbLoggerCallback
+        import wandb  # noqa: F401
     except ImportError as err:  # W&B is never required
         print(f"symsweep: W&B logging off ({err})", file=sys.stderr)
         return None
-    if mode == "offline":
-        os.environ["WANDB_MODE"] = "offline"
     directory.mkdir(parents=True, exist_ok=True)
     options = {"project": settings.get("project") or "symsweep", "group": experiment, "mode": mode,
                "dir": str(directory)}
     if settings.get("entity"):
         options["entity"] = settings["entity"]
+    return WandbRuns(options)
 
-    class GuardedWandb(WandbLoggerCallback):
-        """Any exception of a W&B hook is reported once; logging then stops, the sweep does not."""
 
-        failed = False
+class WandbRuns(Callback):
+    """One W&B run per trial (id = Tune's trial id, so a resumed trial continues its run), written by
+    one background thread of the driver through one W&B service process.
 
-        def _guard(self, hook: str, *args, **kwargs):
+    Ray's ``WandbLoggerCallback`` starts a logging actor (a Python process) and a W&B service per
+    trial; on a small machine those take their CPU from the trials (benchmarks/orchestration_overhead.py
+    measured the same 16-trial sweep 2.1× slower with it). Here a run costs a fraction of a second of
+    the driver's time, and the Tune loop never waits for W&B: hooks only queue work. Any W&B error
+    is reported once; logging then stops, the sweep does not."""
+
+    SKIP = {"done", "pid", "timestamp", "should_checkpoint"}
+
+    def __init__(self, options: Mapping[str, Any], finish_timeout: float = 120.0):
+        self.options = dict(options)
+        self.finish_timeout = finish_timeout
+        self.__setstate__(self.__getstate__())
+
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks with the run config: no thread, no queue
+        return {"options": self.options, "finish_timeout": self.finish_timeout}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.failed = False
+        self.runs: dict[str, Any] = {}
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    # -- Tune hooks (driver thread): queue only --------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._submit("start", trial, None)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._submit("log", trial, self.metrics(result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._submit("finish", trial, 0)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._submit("finish", trial, 1)
+
+    def on_experiment_end(self, trials, **info):
+        self.close()
+
+    @classmethod
+    def metrics(cls, result: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+        """The result's numbers (nested dicts flattened with '/'), without Tune's bookkeeping and config."""
+        out: dict[str, float] = {}
+        for key, value in result.items():
+            if key in cls.SKIP or key == "config":
+                continue
+            if isinstance(value, Mapping):
+                out.update(cls.metrics(value, f"{prefix}{key}/"))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{prefix}{key}"] = value
+        return out
+
+    def close(self) -> None:
+        """Finish every open run and wait (at most ``finish_timeout``) for W&B to write them."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(self.finish_timeout)
+        if self._thread.is_alive():
+            print(f"symsweep: W&B was still writing after {self.finish_timeout:g} s; its runs may be incomplete "
+                  "(the sweep's own results are not affected)", file=sys.stderr)
+        self._thread = None
+
+    # -- the W&B thread -------------------------------------------------------------------------------
+    def _submit(self, kind: str, trial, payload) -> None:
+        if self.failed:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="symsweep-wandb", daemon=True)
+            self._thread.start()
+        self._queue.put((kind, trial.trial_id, str(trial), dict(trial.config), payload))
+
+    def _work(self) -> None:
+        wandb = None
+        while (task := self._queue.get()) is not None:
             if self.failed:
-                return None
+                continue
             try:
-                return getattr(super(), hook)(*args, **kwargs)
+                if wandb is None:
+                    import wandb
+                self._apply(wandb, *task)
             except Exception as err:  # noqa: BLE001 - W&B must never stop a sweep
                 self.failed = True
                 print(f"symsweep: W&B logging stopped after an error ({type(err).__name__}: {err}); "
                       "the sweep continues", file=sys.stderr)
-                return None
+        for run in self.runs.values():  # trials still open when the sweep ended (interrupted)
+            try:
+                run.finish(exit_code=1)
+            except Exception:  # noqa: BLE001
+                pass
+        self.runs.clear()
 
-        def setup(self, *args, **kwargs):
-            return self._guard("setup", *args, **kwargs)
-
-        def on_trial_start(self, *args, **kwargs):
-            return self._guard("on_trial_start", *args, **kwargs)
-
-        def on_trial_result(self, *args, **kwargs):
-            return self._guard("on_trial_result", *args, **kwargs)
-
-        def on_trial_complete(self, *args, **kwargs):
-            return self._guard("on_trial_complete", *args, **kwargs)
-
-        def on_trial_error(self, *args, **kwargs):
-            return self._guard("on_trial_error", *args, **kwargs)
-
-        def on_experiment_end(self, *args, **kwargs):
-            return self._guard("on_experiment_end", *args, **kwargs)
-
-    return GuardedWandb(**options)
+    def _apply(self, wandb, kind: str, trial_id: str, name: str, config: dict, payload) -> None:
+        run = self.runs.get(trial_id)
+        if kind == "finish":
+            if run is not None:
+                self.runs.pop(trial_id).finish(exit_code=payload)
+            return
+        if run is None:
+            settings = wandb.Settings(console="off", silent=True, save_code=False, disable_git=True,
+                                      x_disable_stats=True)
+            run = self.runs[trial_id] = wandb.init(id=trial_id, name=name, config=config, resume="allow",
+                                                   reinit="create_new", settings=settings, **self.options)
+        if kind == "log" and payload:
+            run.log(payload)

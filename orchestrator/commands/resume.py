@@ -27,7 +27,6 @@ def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False)
     from orchestrator import aggregate
     from orchestrator.launcher import check_resources, make_tuner, restore_tuner, save_config, start_ray
 
-    os.environ.setdefault("WANDB_SILENT", "true")  # inherited by the W&B logging actors
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = start_ray(config["cluster"])
     try:

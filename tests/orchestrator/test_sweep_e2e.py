@@ -63,7 +63,11 @@ def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
     table = (path / "summary.md").read_text()
     assert "| ps |" in table and "| ga |" in table and "best_val_mse" in table
     assert "best_val_mse" in done.stdout  # the summary is printed at the end
-    assert list((path / "wandb").glob("offline-run-*")), "offline W&B runs are written"
+    runs = sorted((path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 4, "one offline W&B run per trial"
+    for run in runs:  # W&B's record log stores keys as plain strings: each run has the trial's config and metrics
+        data = run.read_bytes()
+        assert b"symmetrizer.method" in data and data.count(b"val_mse") >= 2 and b"train_loss" in data, run
     before = {name: (path / name).read_bytes() for name in ("trials.csv", "summary.csv", "summary.md")}
     again = symsweep("report", str(path))
     assert again.returncode == 0, again.stderr

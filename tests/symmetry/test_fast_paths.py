@@ -90,3 +90,31 @@ def test_straight_through_function_matches_autograd(kind, shape):
         results.append((out.detach(), leaf_x.grad, leaf_soft.grad))
     for ours, theirs in zip(*results):
         assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["S_n", "O(d)", "SO(d)", "S_n x E(d)"])
+def test_frames_computed_once_per_input_equal_the_per_row_frames(name):
+    """FA's eigendecompositions run once per block of N rows of one input; the elements must be the
+    ones computed row by row (repeats=1), and a row count that is not a multiple is refused."""
+    from tests.symmetry.helpers import point_clouds, random_graphs
+    from workers.symmetry.frames import FrameAveraging
+
+    gen = torch.Generator().manual_seed(5)
+    samples = 3
+    group = Group.parse(name, dim=3)
+    if group.has_matrix:
+        inputs, mask = point_clouds(4, 6, 3, gen)
+        frame = FrameAveraging(group, point_field="pos")
+    else:
+        inputs, mask = random_graphs(4, 7, gen)
+        frame = FrameAveraging(group, adjacency_field="adj")
+    rows = {k: v.repeat_interleave(samples, 0) for k, v in inputs.items()}
+    rmask = mask.repeat_interleave(samples, 0)
+    noise = frame.draw_noise(rows, rmask, len(rmask), gen)
+    shared, _ = frame(rows, noise, rmask, repeats=samples)
+    alone, _ = frame(rows, noise, rmask)
+    for part in ("perm", "rot"):
+        if getattr(alone, part) is not None:
+            assert torch.equal(getattr(shared, part), getattr(alone, part)), part
+    with pytest.raises(ValueError, match="repeats=5"):
+        frame(rows, noise, rmask, repeats=5)

@@ -23,7 +23,11 @@ Tensors = Mapping[str, torch.Tensor]
 
 
 class Distribution(nn.Module):
-    """Base class: ``draw_noise`` then ``forward(inputs, noise, mask) -> (g, aux)``."""
+    """Base class: ``draw_noise`` then ``forward(inputs, noise, mask, repeats) -> (g, aux)``.
+
+    The rows come input-major in blocks of ``repeats`` copies of one input that differ only in their
+    noise (the symmetrizer's B·N rows), so a distribution may compute what depends on the input
+    alone once per block."""
 
     noise_kinds: dict[str, str] = {}
 
@@ -35,7 +39,8 @@ class Distribution(nn.Module):
                    generator: torch.Generator | None = None) -> dict:
         return {}
 
-    def forward(self, inputs: Tensors, noise: dict, mask: torch.Tensor | None) -> tuple[GroupElement, dict]:
+    def forward(self, inputs: Tensors, noise: dict, mask: torch.Tensor | None,
+                repeats: int = 1) -> tuple[GroupElement, dict]:
         raise NotImplementedError
 
 
@@ -65,7 +70,7 @@ class GroupAveraging(Distribution):
         element.shift = None  # translations are handled by centring, never averaged
         return {"element": element}
 
-    def forward(self, inputs, noise, mask):
+    def forward(self, inputs, noise, mask, repeats=1):
         element = noise["element"]
         return GroupElement(element.perm, None, element.rot), {}
 
@@ -126,7 +131,7 @@ class ProbabilisticSymmetrization(Distribution):
             return self.noise_scale * torch.randn(shape, generator=generator, dtype=torch.float64)
         return self.noise_scale * torch.rand(shape, generator=generator, dtype=torch.float64)
 
-    def forward(self, inputs, noise, mask):
+    def forward(self, inputs, noise, mask, repeats=1):  # q_ω sees each row's own noise: nothing to share
         features = self.interface(inputs, noise, mask)
         element, aux = GroupElement(), {}
         if self.group.finite is not None:

@@ -54,20 +54,32 @@ class FrameAveraging(Distribution):
             noise["tiebreak"] = torch.rand(rows, _node_count(inputs, mask), generator=generator).to(like)
         return noise
 
-    def forward(self, inputs, noise, mask):
+    def forward(self, inputs, noise, mask, repeats=1):
+        """The frame's eigendecompositions depend on the input alone: they run once per block of
+        ``repeats`` rows (one input, different noise) and are shared by the block."""
         element = GroupElement()
+        once = _first_of_blocks(len(noise["signs"]), mask, repeats)
         if self.group.has_matrix:
             points = inputs[self.point_field]  # (R, n, d), centred
-            axes = _pca_axes(points, mask) * noise["signs"].to(points.dtype)[:, None, :]
+            axes = _pca_axes(points[::repeats], once).repeat_interleave(repeats, 0)
+            axes = axes * noise["signs"].to(points.dtype)[:, None, :]
             element.rot = fix_determinant(axes) if self.group.special else axes
             if self.group.permutations:
                 keys = torch.einsum("rnd,rdk->rnk", points.double(), element.rot.double())  # frame coordinates
                 element.perm = _lexicographic_permutation(keys, noise["tiebreak"], mask)
         else:
             adjacency = inputs[self.adjacency_field][..., 0]  # (R, n, n)
-            keys = _laplacian_keys(adjacency, mask, self.eigenvectors) * noise["signs"].double()[:, None, :]
+            keys = _laplacian_keys(adjacency[::repeats], once, self.eigenvectors).repeat_interleave(repeats, 0)
+            keys = keys * noise["signs"].double()[:, None, :]
             element.perm = _lexicographic_permutation(keys, noise["tiebreak"], mask)
         return element, {}
+
+
+def _first_of_blocks(rows: int, mask: torch.Tensor | None, repeats: int) -> torch.Tensor | None:
+    """The mask of each block's first row (the rows are blocks of ``repeats`` copies of one input)."""
+    if repeats < 1 or rows % repeats:
+        raise ValueError(f"{rows} rows cannot be blocks of repeats={repeats} copies of one input")
+    return None if mask is None else mask[::repeats]
 
 
 def _third_moment_signs(projections: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

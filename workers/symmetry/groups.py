@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, replace
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from workers.symmetry import images, orthogonal, permutations
 
@@ -249,8 +250,8 @@ def _permute(x: torch.Tensor, g: GroupElement, pair: bool) -> torch.Tensor:
 
 def permute_nodes(x: torch.Tensor, perm: torch.Tensor, pair: bool = False) -> torch.Tensor:
     """``(g·x)[i] = x[perm[i]]`` along axis 1 of x (R, n, ...), and ``[i, j] = x[perm[i], perm[j]]``
-    along axes 1 and 2 for pairs (R, n, n, ...), by indexing (one ``gather`` per node axis: as fast
-    as a single flat index and much faster than products with one-hot matrices,
+    along axes 1 and 2 for pairs (R, n, n, ...), by indexing: one ``gather`` per node axis (a single
+    flat index is within ±20 %, products with one-hot matrices up to 37× slower;
     benchmarks/permutations.py)."""
     rows = perm.view(*perm.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
     out = x.gather(1, rows)
@@ -275,6 +276,7 @@ class _StraightThrough(torch.autograd.Function):
         return permute_nodes(x, perm, pair)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):  # noqa: D102
         x, perm = ctx.saved_tensors
         grad_x = grad_soft = None

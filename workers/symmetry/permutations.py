@@ -10,6 +10,8 @@ score +inf: they sort last and stay in the padding block.
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
+
 
 def masked_scores(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Scores with padded nodes set to +inf so they sort after every real node."""
@@ -99,6 +101,7 @@ class _RelaxedMatrix(torch.autograd.Function):
         return soft
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):  # noqa: D102
         normalised, sorted_scores, soft = ctx.saved_tensors
         weighted = grad * soft  # (R, n, n): the gradient of the exponent
@@ -146,6 +149,7 @@ class _ScalingIterations(torch.autograd.Function):
         return steps[-2][3].log(), steps[-1][3].log()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_log_row, grad_log_col):  # noqa: D102
         rising, falling, padding, steps = ctx.state
         grad_rising, grad_falling = torch.zeros_like(rising), torch.zeros_like(rising)

@@ -104,7 +104,7 @@ class Symmetrizer(nn.Module):
         rmask = None if mask is None else mask.repeat_interleave(samples, 0)  # (B·N, n)
         if noise is None:
             noise = self.distribution.draw_noise(rows, rmask, batch * samples, generator)
-        element, aux = self.distribution(rows, noise, rmask)
+        element, aux = self.distribution(rows, noise, rmask, repeats=samples)
         inverse = self.group.inverse(element)
         moved = {k: self.group.act(inverse, v, self.input_kinds[k], rmask) for k, v in rows.items()}
         if rmask is not None:
