@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.launcher import socket_safe_base
+
 RESOURCE_PREFIX = "local_node_"
-_SOCKET_LIMIT = 107  # bytes in an AF_UNIX path; Ray's longest is <root>/<node>/session_<date>_<time>_<us>_<pid>/sockets/plasma_store
 _ROOT_NAME = len("/rc-") + 8  # tempfile.mkdtemp(prefix="rc-") adds 8 random characters
-_SESSION_AND_SOCKET = len("/session_2026-11-22_20-20-20_123456_") + 7 + len("/sockets/plasma_store")  # pid ≤ 7 digits
 
 # Connects as a driver (public API only) and prints the alive nodes once `expected` are up, or at the deadline.
 _WAIT_FOR_NODES = """
@@ -99,17 +99,6 @@ def ensure_token(env: dict[str, str]) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # never print the token
 
 
-def socket_safe_base(longest_node_name: int) -> str:
-    """The folder to hold the nodes' temporary directories: ``$TMPDIR`` when Ray's socket paths under it fit the
-    AF_UNIX limit, else ``/tmp`` (a deep workspace such as a CI checkout would make ``ray start`` fail)."""
-    room = _SOCKET_LIMIT - _ROOT_NAME - 1 - longest_node_name - _SESSION_AND_SOCKET
-    for base in (os.environ.get("TMPDIR") or tempfile.gettempdir(), "/tmp"):
-        if len(os.path.abspath(base)) <= room:
-            return base
-    raise RuntimeError(f"no temporary folder is short enough for Ray's sockets: $TMPDIR and /tmp must be at most "
-                       f"{room} characters long with {longest_node_name}-character node names")
-
-
 @dataclass
 class LocalCluster:
     """A head and ``workers`` worker nodes on this machine; ``start()`` returns once all are alive."""
@@ -143,8 +132,10 @@ class LocalCluster:
             raise RuntimeError("this LocalCluster is already started")
         env = self.env
         ensure_token(env)
-        longest = max(len("head"), len(f"worker{self.workers}"))
-        self.root = Path(tempfile.mkdtemp(prefix="rc-", dir=socket_safe_base(longest)))
+        # each node's temp dir is <root>/<node>: keep Ray's socket paths under it within the AF_UNIX limit
+        below = _ROOT_NAME + 1 + max(len("head"), len(f"worker{self.workers}"))
+        base = socket_safe_base(os.environ.get("TMPDIR") or tempfile.gettempdir(), below)
+        self.root = Path(tempfile.mkdtemp(prefix="rc-", dir=base))
         atexit.register(self.stop)
         port, dashboard = free_port(), free_port()
         self.address, self.dashboard_url = f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +29,23 @@ def experiment_dir(config: Mapping[str, Any]) -> Path:
     return Path(config["storage"]).expanduser().resolve() / name
 
 
+SOCKET_LIMIT = 107  # bytes in an AF_UNIX socket path (Linux)
+# what Ray puts below a node's temporary root: session_<date>_<time>_<microseconds>_<pid ≤ 7 digits>/sockets/…
+SESSION_SOCKET = len("/session_2026-11-22_20-20-20_123456_1234567/sockets/plasma_store")
+
+
+def socket_safe_base(preferred: str, below: int) -> str:
+    """``preferred`` when a Ray node whose temporary root is ``below`` characters longer than it keeps its
+    socket paths within the AF_UNIX limit, else ``/tmp``: in a deep workspace (a CI checkout with
+    ``RAY_TMPDIR`` inside it) ``ray start``/``ray.init`` would otherwise fail with an OSError."""
+    room = SOCKET_LIMIT - SESSION_SOCKET - below
+    for base in (preferred, "/tmp"):
+        if len(os.path.abspath(base)) <= room:
+            return base
+    raise RuntimeError(f"no temporary folder is short enough for Ray's sockets: {preferred!r} and /tmp must be "
+                       f"at most {room} characters long; set RAY_TMPDIR to a shorter folder")
+
+
 def start_ray(cluster: Mapping[str, Any]) -> bool:
     """Start an embedded local Ray or attach to ``cluster.address``; True when started here."""
     import ray
@@ -36,7 +54,9 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
         return False
     options: dict[str, Any] = {"include_dashboard": bool(cluster["dashboard"]), "dashboard_host": "127.0.0.1",
                                "log_to_driver": True, "configure_logging": False}
-    if cluster["address"] is None:
+    if cluster["address"] is None:  # Ray's own default temp root is <RAY_TMPDIR or TMPDIR or /tmp>/ray
+        preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
+        options["_temp_dir"] = os.path.join(socket_safe_base(preferred, len("/ray")), "ray")
         ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
         return True
     try:

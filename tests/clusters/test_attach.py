@@ -3,6 +3,12 @@ an address it cannot attach to, and requests no node of the cluster can hold (Ra
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from orchestrator import launcher
@@ -77,18 +83,33 @@ def test_on_a_cluster_the_error_says_live_nodes_were_checked(monkeypatch):
     assert "min_workers" not in str(embedded.value)  # the embedded local Ray does not autoscale
 
 
-def test_node_temp_dirs_fit_unix_socket_paths_under_a_deep_workspace(monkeypatch, tmp_path):
-    """Ray's plasma socket lives at <root>/<node>/session_<date>_<time>_<us>_<pid>/sockets/plasma_store and must
-    fit 107 bytes; a deep $TMPDIR (a CI checkout) falls back to /tmp, a short one is kept."""
-    from clusters.local_cluster import socket_safe_base
-
-    worst = "/rc-abcdefgh/worker12/session_2026-11-22_20-20-20_763368_4194304/sockets/plasma_store"
-    deep = tmp_path / ("d" * 60)
-    monkeypatch.setenv("TMPDIR", str(deep))
-    assert socket_safe_base(len("worker12")) == "/tmp"
+def test_ray_temp_dirs_fit_unix_socket_paths_under_a_deep_workspace(tmp_path):
+    """Ray's plasma socket lives at <temp root>/session_<date>_<time>_<us>_<pid>/sockets/plasma_store and must fit
+    107 bytes: a deep preferred folder (a CI checkout's $RAY_TMPDIR) falls back to /tmp, a short one is kept."""
+    worst_below = "/rc-abcdefgh/worker12"  # a local cluster's node dir; the embedded Ray's is "/ray"
+    worst = worst_below + "/session_2026-11-22_20-20-20_763368_4194304/sockets/plasma_store"
     fits = "/" + "s" * (107 - len(worst) - 1)
-    monkeypatch.setenv("TMPDIR", fits)
-    assert socket_safe_base(len("worker12")) == fits
-    assert len(fits + worst) <= 107
-    monkeypatch.setenv("TMPDIR", fits + "x")  # one byte more would overflow
-    assert socket_safe_base(len("worker12")) == "/tmp"
+    assert launcher.socket_safe_base(fits, len(worst_below)) == fits and len(fits + worst) == 107
+    assert launcher.socket_safe_base(fits + "x", len(worst_below)) == "/tmp"  # one byte more would overflow
+    assert launcher.socket_safe_base(str(tmp_path / ("d" * 60)), len("/ray")) == "/tmp"
+    with pytest.raises(RuntimeError, match="RAY_TMPDIR"):
+        launcher.socket_safe_base(fits + "x", 107)
+
+
+def test_the_embedded_ray_starts_under_a_deep_temp_folder(tmp_path):
+    """``symsweep`` in a deep workspace: RAY_TMPDIR too long for Ray's sockets still starts (under /tmp)."""
+    deep = tmp_path / ("d" * 70)
+    deep.mkdir()
+    code = ("import ray; from orchestrator.config import compose; from orchestrator.launcher import start_ray; "
+            "assert start_ray(compose(['cluster.num_cpus=1'])['cluster']); "
+            "print(ray.get(ray.remote(lambda: 'ok').remote()), ray.get_runtime_context().gcs_address); ray.shutdown()")
+    env = {**os.environ, "RAY_TMPDIR": str(deep), "TMPDIR": str(deep)}
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    try:
+        output, _ = process.communicate(timeout=180)
+    finally:
+        process.kill()
+        for session in Path("/tmp/ray").glob(f"session_*_{process.pid}"):  # the session this driver started
+            shutil.rmtree(session, ignore_errors=True)
+    assert process.returncode == 0 and "ok" in output, output
