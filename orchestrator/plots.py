@@ -55,35 +55,38 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _points_plot(axes, lines: dict[str, list[tuple[float, float, float]]]) -> list[float]:
-    """Error-bar lines (x, mean, std) per label; the x values drawn."""
+def _points_figure(lines: dict[str, list[tuple[float, float, float]]], key: str, ylabel: str, title: str,
+                   path: Path, unit_line: bool = False) -> Path | None:
+    """Error-bar lines (x, mean, std) per label against ``key`` (log x for a wide positive range),
+    saved to ``path``; None when there is no point. ``unit_line`` marks y = 1 (ratios)."""
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.subplots()
     xs = []
     for label, points in lines.items():
         if points:
             x, mean, std = np.array(sorted(points)).T
             axes.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label or None)
             xs.extend(x)
-    return xs
+    if not xs:
+        return None
+    if unit_line:
+        axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    if log_axis(xs):
+        axes.set_xscale("log")
+    axes.set_xlabel(key)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize="medium")
+    if any(lines) and len(lines) <= MAX_LEGEND:
+        axes.legend(fontsize="small")
+    return _save(figure, path)
 
 
 def metric_vs_key(summary: Summary, metric: str, key: str, path: Path) -> Path | None:
     """``metric`` (mean ± std over seeds) against ``key``; None when no configuration has a value."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.subplots()
     lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in members
                      if metric in c.stats and math.isfinite(c.stats[metric][0])]
              for label, members in lines_by_other_keys(summary, key).items()}
-    xs = _points_plot(axes, lines)
-    if not xs:
-        return None
-    if log_axis(xs):
-        axes.set_xscale("log")
-    axes.set_xlabel(key)
-    axes.set_ylabel(f"{metric} (mean ± std over seeds)")
-    axes.set_title(f"{summary.name}: {metric} vs {key}", fontsize="medium")
-    if any(lines) and len(lines) <= MAX_LEGEND:
-        axes.legend(fontsize="small")
-    return _save(figure, path)
+    return _points_figure(lines, key, f"{metric} (mean ± std over seeds)", f"{summary.name}: {metric} vs {key}", path)
 
 
 def curve_metrics(summary: Summary) -> list[str]:
@@ -132,20 +135,9 @@ def ratio_vs_key(summary: Summary, spec, found: list[Ratio], key: str, path: Pat
         if math.isfinite(ratio.value) and isinstance(ratio.values.get(key), (int, float)):
             label = ", ".join(f"{o}={text(ratio.values[o])}" for o in others)
             lines.setdefault(label, []).append((float(ratio.values[key]), ratio.value, ratio.std))
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.subplots()
-    xs = _points_plot(axes, dict(sorted(lines.items())))
-    if not xs:
-        return None
-    axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
-    if log_axis(xs):
-        axes.set_xscale("log")
-    axes.set_xlabel(key)
-    axes.set_ylabel(f"{spec['metric']}: {text(spec['numerator'])} / {text(spec['denominator'])} (± propagated std)")
-    axes.set_title(f"{summary.name}: {spec['name']}", fontsize="medium")
-    if any(lines) and len(lines) <= MAX_LEGEND:
-        axes.legend(fontsize="small")
-    return _save(figure, path)
+    ylabel = f"{spec['metric']}: {text(spec['numerator'])} / {text(spec['denominator'])} (± propagated std)"
+    return _points_figure(dict(sorted(lines.items())), key, ylabel, f"{summary.name}: {spec['name']}", path,
+                          unit_line=True)
 
 
 def loglog_fits(summary: Summary, spec, found: list[Fit], path: Path) -> Path | None:

@@ -123,22 +123,24 @@ class WandbRuns(Callback):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.failed = False
-        self.runs: dict[str, Any] = {}
+        self.runs: dict[str, Any] = {}  # the W&B thread's open runs
+        self._opened: set[str] = set()  # trials whose run the driver has asked for
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
 
     # -- Tune hooks (driver thread): queue only --------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._submit("start", trial, None)
+        self._open(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._submit("log", trial, self.metrics(result))
+        self._open(trial)  # a trial restored by `resume` reports without starting here
+        self._submit("log", trial.trial_id, self.metrics(result))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._submit("finish", trial, 0)
+        self._finish(trial, 0)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._submit("finish", trial, 1)
+        self._finish(trial, 1)
 
     def on_experiment_end(self, trials, **info):
         self.close()
@@ -168,13 +170,23 @@ class WandbRuns(Callback):
         self._thread = None
 
     # -- the W&B thread -------------------------------------------------------------------------------
-    def _submit(self, kind: str, trial, payload) -> None:
+    def _open(self, trial) -> None:
+        if trial.trial_id not in self._opened:
+            self._opened.add(trial.trial_id)
+            self._submit("open", trial.trial_id, (str(trial), dict(trial.config)))
+
+    def _finish(self, trial, exit_code: int) -> None:
+        if trial.trial_id in self._opened:
+            self._opened.discard(trial.trial_id)
+            self._submit("finish", trial.trial_id, exit_code)
+
+    def _submit(self, kind: str, trial_id: str, payload) -> None:
         if self.failed:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="symsweep-wandb", daemon=True)
             self._thread.start()
-        self._queue.put((kind, trial.trial_id, str(trial), dict(trial.config), payload))
+        self._queue.put((kind, trial_id, payload))
 
     def _work(self) -> None:
         wandb = None
@@ -196,16 +208,14 @@ class WandbRuns(Callback):
                 pass
         self.runs.clear()
 
-    def _apply(self, wandb, kind: str, trial_id: str, name: str, config: dict, payload) -> None:
-        run = self.runs.get(trial_id)
-        if kind == "finish":
-            if run is not None:
-                self.runs.pop(trial_id).finish(exit_code=payload)
-            return
-        if run is None:
+    def _apply(self, wandb, kind: str, trial_id: str, payload) -> None:
+        if kind == "open":
+            name, config = payload
             settings = wandb.Settings(console="off", silent=True, save_code=False, disable_git=True,
                                       x_disable_stats=True)
-            run = self.runs[trial_id] = wandb.init(id=trial_id, name=name, config=config, resume="allow",
-                                                   reinit="create_new", settings=settings, **self.options)
-        if kind == "log" and payload:
-            run.log(payload)
+            self.runs[trial_id] = wandb.init(id=trial_id, name=name, config=config, resume="allow",
+                                             reinit="create_new", settings=settings, **self.options)
+        elif kind == "log" and payload:
+            self.runs[trial_id].log(payload)
+        elif kind == "finish":
+            self.runs.pop(trial_id).finish(exit_code=payload)
