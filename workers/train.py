@@ -170,6 +170,23 @@ def evaluate(model, task: Task, split: Mapping[str, torch.Tensor], trainer: Mapp
     return metrics, entropy
 
 
+TRANSFORMED_SPLIT = "test"  # the split also scored on a randomly group-transformed copy
+
+
+@torch.no_grad()
+def transformed_split(model, task: Task, split: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """A copy of ``split`` with one uniform random group element applied to each example (inputs,
+    mask and target alike), drawn once per trial from ``seed``.
+
+    A model that is invariant/equivariant scores the same on it as on the split itself (up to its
+    own sampling noise); a gap shows a model reading something the symmetry should hide, e.g. a
+    dataset whose node order carries the label, or a broken symmetrizer.
+    """
+    generator = step_generator(seed, 9_001)
+    parts = [transformed_batch(model, task, batch, generator) for batch in iterate_batches(split, 512, shuffle=False)]
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+
 def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], trainer, device, seed: int) -> float:
     """E (PS paper eq. 12) on the first examples of ``split`` with a few group samples."""
     model.eval()
@@ -283,6 +300,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                 report(state["history"][-1], None)
             return state["history"][-1]
     evaluation_splits = [name for name in data.splits if name != "train"]
+    transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], seed)
+                   if TRANSFORMED_SPLIT in data.splits else None)
     autocast = trainer["precision"] == "bf16" and device.type == "cuda"
     symmetrizer = config.get("symmetrizer") or {}
     start = time.perf_counter() - state["elapsed"]
@@ -327,6 +346,9 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                 metrics.update({f"{split}_{key}": value for key, value in values.items()})
                 if entropy is not None and split == "val":
                     metrics["entropy"] = entropy
+            if transformed is not None:
+                values, _ = evaluate(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
+                metrics.update({f"{TRANSFORMED_SPLIT}_{key}_transformed": value for key, value in values.items()})
             every = trainer["equivariance_every"]
             if every and state["evaluations"] % every == 0:
                 metrics["equivariance_error"] = equivariance_error(model, task, data.splits["val"], trainer, device,

@@ -212,3 +212,51 @@ def test_bad_seed_is_rejected(name, seed):
 def test_unknown_parameter_is_rejected():
     with pytest.raises(ValueError, match="task.size"):
         get_task("exp_classify", size=10)
+
+
+
+@pytest.fixture(scope="module")
+def as_built() -> dict[str, np.ndarray]:
+    """Seed 0's graphs in construction order (clauses, x_1..x_V, ¬x_1..¬x_V): relabelling switched off."""
+    import workers.tasks.exp as exp_module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exp_module, "relabel", lambda graph, rng: graph)
+        return exp_module.exp_graphs(0)
+
+
+def order_probe_accuracy(train: dict[str, torch.Tensor], test: dict[str, torch.Tensor]) -> float:
+    """Test accuracy of a logistic regression on the flattened adjacency and node features *in stored
+    order*: a model with no symmetry at all, so anything above chance is read off the node order."""
+    from sklearn.linear_model import LogisticRegression
+
+    def features(fields):
+        return torch.cat([fields["adj"].flatten(1), fields["x"].flatten(1)], dim=1).numpy()
+
+    probe = LogisticRegression(C=1.0, max_iter=2000).fit(features(train), train["y"].numpy())
+    return float(probe.score(features(test), test["y"].numpy()))
+
+
+def test_node_order_does_not_carry_the_label(loaded, as_built):
+    """The stored order leaks nothing; the construction order leaks the label almost perfectly,
+    which shows the probe would catch a regression."""
+    from workers.tasks.exp import GRAPH_SPLITS
+
+    splits = loaded["exp_classify"].splits
+    assert order_probe_accuracy(splits["train"], splits["test"]) < 0.65  # 200 test graphs: chance + 4 sd
+    built = {split: {field: torch.from_numpy(value[rows]) for field, value in as_built.items()}
+             for split, rows in GRAPH_SPLITS.items()}
+    assert order_probe_accuracy(built["train"], built["test"]) > 0.9
+
+
+def test_relabelling_only_reorders_nodes(loaded, as_built):
+    """Each stored graph is isomorphic to the one built in order, with its nodes moved."""
+    stored = graphs_of(loaded["exp"].splits["test"])
+    built = graphs_of({field: torch.from_numpy(value) for field, value in as_built.items()})
+    assert np.array_equal(as_built["y"], loaded["exp"].splits["test"]["y"].numpy())
+    moved = 0
+    for (adjacency, literal), (built_adjacency, built_literal) in zip(stored[::37], built[::37]):
+        assert certificate((adjacency, literal)) == certificate((built_adjacency, built_literal))
+        assert sorted(literal) == sorted(built_literal)
+        moved += not np.array_equal(literal, built_literal)
+    assert moved >= len(stored[::37]) - 1

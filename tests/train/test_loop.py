@@ -267,3 +267,37 @@ def test_invalid_settings_name_the_key(section, key, value):
     config[section][key] = value
     with pytest.raises(ValueError, match=re.escape(f"{section}.{key}=")):
         check_config(config)
+
+
+def test_test_split_is_also_scored_group_transformed(tmp_path):
+    """``test_<metric>_transformed`` scores a randomly group-transformed copy of the test split: equal to the
+    plain score for an exactly invariant model (canonicalization: one deterministic sample), different for the
+    bare base model, and kept in ``best_*`` like every test metric."""
+    canonical = run(compose_trial(*NBODY_MLP, "symmetrizer=canonical", "trainer.epochs=2"), None, tmp_path / "c")
+    bare = run(compose_trial(*NBODY_MLP, "symmetrizer=none", "trainer.epochs=2"), None, tmp_path / "n")
+    for metrics in (canonical, bare):
+        assert {"test_mse_transformed", "best_test_mse_transformed"} <= set(metrics)
+        assert "val_mse_transformed" not in metrics
+    assert canonical["test_mse_transformed"] == pytest.approx(canonical["test_mse"], rel=1e-4)
+    assert abs(bare["test_mse_transformed"] - bare["test_mse"]) > 1e-2 * bare["test_mse"]
+
+
+def test_transformed_split_moves_every_example_by_a_group_element():
+    """S_n x E(3) on n-body: each transformed system keeps its pairwise distances, charges move with their
+    particles, and targets move with the inputs; the draw depends on the seed only."""
+    config = compose_trial(*NBODY_MLP)
+    task = check_config(config)[0]
+    model = build_model(task, config)
+    split = task.load().splits["test"]
+    moved = train.transformed_split(model, task, split, seed=3)
+    assert set(moved) == set(split)
+    again = train.transformed_split(model, task, split, seed=3)
+    assert all(torch.equal(moved[key], again[key]) for key in moved)
+    assert not torch.allclose(moved["pos"], split["pos"])
+    assert not torch.allclose(moved["y"], split["y"])
+    point_keys = [key for key, kind in task.input_kinds.items() if kind == "point"]
+    for key in point_keys:
+        assert torch.allclose(torch.cdist(moved[key], moved[key]).sort(-1).values.sort(-2).values,
+                              torch.cdist(split[key], split[key]).sort(-1).values.sort(-2).values, atol=1e-4)
+    other = train.transformed_split(model, task, split, seed=4)
+    assert not torch.allclose(other[point_keys[0]], moved[point_keys[0]])

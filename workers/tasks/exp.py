@@ -9,6 +9,12 @@ contradiction), the SAT core two cycles of length L/2 (the halves may differ). I
 literal has degree 3 and every clause degree 2, so the two graphs of a pair are 1-WL-equivalent, but
 one is satisfiable and the other is not. Graphs 2k (SAT, label 1) and 2k+1 (UNSAT, label 0) form a
 pair; every graph is padded to 64 nodes. Satisfiability is checked with pycosat while generating.
+
+Node order. A formula's graph is built as "clauses, then x_1..x_V, then ¬x_1..¬x_V", so the SAT and
+UNSAT cores would sit at systematically different indices and the label could be read off the
+node order by any model that is not exactly invariant (a logistic regression on the flattened
+adjacency in that order separates the published EXP file too). Every stored graph therefore has
+its real nodes relabelled by its own seeded random permutation (``relabel``); padding stays last.
 """
 
 from __future__ import annotations
@@ -125,11 +131,23 @@ def _random_pair(rng: np.random.Generator, base_size: int) -> tuple[Graph, Graph
         return formula_graph(total_variables, sat), formula_graph(total_variables, unsat)
 
 
+def relabel(graph: Graph, rng: np.random.Generator) -> Graph:
+    """The same graph with its nodes in a uniformly random order (node i moves to position perm[i])."""
+    adjacency, literal = graph
+    order = rng.permutation(len(literal))  # new position p holds old node order[p]
+    return adjacency[np.ix_(order, order)], literal[order]
+
+
 def exp_graphs(seed: int) -> dict[str, np.ndarray]:
-    """All 1,200 EXP graphs, padded to 64 nodes: "adj", "x", "mask", "y" (SAT = 1, UNSAT = 0)."""
+    """All 1,200 EXP graphs, padded to 64 nodes: "adj", "x", "mask", "y" (SAT = 1, UNSAT = 0).
+
+    Each graph's real nodes come in a random order drawn from its own stream of ``seed`` (see the
+    module docstring: the construction order carries the label).
+    """
     rng = np.random.default_rng(seed)
+    order_rng = np.random.default_rng([seed, 1])  # separate stream: the structures stay those of the seed
     graphs = [
-        graph
+        relabel(graph, order_rng)
         for base_size, pairs in BASE_SIZES
         for _ in range(pairs)
         for graph in _random_pair(rng, base_size)
@@ -150,7 +168,7 @@ def exp_graphs(seed: int) -> dict[str, np.ndarray]:
 class _ExpGraphs:
     """Parameters, validation and layout shared by EXP and EXP-classify."""
 
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: nodes relabelled at random (version 1 leaked the label via node order)
     defaults: ClassVar[dict[str, Any]] = {"seed": 0}
     input_kinds: ClassVar[dict[str, str]] = {"adj": "pair", "x": "node"}
     target_kind: ClassVar[str] = "invariant"
