@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 from orchestrator.overrides import parse_overrides
@@ -32,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{key}={value!r} is not allowed; expected a positive integer")
     import torch  # heavy imports only once the arguments are known
 
-    from workers.symmetry import Group, RegularScorer, coupled_equivariance_gap, equivariance_errors, symmetrize
+    from workers.symmetry import Group, RegularScorer, equivariance_errors, symmetrize
+    from workers.symmetry.testing import FlatMLP, equivariance_gap
 
     torch.manual_seed(options["seed"])
     gen = torch.Generator().manual_seed(options["seed"])
@@ -48,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         methods = ["ga", "ps", "canonical"] if group.finite else ["ps", "ga", "fa", "canonical"]
         for method in methods:
             start = time.perf_counter()
-            interface = RegularScorer(group, _MLP(shapes, (1,)), kinds) if group.finite and method != "ga" else None
+            interface = RegularScorer(group, FlatMLP(shapes, (1,), 64), kinds) if group.finite and method != "ga" else None
             extra = {"node_channels": {"x": 2}} if group.permutations and not group.has_matrix else {}
-            model = symmetrize(_MLP(shapes, out_shape), group, method, kinds, output_kind,
+            model = symmetrize(FlatMLP(shapes, out_shape, 64), group, method, kinds, output_kind,
                                options["samples"], options["samples"], interface=interface, **extra).double().eval()
-            gap = coupled_equivariance_gap(model, inputs, mask, gen)
+            gap = equivariance_gap(model, inputs, mask, gen)
             call = lambda x, m: model(x, m).output  # noqa: E731
             errors = equivariance_errors(call, inputs, group, kinds, output_kind, mask, options["group_samples"], gen)
             base = lambda x, m: model.base({**x, "mask": m} if m is not None else x)  # noqa: E731
@@ -74,40 +74,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _MLP:
-    def __new__(cls, shapes, out_shape):
-        import torch
-        from torch import nn
-
-        class FlatMLP(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fields = list(shapes)
-                fan_in = sum(math.prod(s) for s in shapes.values())
-                self.net = nn.Sequential(nn.Linear(fan_in, 64), nn.Tanh(), nn.Linear(64, math.prod(out_shape)))
-
-            def forward(self, inputs):
-                dtype = self.net[0].weight.dtype
-                flat = torch.cat([inputs[f].reshape(inputs[f].shape[0], -1).to(dtype) for f in self.fields], 1)
-                return self.net(flat).view(-1, *out_shape)
-
-        return FlatMLP()
-
-
 def _inputs(group, options, gen):
-    import torch
+    """The demo's inputs for ``group``: images for finite groups, point clouds for matrix groups, graphs
+    for S_n alone; returns (inputs, kinds, output kind, mask)."""
+    from workers.symmetry.testing import random_inputs
 
-    batch, nodes, dim = options["batch"], options["nodes"], options["dim"]
-    counts = torch.randint(max(2, dim + 1), nodes + 1, (batch,), generator=gen).clamp(max=nodes)
-    mask = torch.arange(nodes)[None] < counts[:, None]
     if group.finite is not None:
-        image = torch.rand(batch, 8, 8, 1, generator=gen, dtype=torch.float64)
-        return {"image": image}, {"image": "image"}, "invariant", None
-    if group.has_matrix:
-        pos = torch.randn(batch, nodes, dim, generator=gen, dtype=torch.float64) * mask[..., None]
-        vel = torch.randn(batch, nodes, dim, generator=gen, dtype=torch.float64) * mask[..., None]
-        return {"pos": pos, "vel": vel}, {"pos": "point", "vel": "vector"}, "point", mask
-    upper = torch.triu((torch.rand(batch, nodes, nodes, generator=gen) < 0.5).double(), 1)
-    adj = (upper + upper.transpose(1, 2)) * mask[:, :, None] * mask[:, None, :]
-    x = torch.rand(batch, nodes, 2, generator=gen, dtype=torch.float64) * mask[..., None]
-    return {"adj": adj[..., None], "x": x}, {"adj": "pair", "x": "node"}, "node", mask
+        kinds, output_kind = {"image": "image"}, "invariant"
+    elif group.has_matrix:
+        kinds, output_kind = {"pos": "point", "vel": "vector"}, "point"
+    else:
+        kinds, output_kind = {"adj": "pair", "x": "node"}, "node"
+    inputs, mask = random_inputs(kinds, options["batch"], options["nodes"], options["dim"], gen, channels=1
+                                 if group.finite is not None else 2)
+    return inputs, kinds, output_kind, mask

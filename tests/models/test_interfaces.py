@@ -8,7 +8,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from tests.symmetry.helpers import GRAPH_KINDS, padded_mask, random_graphs, seeded_mlp
+from tests.symmetry.helpers import GRAPH_KINDS
+
+from workers.symmetry.testing import padded_mask, random_graphs, seeded_mlp
 from workers.models.interfaces import GINInterface, VectorNeurons
 from workers.symmetry import Group, GroupElement, coupled_equivariance_gap, symmetrize
 from workers.symmetry.orthogonal import haar_orthogonal

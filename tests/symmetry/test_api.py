@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.symmetry.helpers import equivariance_gap, point_clouds
+from workers.symmetry.testing import equivariance_gap, point_clouds
 from workers.symmetry import Group, symmetrize
 
 

@@ -15,7 +15,7 @@ import itertools
 import pytest
 import torch
 
-from tests.symmetry.helpers import FlatMLP, random_graphs
+from workers.symmetry.testing import FlatMLP, random_graphs
 from workers.symmetry import Group, symmetrize
 
 SIZE = 6

@@ -7,10 +7,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from tests.symmetry.helpers import (
-    GRAPH_KINDS, POINT_KINDS, build, equivariance_gap, point_clouds, random_graphs,
-)
+from tests.symmetry.helpers import GRAPH_KINDS, POINT_KINDS, build
 from workers.symmetry import Group, transform_inputs
+from workers.symmetry.testing import equivariance_gap, point_clouds, random_graphs
 
 METHODS = ["ps", "ps_fixed_noise", "canonical", "ga", "fa"]
 POINT_GROUPS = ["O(d)", "SO(d)", "E(d)", "SE(d)", "S_n x O(d)", "S_n x SO(d)", "S_n x E(d)", "S_n x SE(d)"]

@@ -9,7 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from tests.symmetry.helpers import GRAPH_KINDS, build, random_graphs
+from tests.symmetry.helpers import GRAPH_KINDS, build
+
+from workers.symmetry.testing import random_graphs
 from workers.symmetry import Group
 from workers.symmetry.permutations import (
     argsort_permutation, invert, one_hot, permutation_entropy_penalty, sinkhorn_permutation,

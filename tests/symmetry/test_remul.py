@@ -15,7 +15,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from tests.symmetry.helpers import FlatMLP, seeded_mlp, POINT_KINDS, build, point_clouds
+from tests.symmetry.helpers import POINT_KINDS, build
+
+from workers.symmetry.testing import FlatMLP, point_clouds, seeded_mlp
 from workers.symmetry import GradNorm, Group, equivariance_penalty
 
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from tests.symmetry.helpers import FlatMLP, point_clouds, random_graphs
+from workers.symmetry.testing import FlatMLP, point_clouds, random_graphs
 from workers.symmetry import (
     DenseGIN, Group, GroupAveraging, ProbabilisticSymmetrization, RegularScorer, VectorInterface,
     transform_inputs, transform_noise,

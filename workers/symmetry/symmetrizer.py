@@ -20,7 +20,8 @@ from workers.symmetry.groups import DATA_KINDS, Group, GroupElement
 
 @dataclass
 class SymmetrizedOutput:
-    """``output`` (B, ...) the estimate; ``samples`` (B, N, ...) the N per-sample outputs;
+    """``output`` (B, ...) the estimate; ``samples`` (B, N, ...) the N per-sample outputs, so that
+    ``samples.mean(1) == output`` (for E(d)/SE(d) point outputs each sample includes the centroid);
     ``elements`` the B·N sampled group elements; ``penalty`` the entropy penalty (0 if none)."""
 
     output: torch.Tensor
@@ -114,11 +115,12 @@ class Symmetrizer(nn.Module):
         if rmask is not None and self.output_kind in ("node", "point", "vector"):
             per_sample = per_sample * rmask.view(*rmask.shape, *([1] * (per_sample.dim() - 2))).to(per_sample.dtype)
         per_sample = per_sample.view(batch, samples, *per_sample.shape[1:])  # (B, N, ...)
-        output = per_sample.mean(dim=1)
-        if centre is not None and self.output_kind == "point":
-            output = output + centre.view(batch, *([1] * (output.dim() - 2)), -1)
+        if centre is not None and self.output_kind == "point":  # undo the centring: samples are outputs too
+            per_sample = per_sample + centre.view(batch, 1, *([1] * (per_sample.dim() - 3)), -1)
             if mask is not None:
-                output = output * mask.view(*mask.shape, *([1] * (output.dim() - 2))).to(output.dtype)
+                per_sample = per_sample * mask.view(batch, 1, *mask.shape[1:],
+                                                    *([1] * (per_sample.dim() - 3))).to(per_sample.dtype)
+        output = per_sample.mean(dim=1)  # samples.mean(1) == output, always
         penalty = aux.pop("entropy", output.new_zeros(()))
         return SymmetrizedOutput(output, per_sample, element, penalty, aux)
 
