@@ -161,7 +161,10 @@ def wrapped_trainable(config: Mapping[str, Any], path: Path, scratch: str | None
 
     from workers.trial import trainable
 
+    from orchestrator.recovery import no_retry_of_deterministic_failures
+
     keep_trial_directories()
+    no_retry_of_deterministic_failures()
     trial_side, worker = trial_resources(config)
     return tune.with_resources(tune.with_parameters(trainable, base=trial_config(dict(config)), resources=worker,
                                                     experiment_dir=str(path), scratch=scratch), trial_side)
@@ -190,9 +193,7 @@ def callbacks(config: Mapping[str, Any], path: Path) -> list:
     metric, mode = metric_and_mode(config)
     out = [Progress(metric, mode)] if config["logging"]["progress"] else []
     wandb = safe_wandb(config["logging"]["wandb"], path.name, path)
-    from orchestrator.recovery import NoRetryOfDeterministicFailures
-
-    return out + ([wandb] if wandb else []) + [NoRetryOfDeterministicFailures()]
+    return out + ([wandb] if wandb else [])
 
 
 def run_config(config: Mapping[str, Any], path: Path):

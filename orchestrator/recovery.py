@@ -9,7 +9,7 @@ signals turned into a clean stop, deterministic failures not retried.
 - ``RestoreGuard``: if Ray Tune still fails to restore, stop instead of letting it start trials it did not plan.
 - ``StopOnSignal``: SIGINT/SIGTERM/SIGHUP end the sweep the way Tune ends on SIGUSR1 (experiment state saved,
   trials stopped), then the command exits 130 and prints ``symsweep resume PATH``.
-- ``NoRetryOfDeterministicFailures``: a trial that wrote ``workers.trial.DETERMINISTIC`` is not retried.
+- ``no_retry_of_deterministic_failures``: a trial that wrote ``workers.trial.DETERMINISTIC`` is not retried.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-from ray.tune import Callback
-
 from workers.trial import DETERMINISTIC
 
 LOCK_FILE = ".symsweep.lock"
@@ -34,22 +32,34 @@ INTERRUPTED = 130
 
 
 class ExperimentLock:
-    """Exclusive use of one experiment directory by one driver process."""
+    """Exclusive use of one experiment directory by one driver process.
+
+    The lock file exists only while held (removed on release; a killed holder leaves it, and its flock is
+    gone with it, so the next driver takes it over). A lock taken on a file that was meanwhile removed is
+    retried on the new file, so two drivers never both hold one."""
 
     def __init__(self, path: Path):
         self.file = path / LOCK_FILE
         self.handle = None
 
     def acquire(self, command: str) -> "ExperimentLock":
-        handle = self.file.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise ValueError(f"{self.file.parent} is in use by {holder}; wait for it to end (or stop that process), "
-                             "then run symsweep resume again") from None
+        while True:
+            handle = self.file.open("a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise ValueError(f"{self.file.parent} is in use by {holder}; wait for it to end (or stop that "
+                                 "process), then run symsweep resume again") from None
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()  # the holder released and removed it while we opened it: take the new one
         handle.seek(0)
         handle.truncate()
         handle.write(f"symsweep {command} (pid {os.getpid()} on {socket.gethostname()}, since "
@@ -60,7 +70,8 @@ class ExperimentLock:
 
     def release(self) -> None:
         if self.handle is not None:
-            self.handle.close()  # closing drops the flock; the file stays (an empty lock is no lock)
+            self.file.unlink(missing_ok=True)  # while still held: nobody can be holding the file removed
+            self.handle.close()
             self.handle = None
 
 
@@ -146,16 +157,29 @@ class StopOnSignal:
             signal.signal(signum, handler)
 
 
-class NoRetryOfDeterministicFailures(Callback):
-    """A trial whose worker marked its failure deterministic (a non-finite loss, a configuration error) fails
-    for good instead of being retried ``cluster.max_failures`` times: the retry would fail the same way.
-    (Should the mark arrive too late for this check, the retried trial fails at once by itself.)"""
+def no_retry_of_deterministic_failures() -> None:
+    """A trial whose worker marked its failure deterministic (``workers.trial.DETERMINISTIC``: a non-finite loss,
+    a configuration error) fails for good instead of being retried ``cluster.max_failures`` times: the retry
+    would fail the same way. Ray Tune asks ``Trial.should_recover`` after each failure and has no hook before
+    that decision, so the check is added there (in this driver process only). Should the mark not be visible
+    yet, the retried trial sees it and fails at once by itself."""
+    from ray.tune.experiment.trial import Trial
 
-    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
-        for trial in trials:
-            if trial.status == "RUNNING" and trial.max_failures != 0 and trial.local_path and (
-                    Path(trial.local_path) / DETERMINISTIC).is_file():
-                trial.max_failures = 0
+    original = Trial.should_recover
+    if getattr(original, "symsweep", False):
+        return
+
+    def should_recover(self) -> bool:
+        try:
+            where = self.path  # the trial directory in the experiment's storage (where the worker writes the mark)
+        except RuntimeError:  # no directory yet: it never ran
+            where = None
+        if where and (Path(where) / DETERMINISTIC).is_file():
+            return False
+        return original(self)
+
+    should_recover.symsweep = True
+    Trial.should_recover = should_recover
 
 
 RESTARTED = ".restarted"

@@ -154,7 +154,13 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
     own_dir = Path(experiment_dir) / trial_dir.name
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-", dir=scratch))
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
-    recorded = recorded_epochs(own_dir)
+    tune_checkpoint = tune.get_checkpoint()
+    # What result.json holds for this run of the trial: Ray Tune's driver writes result.json in a staging folder
+    # and copies it to the trial directory now and then; when it restarts a trial WITH a checkpoint it first
+    # copies the trial directory's result.json back, so that file is the record. Without one it starts an empty
+    # file, which the next copy makes the record: every evaluation is then reported again (from the checkpoint's
+    # history, or recomputed exactly).
+    recorded = recorded_epochs(own_dir) if tune_checkpoint is not None else set()
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
         if metrics.get("epoch") in recorded:  # already in result.json: reported before the interruption
@@ -169,7 +175,7 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
         shutil.rmtree(checkpoint, ignore_errors=True)  # Tune has persisted it to the storage
 
     try:
-        resume = resume_point(own_dir, tune.get_checkpoint())
+        resume = resume_point(own_dir, tune_checkpoint)
         run(config, report, workdir, resume=resume, replay=resume is not None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

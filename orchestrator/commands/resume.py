@@ -32,6 +32,8 @@ def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False,
     command = "launch" if new else "resume"
     if new:
         _create(path)
+    else:
+        check_restorable(path)  # before anything is written, the lock included
     lock = ExperimentLock(path)
     try:
         lock.acquire(command)
@@ -42,8 +44,6 @@ def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False,
     try:
         if new:
             save_config(config, path)
-        else:
-            check_restorable(path)
         return _run(config, path, new, restart_errored)
     except BaseException:
         if new and not (path / "tuner.pkl").exists():  # refused or stopped before the sweep existed
