@@ -109,28 +109,6 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     assert not leftovers(env)
 
 
-def test_a_killed_worker_is_retried_without_gaps_or_an_error_row(tmp_path):
-    path = tmp_path / "worker"
-    launch = symsweep("launch", f"storage={tmp_path}", "name=worker", *TINY, *QUIET, "trainer.epochs=8",
-                      "task.train_size=200", "cluster.max_failures=2", wait=False, env=environment(tmp_path))
-    try:
-        def training():
-            trials = trial_dirs(path)
-            lines = results(trials[0]) if trials else []
-            return lines[-1] if lines and 2 <= lines[-1]["epoch"] < 8 else None
-
-        os.kill(wait_for(training)["pid"], signal.SIGKILL)
-        output, _ = launch.communicate(timeout=600)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
-    assert launch.returncode == 0, output
-    (trial,) = trial_dirs(path)
-    assert epochs_of(trial) == list(range(1, 9))
-    (row,) = csv_rows(path / "trials.csv")
-    assert row["state"] == "completed" and row["error"] == "" and row["num_failures"] == "1"
-
-
 def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
     path = tmp_path / "diverged"
     done = symsweep("launch", f"storage={tmp_path}", "name=diverged", *TINY, *QUIET, "trainer.epochs=3",
@@ -144,22 +122,96 @@ def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
     assert "symsweep resume" in done.stdout
 
 
-def test_ctrl_c_exits_130_with_the_resume_line_and_resume_finishes(tmp_path):
-    path = tmp_path / "stop"
+SOAK = [*TINY, *QUIET, "task.train_size=160", "trainer.epochs=8", "symmetrizer.method=ps,ga",
+        "cluster.max_failures=3"]
+EPOCHS = 8
+
+
+def reported(path: Path) -> int:
+    return sum(len(epochs_of(trial)) for trial in trial_dirs(path))
+
+
+def training_worker(path: Path) -> int | None:
+    """The pid of a trial that is training now (its last report is not the final epoch)."""
+    for trial in trial_dirs(path):
+        lines = results(trial)
+        if lines and lines[-1]["epoch"] < EPOCHS:
+            return lines[-1]["pid"]
+    return None
+
+
+def truncate_newest_checkpoint(path: Path) -> bool:
+    from workers.train import checkpoints
+
+    for trial in trial_dirs(path):
+        found = checkpoints(trial)
+        if len(found) >= 2 and epochs_of(trial)[-1:] != [EPOCHS]:
+            state = found[0] / "state.pt"
+            state.write_bytes(state.read_bytes()[:1000])
+            return True
+    return False
+
+
+def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_run(tmp_path):
+    """Five kills at seeded random points (worker SIGKILL, driver SIGINT, driver SIGKILL + a truncated newest
+    checkpoint, worker SIGKILL, driver SIGTERM), resumed each time: the reports equal an uninterrupted run's,
+    epoch by epoch, each exactly once, in the first directory of each trial."""
+    import random
+
+    from orchestrator.config import compose, trial_config
+    from workers.train import run
+
     env = environment(tmp_path)
-    launch = symsweep("launch", f"storage={tmp_path}", "name=stop", *TINY, *QUIET, "trainer.epochs=8",
-                      "task.train_size=200", wait=False, env=env)
-    try:
-        wait_for(lambda: trial_dirs(path) and len(epochs_of(trial_dirs(path)[0])) >= 2)
-        os.kill(launch.pid, signal.SIGINT)
-        output, _ = launch.communicate(timeout=120)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
-    assert launch.returncode == 130, output
-    assert f"symsweep resume {path}" in output and "Tuner.restore" not in output
+    path = tmp_path / "soak"
+    rng = random.Random(15)
+    step = lambda: rng.randint(1, 2)  # noqa: E731 - epochs (of the two trials together) between kills
+    target = 0
+    kills = []
+
+    def start(*args):
+        return symsweep(*args, wait=False, env=env)
+
+    def progress_beyond(count):
+        return lambda: reported(path) >= count
+
+    launch = start("launch", f"storage={tmp_path}", "name=soak", *SOAK)
+    names = None
+    for kind in ("worker", "sigint", "sigkill", "worker", "sigterm"):
+        target = reported(path) + step()
+        wait_for(progress_beyond(target), timeout=240)
+        names = names or [t.name for t in trial_dirs(path)]
+        if kind == "worker":
+            pid = wait_for(lambda: training_worker(path), timeout=60)
+            os.kill(pid, signal.SIGKILL)
+            kills.append(kind)
+            continue
+        ray_processes = descendants(launch.pid)
+        os.kill(launch.pid, {"sigint": signal.SIGINT, "sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM}[kind])
+        output, _ = launch.communicate(timeout=180)
+        kills.append(kind)
+        if kind != "sigkill":
+            assert launch.returncode == 130, output
+            assert f"symsweep resume {path}" in output and "Tuner.restore" not in output
+        wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
+        if kind == "sigkill":
+            assert truncate_newest_checkpoint(path), "a trial with two checkpoints to fall back on"
+        launch = start("resume", str(path))
+    output, _ = launch.communicate(timeout=300)
+    assert launch.returncode == 0, output
+    assert len(kills) == 5
+
+    assert [t.name for t in trial_dirs(path)] == names, "each trial kept its first directory"
+    base = trial_config(compose([f"storage={tmp_path}", *SOAK]))
+    rows = {row["symmetrizer.method"]: row for row in csv_rows(path / "trials.csv")}
+    for trial in trial_dirs(path):
+        lines = results(trial)
+        assert [line["epoch"] for line in lines] == list(range(1, EPOCHS + 1)), trial.name
+        method = lines[0]["config"]["symmetrizer.method"]
+        config = {**base, "symmetrizer": {**base["symmetrizer"], "method": method}}
+        reference = []
+        run(config, lambda metrics, checkpoint: reference.append(metrics), tmp_path / f"reference-{method}")
+        for ours, theirs in zip(lines, reference, strict=True):
+            for key in ("train_loss", "val_mse", "test_mse", "best_val_mse", "best_test_mse", "equivariance_error"):
+                assert ours[key] == theirs[key], (method, ours["epoch"], key)
+        assert rows[method]["state"] == "completed" and rows[method]["error"] == ""
     assert not leftovers(env)
-    resumed = symsweep("resume", str(path), env=env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    (trial,) = trial_dirs(path)
-    assert epochs_of(trial) == list(range(1, 9))
