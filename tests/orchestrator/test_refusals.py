@@ -147,3 +147,39 @@ def test_a_resumed_experiment_writes_only_into_itself(tmp_path):
     config = load_config(path)
     assert json.loads((path / "config.json").read_text())["storage"] == str(tmp_path)
     assert config["cluster"]["address"] is None
+
+
+def test_a_failed_restore_stops_instead_of_starting_a_new_experiment():
+    """Ray Tune logs this and then runs a NEW experiment (trials it never planned); the guard raises instead."""
+    import logging
+
+    from orchestrator.recovery import RestoreFailed, RestoreGuard
+
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    with RestoreGuard():
+        try:
+            raise KeyError("trial_data")
+        except KeyError:
+            with pytest.raises(RestoreFailed, match="trial_data"):
+                logger.exception("Failed to restore the run state.")
+        hint = logging.LogRecord("ray.tune.tune", logging.WARNING, __file__, 1,
+                                 'Resume experiment with: Tuner.restore(path="/x", trainable=...)', None, None)
+        assert not logging.getLogger("ray.tune.tune").filter(hint)
+    assert logging.getLogger("ray.tune.tune").filter(hint)  # only while a sweep runs
+
+
+def test_restart_errored_sets_the_old_directory_aside_so_it_is_not_counted_twice(tmp_path):
+    from orchestrator.records import load_trials
+    from orchestrator.recovery import RESTARTED, set_aside_errored
+
+    fake = FakeExperiment(tmp_path / "errored", base_config(tmp_path, {}))
+    fake.trial({"trainer.seed": 0}, "TERMINATED", [epoch_metrics(e, 0.5, 0) for e in (1, 2, 3)])
+    fake.trial({"trainer.seed": 1}, "ERROR", [epoch_metrics(1, 0.5, 1)], error="OSError: [Errno 22]\n")
+    fake.save_state()
+    (moved,) = set_aside_errored(fake.path)
+    assert moved.parent == fake.path / RESTARTED and (moved / "result.json").is_file()
+    assert [record.state for record in load_trials(fake.path)] == ["completed", "errored"]
+    fake.entries.pop()  # Ray Tune's state after the restart: the errored trial replaced by a new one
+    fake.trial({"trainer.seed": 1}, "TERMINATED", [epoch_metrics(e, 0.5, 1) for e in (1, 2, 3)])
+    fake.save_state("2026-11-22_18-00-00")
+    assert [record.state for record in load_trials(fake.path)] == ["completed", "completed"]
