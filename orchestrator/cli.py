@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # configuration errors: one clear line, no traceback
         print(f"symsweep {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before or after a sweep's run (a sweep itself stops cleanly and says how to resume)
+        print(f"symsweep {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

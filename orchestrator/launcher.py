@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,16 @@ def experiment_dir(config: Mapping[str, Any]) -> Path:
         raise ValueError(f"storage={config['storage']!r}: URI storage (s3://, gs://, ...) is not supported yet; "
                          "allowed: a directory path, on a multi-node cluster one every node mounts (NFS, EFS, "
                          "Filestore), e.g. storage=/mnt/shared/runs")
-    return Path(config["storage"]).expanduser().resolve() / name
+    if len(name) > MAX_NAME:  # the trial directories below it need room within the file system's 255 bytes
+        raise ValueError(f"name={name[:40]!r}... has {len(name)} characters; allowed: at most {MAX_NAME}")
+    storage = Path(config["storage"]).expanduser().resolve()
+    if storage.exists() and not storage.is_dir():
+        raise ValueError(f"storage={config['storage']!r}: {storage} is a file; expected a directory (new or "
+                         "existing) for the experiments")
+    return storage / name
+
+
+MAX_NAME = 100
 
 
 SOCKET_LIMIT = 107  # bytes in an AF_UNIX socket path (Linux)
@@ -57,8 +67,10 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
     if cluster["address"] is None:  # Ray's own default temp root is <RAY_TMPDIR or TMPDIR or /tmp>/ray
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
         options["_temp_dir"] = os.path.join(socket_safe_base(preferred, len("/ray")), "ray")
-        ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
+        # Reachable from this machine only: the node's address is loopback, so Ray binds what it can there.
+        ray.init(address="local", num_cpus=cluster["num_cpus"], _node_ip_address=LOOPBACK, **options)
         return True
+    check_reachable(cluster["address"])
     try:
         ray.init(address=cluster["address"], log_to_driver=True)
     except ConnectionError as err:  # Ray's own message is a traceback; the usual cause is authentication
@@ -67,6 +79,28 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
                          "never turns it on by itself) with the cluster's token in ~/.ray/auth_token, "
                          "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
     return False
+
+
+LOOPBACK = "127.0.0.1"
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in seconds, in one line, when ``host:port`` (or ``ray://host:port``) accepts no connection: Ray itself
+    retries an unreachable address for minutes. ``auto`` is resolved by Ray (it fails fast on its own)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise ValueError(f"cluster.address={address!r}: cannot connect within {timeout:g} s ({reason}); check that "
+                         "the cluster's head node is running and the address and port are right") from None
 
 
 def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
@@ -122,14 +156,35 @@ def check_resources(config: Mapping[str, Any]) -> None:
                          f"{hint}")
 
 
-def wrapped_trainable(config: Mapping[str, Any], path: Path):
+def wrapped_trainable(config: Mapping[str, Any], path: Path, scratch: str | None = None):
     from ray import tune
 
     from workers.trial import trainable
 
+    from orchestrator.recovery import no_retry_of_deterministic_failures
+
+    keep_trial_directories()
+    no_retry_of_deterministic_failures()
     trial_side, worker = trial_resources(config)
     return tune.with_resources(tune.with_parameters(trainable, base=trial_config(dict(config)), resources=worker,
-                                                    experiment_dir=str(path)), trial_side)
+                                                    experiment_dir=str(path), scratch=scratch), trial_side)
+
+
+def keep_trial_directories() -> None:
+    """Let a trial that Tune starts again use its existing directory.
+
+    Ray Tune names a trial's directory when the trial first starts; a trial restored before it had a name,
+    or planned again by the restored search algorithm, gets a NEW name — and when that name is taken, Tune
+    appends a random suffix (``_create_unique_logdir_name``). With ``trial_dirname`` the name is the
+    trial's identity (id and swept values), so an existing directory of that name IS this trial's: it is
+    kept, and the trial continues from its checkpoints there. Checked by tests/orchestrator/test_ray_format.py."""
+    from ray.tune.experiment import trial as trial_module
+
+    trial_module._create_unique_logdir_name = _same_logdir  # noqa: SLF001
+
+
+def _same_logdir(root: str, relative_logdir: str) -> str:
+    return relative_logdir
 
 
 def callbacks(config: Mapping[str, Any], path: Path) -> list:
@@ -151,7 +206,7 @@ def run_config(config: Mapping[str, Any], path: Path):
         callbacks=callbacks(config, path), verbose=0)
 
 
-def make_tuner(config: Mapping[str, Any], path: Path):
+def make_tuner(config: Mapping[str, Any], path: Path, scratch: str | None = None):
     """A Tuner for a new experiment."""
     from ray import tune
 
@@ -174,21 +229,37 @@ def make_tuner(config: Mapping[str, Any], path: Path):
     tune_config = tune.TuneConfig(
         metric=metric if use_metric else None, mode=mode if use_metric else None, search_alg=search_alg,
         scheduler=scheduler, num_samples=int(sweep["num_samples"]), reuse_actors=True,
-        max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None)
-    return tune.Tuner(wrapped_trainable(config, path), param_space=search_space(config), tune_config=tune_config,
+        max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None,
+        trial_dirname_creator=trial_dirname)
+    return tune.Tuner(wrapped_trainable(config, path, scratch), param_space=search_space(config), tune_config=tune_config,
                       run_config=run_config(config, path))
 
 
-def restore_tuner(config: Mapping[str, Any], path: Path, restart_errored: bool):
-    """The Tuner of an existing experiment: finished trials are kept, the others continue."""
+def trial_dirname(trial) -> str:
+    """``trainable_<trial id>_<index>_<swept values>``: Ray's default name without its creation time, so a trial
+    that a restored experiment starts again keeps its directory (and its checkpoints) instead of getting a
+    new one next to it."""
+    name = re.sub(r'[/()<>:"\\|?*\s]', "_", f"{trial.trainable_name}_{trial.trial_id}_{trial.experiment_tag}")
+    return name[:MAX_TRIAL_DIRNAME]
+
+
+MAX_TRIAL_DIRNAME = 130
+
+
+def restore_tuner(config: Mapping[str, Any], path: Path, restart_errored: bool, scratch: str | None = None):
+    """The Tuner of an existing experiment: finished trials are kept, the others continue.
+
+    The callbacks pickled in ``tuner.pkl`` point at the directory the experiment was launched in; they are
+    replaced by this directory's, so a moved or copied experiment writes only into itself."""
     from ray import tune
 
-    return tune.Tuner.restore(str(path), trainable=wrapped_trainable(config, path), resume_unfinished=True,
-                              resume_errored=not restart_errored, restart_errored=restart_errored)
+    tuner = tune.Tuner.restore(str(path), trainable=wrapped_trainable(config, path, scratch), resume_unfinished=True,
+                               resume_errored=not restart_errored, restart_errored=restart_errored)
+    tuner._local_tuner._run_config.callbacks = callbacks(config, path)  # noqa: SLF001 - see the docstring
+    return tuner
 
 
 def save_config(config: Mapping[str, Any], path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=False)
     temporary = path / ".config.json.tmp"
     temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
     os.replace(temporary, path / "config.json")
@@ -199,4 +270,12 @@ def load_config(path: Path) -> dict[str, Any]:
     if not file.is_file():
         raise ValueError(f"{path} is not a symsweep experiment: expected a directory with config.json written by "
                          "symsweep launch")
-    return json.loads(file.read_text())
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{file} cannot be read ({type(err).__name__}: {err}); it is written by symsweep launch "
+                         "and must not be edited: restore it from a copy of the experiment") from None
+    if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("cluster", "sweep")):
+        raise ValueError(f"{file} is not a symsweep configuration (a JSON object with cluster and sweep sections); "
+                         "restore it from a copy of the experiment")
+    return config

@@ -108,22 +108,9 @@ def _error(trial_dir: Path | None) -> tuple[str, int]:
     indented = [index for index, line in enumerate(lines) if line[0].isspace()]
     after = [line for line in lines[indented[-1] + 1 if indented else 0:] if not line.startswith("Failure # ")]
     message = after[0] if after else ""
-    if not EXCEPTION_LINE.match(message) and (trial_dir / "error.pkl").is_file():
-        message = _pickled_error(trial_dir / "error.pkl") or message
-        failures = failures or 1
+    # Text only: Ray Tune's error.pkl next to it is never unpickled (reading a results folder someone shared
+    # must not run their code).
     return message[:300], failures
-
-
-def _pickled_error(path: Path) -> str:
-    try:
-        from ray import cloudpickle
-
-        error = cloudpickle.loads(path.read_bytes())
-    except Exception:  # noqa: BLE001 - an unreadable pickle (other Ray version, missing class) is no error text
-        return ""
-    cause = getattr(error, "cause", None) or error
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
 
 
 def _trial_state(status: str | None, last: Mapping[str, float], epochs: Any, failed: bool) -> str:
@@ -149,9 +136,10 @@ def _record(path: Path, config: Mapping[str, Any], dirname: str, trial_id: str |
     found_id = re.search(r"[0-9a-f]{5}_\d{5}", dirname)
     trial_id = trial_id or (results[-1].get("trial_id") if results else None) or (
         found_id.group(0) if found_id else dirname)
-    return TrialRecord(trial_id=str(trial_id), dirname=dirname, params=params,
-                       state=_trial_state(status, last, epochs, bool(error or failures)), history=history, last=last,
-                       error=error, num_failures=int((runtime or {}).get("num_failures") or failures))
+    state = _trial_state(status, last, epochs, bool(error or failures))
+    return TrialRecord(trial_id=str(trial_id), dirname=dirname, params=params, state=state, history=history,
+                       last=last, error="" if state == "completed" else error,  # a recovered failure is no error
+                       num_failures=int((runtime or {}).get("num_failures") or failures))
 
 
 def _tune_trials(path: Path) -> list[tuple[dict, dict]]:

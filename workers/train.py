@@ -37,7 +37,21 @@ Report = Callable[[dict, "Path | None"], None]
 
 
 class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss became NaN or infinite; the last good checkpoint is kept.
+
+    Deterministic given the seed: retrying from a checkpoint diverges again, so sweeps do not retry it.
+    ``epoch`` is the epoch of the last good checkpoint (0: none yet)."""
+
+    def __init__(self, message: str, epoch: int = 0):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, truncated, not a symsweep checkpoint); names the file."""
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "loop", "config")
 
 
 # -- set-up -------------------------------------------------------------------------------------------
@@ -216,20 +230,60 @@ def save_checkpoint(directory: Path, state: dict) -> Path:
     return directory
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint of the latest epoch among ``directory/checkpoint_*`` (complete ones only)."""
+def checkpoints(directory: Path) -> list[Path]:
+    """The complete checkpoints among ``directory/checkpoint_*``, newest epoch first.
+
+    A checkpoint is complete once its ``meta.json`` exists (written after ``state.pt`` was renamed into
+    place); whether its ``state.pt`` still loads is checked by ``newest_loadable``."""
     found = []
     for candidate in directory.glob("checkpoint_*"):
         try:
-            found.append((json.loads((candidate / "meta.json").read_text())["epoch"], candidate))
-        except (OSError, ValueError, KeyError):
+            found.append((int(json.loads((candidate / "meta.json").read_text())["epoch"]), candidate.name, candidate))
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-    return max(found)[1] if found else None
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint of the latest epoch among ``directory/checkpoint_*`` (complete ones only)."""
+    found = checkpoints(directory)
+    return found[0] if found else None
+
+
+def newest_loadable(candidates: list[Path]) -> tuple[Path | None, list[str]]:
+    """The first of ``candidates`` that loads, and one line per candidate skipped (why)."""
+    skipped = []
+    for candidate in candidates:
+        try:
+            load_checkpoint(candidate)
+        except CheckpointError as err:
+            skipped.append(str(err))
+            continue
+        return candidate, skipped
+    return None, skipped
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    return torch.load(path / "state.pt" if path.is_dir() else path, map_location="cpu", weights_only=False)
+    """A checkpoint written by ``save_checkpoint`` (a ``checkpoint_NNNNNN`` directory or its ``state.pt``).
+
+    Loaded with ``weights_only=True``: a checkpoint holds tensors and plain data only, so reading a file
+    someone else wrote never runs code from it. Every failure is a ``CheckpointError`` naming the file."""
+    path = Path(path).expanduser()
+    file = path / "state.pt" if path.is_dir() else path
+    if not file.is_file():
+        what = "does not exist" if not file.exists() else "is not a file"
+        raise CheckpointError(f"checkpoint {file} {what}; expected a checkpoint_NNNNNN directory (or its state.pt) "
+                              "written by symsweep")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, foreign pickle, refused global: all unusable
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {file} cannot be read ({type(err).__name__}: {reason[:200]}); it is "
+                              "truncated or not a symsweep checkpoint (only tensors and plain data are loaded)") from None
+    if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
+        raise CheckpointError(f"checkpoint {file} is not a symsweep checkpoint: expected a dict with "
+                              f"{', '.join(CHECKPOINT_KEYS)}")
+    return state
 
 
 def rng_state(device: torch.device) -> dict:
@@ -318,8 +372,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                 loss, parts = training_loss(model, task, batch, step_generator(seed, state["step"]), shard,
                                             method, symmetrizer, remul, gradnorm)
             if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite training loss ({float(loss)}) at epoch {epoch}, step {state['step']}; "
-                                    f"the last good checkpoint (epoch {state['epoch']}) is kept in {workdir}")
+                raise NonFiniteLoss(non_finite_message(float(loss.detach()), epoch, state, workdir), state["epoch"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             shard.average_gradients(model.parameters())
@@ -373,6 +426,17 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
         if evaluate_now or checkpoint_now:  # every worker of a sharded trial reports together
             report(metrics, checkpoint)
     return metrics
+
+
+def non_finite_message(loss: float, epoch: int, state: Mapping[str, Any], workdir: Path) -> str:
+    """Where the failure happened and which checkpoint is good (one that exists now, or none)."""
+    message = f"non-finite training loss ({loss}) at epoch {epoch}, step {state['step']}"
+    kept = workdir / f"checkpoint_{state['epoch']:06d}"
+    if state["epoch"] and (kept / "state.pt").is_file():
+        return f"{message}; the last good checkpoint (epoch {state['epoch']}) is {kept}"
+    if state["epoch"]:
+        return f"{message}; the last good checkpoint is of epoch {state['epoch']}"
+    return f"{message}; no checkpoint was written before it (lower trainer.lr or set trainer.grad_clip)"
 
 
 def best_so_far(best: dict, metrics: Mapping[str, float], task: Task, epoch: int, splits: list[str]) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -46,6 +47,13 @@ def _threads(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
+DETERMINISTIC = "deterministic_failure.txt"  # in a trial directory: its failure would repeat on every retry
+
+
+class DeterministicFailure(RuntimeError):
+    """A failure that a retry repeats exactly (a non-finite loss, a configuration error): not retried."""
+
+
 def _write_error(trial_dir: Path) -> None:
     """The failure's traceback next to the trial's results (``trials.csv`` shows its last line)."""
     try:
@@ -55,35 +63,110 @@ def _write_error(trial_dir: Path) -> None:
 
 
 def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mapping[str, float],
-              experiment_dir: str) -> None:
+              experiment_dir: str, scratch: str | None = None) -> None:
     """One trial of a sweep (a Ray Tune function trainable); ``resources`` holds ``cpus`` and
     ``gpus`` per device worker (used by sharded trials); ``experiment_dir`` is the shared results
-    directory of the experiment."""
+    directory of the experiment; ``scratch`` the folder of the trial's temporary files (None: the system's),
+    which the driver removes when the sweep ends, whatever killed a worker."""
     from ray import tune
+
+    from workers.train import NonFiniteLoss
 
     config = merge(base, params)
     trial_dir = Path(tune.get_context().get_trial_dir())
+    own_dir = Path(experiment_dir) / trial_dir.name  # the trial's directory in the experiment's storage
+    marker = own_dir / DETERMINISTIC
     try:
+        if marker.is_file():  # a retry of a deterministic failure: fail again at once, with the same message
+            raise DeterministicFailure(marker.read_text().strip())
         if int(config["trainer"].get("devices", 1)) > 1:
             _sharded(config, trial_dir, resources)
         else:
-            _single(config, trial_dir, experiment_dir)
+            _single(config, trial_dir, experiment_dir, scratch)
+    except (NonFiniteLoss, ValueError) as err:
+        message = _deterministic_message(err, own_dir)
+        _write_error(trial_dir)
+        try:
+            marker.write_text(message + "\n")
+        except OSError:
+            pass
+        raise DeterministicFailure(message) from None
     except Exception:
         _write_error(trial_dir)
         raise
 
 
-def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str) -> None:
+def _deterministic_message(err: Exception, own_dir: Path) -> str:
+    """The failure in one line, naming the trial's newest checkpoint that exists (not a temporary copy)."""
+    from workers.train import NonFiniteLoss, latest_checkpoint
+
+    message = str(err).split("; the last good checkpoint")[0] if isinstance(err, NonFiniteLoss) else str(err)
+    if isinstance(err, NonFiniteLoss):
+        kept = latest_checkpoint(own_dir)
+        message += (f"; the last good checkpoint is {kept}" if kept is not None
+                    else "; no checkpoint was written before it")
+        message += " (not retried: the same seed diverges again; lower trainer.lr or set trainer.grad_clip)"
+    return f"{type(err).__name__}: {message}"
+
+
+def recorded_epochs(trial_dir: Path) -> set[int]:
+    """The epochs the trial's ``result.json`` already holds (Tune's driver writes and flushes it per report)."""
+    import json
+
+    epochs = set()
+    try:
+        lines = (trial_dir / "result.json").read_text().splitlines()
+    except OSError:
+        return epochs
+    for line in lines:
+        try:
+            epochs.add(int(json.loads(line)["epoch"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line, or a report without an epoch
+    return epochs
+
+
+def resume_point(own_dir: Path, tune_checkpoint) -> Path | None:
+    """The newest checkpoint of the trial that loads: its own directory first (it may be newer than what
+    Tune's state knows after a driver crash), a truncated newest one skipped for the previous one."""
+    from workers.train import checkpoints, newest_loadable
+
+    candidates = checkpoints(own_dir)
+    tune_path = Path(tune_checkpoint.path) if tune_checkpoint is not None else None
+    if tune_path is not None and tune_path.is_dir() and tune_path not in candidates:
+        candidates.append(tune_path)
+    chosen, skipped = newest_loadable(candidates)
+    for line in skipped:
+        print(f"symsweep: skipped an unusable checkpoint: {line}", file=sys.stderr, flush=True)
+    return chosen
+
+
+def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratch: str | None) -> None:
+    """Continue from the newest loadable checkpoint in the trial's own directory and report every evaluation
+    that ``result.json`` does not hold yet, exactly once: the reports a crash lost (replayed from the
+    checkpoint's history, or recomputed, which training's determinism makes identical) and the new ones."""
     import ray
     from ray import tune
 
-    from workers.train import latest_checkpoint, run
+    from workers.train import run
 
     _threads(config)
-    workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-"))
+    own_dir = Path(experiment_dir) / trial_dir.name
+    workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-", dir=scratch))
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
+    tune_checkpoint = tune.get_checkpoint()
+    # What result.json holds for this run of the trial: Ray Tune's driver writes result.json in a staging folder
+    # and copies it to the trial directory now and then; when it restarts a trial WITH a checkpoint it first
+    # copies the trial directory's result.json back, so that file is the record. Without one it starts an empty
+    # file, which the next copy makes the record: every evaluation is then reported again (from the checkpoint's
+    # history, or recomputed exactly).
+    recorded = recorded_epochs(own_dir) if tune_checkpoint is not None else set()
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
+        if metrics.get("epoch") in recorded:  # already in result.json: reported before the interruption
+            if checkpoint is not None:
+                shutil.rmtree(checkpoint, ignore_errors=True)
+            return
         metrics = {**metrics, "node_id": node_id}
         if checkpoint is None:
             tune.report(metrics)
@@ -92,15 +175,8 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str) -> Non
         shutil.rmtree(checkpoint, ignore_errors=True)  # Tune has persisted it to the storage
 
     try:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            # Tune's state may lag behind the trial directory when the driver crashed: continue from
-            # the trial's own latest checkpoint, replaying the reports Tune no longer has.
-            on_disk = latest_checkpoint(Path(experiment_dir) / trial_dir.name)
-            run(config, report, workdir, resume=on_disk, replay=on_disk is not None)
-        else:
-            with checkpoint.as_directory() as path:
-                run(config, report, workdir, resume=path)
+        resume = resume_point(own_dir, tune_checkpoint)
+        run(config, report, workdir, resume=resume, replay=resume is not None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         if args.overrides:
             raise ValueError("--checkpoint fixes the configuration (the trial's own); drop the overrides "
                              f"{' '.join(args.overrides)}")
-        config = load_checkpoint(args.checkpoint)["config"]
+        config = load_checkpoint(args.checkpoint)["config"]  # refuses a missing or unreadable file (one line)
+        if not isinstance(config, dict):
+            raise ValueError(f"checkpoint {args.checkpoint} holds no trial configuration; expected a checkpoint "
+                             "written by symsweep")
     else:
         from orchestrator.config import compose, trial_config
 

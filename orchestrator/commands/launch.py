@@ -4,7 +4,8 @@ Everything is checked before anything starts (config keys and values, every tria
 the grid, resources the cluster can never give): on an error nothing is started or written. The
 experiment goes to ``<storage>/<name>``; at the end the tables and plots are written there and the
 summary is printed. Exit status 0 when every trial finished, 1 when some failed (resume them with
-``symsweep resume``), 2 on a configuration error.
+``symsweep resume``), 2 on a configuration error (nothing started), 130 when stopped by a signal
+(Ctrl-C, SIGTERM, SIGHUP; the sweep's state is saved and ``symsweep resume PATH`` continues it).
 """
 
 from __future__ import annotations
@@ -47,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"symsweep: {checked} trial configuration(s) checked; experiment {path}", flush=True)
     from orchestrator.commands.resume import execute
 
-    return execute(config, path, tuner=None)
+    return execute(config, path, new=True)

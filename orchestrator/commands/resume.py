@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 
 
@@ -20,29 +21,89 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False) -> int:
-    """Run a new (``tuner`` None and no directory) or restored experiment to the end, then report."""
+def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False, new: bool = False) -> int:
+    """Run a new (``new``: the directory must not exist yet) or restored experiment to the end, then report.
+
+    Exit status: 0 every trial completed, 1 some trial failed, 130 interrupted by a signal (the sweep's
+    state is saved; ``symsweep resume PATH`` continues it). Refusals (exit 2) happen before Ray starts."""
+    from orchestrator.launcher import save_config
+    from orchestrator.recovery import ExperimentLock, check_restorable
+
+    command = "launch" if new else "resume"
+    if new:
+        _create(path)
+    else:
+        check_restorable(path)  # before anything is written, the lock included
+    lock = ExperimentLock(path)
+    try:
+        lock.acquire(command)
+    except ValueError:
+        if new:
+            shutil.rmtree(path, ignore_errors=True)  # nothing of ours is in it yet
+        raise
+    try:
+        if new:
+            save_config(config, path)
+        return _run(config, path, new, restart_errored)
+    except BaseException:
+        if new and not (path / "tuner.pkl").exists():  # refused or stopped before the sweep existed
+            lock.release()
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _create(path: Path) -> None:
+    """The experiment directory, created here and now (two launches of one name cannot both get it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except FileExistsError:
+        raise ValueError(f"name={path.name!r}: the experiment {path} already exists; continue it with "
+                         f"`symsweep resume {path}` or choose another name=") from None
+    except OSError as err:
+        raise ValueError(f"storage={str(path.parent)!r}: cannot create {path} ({err.strerror or err}); expected a "
+                         "writable directory") from None
+
+
+def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
     import ray
 
     from orchestrator import aggregate
-    from orchestrator.launcher import check_resources, make_tuner, restore_tuner, save_config, start_ray
+    from orchestrator.launcher import check_resources, make_tuner, restore_tuner, start_ray
+    from orchestrator.recovery import INTERRUPTED, RestoreFailed, RestoreGuard, StopOnSignal, set_aside_errored
+    from orchestrator.session import Session
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    started = start_ray(config["cluster"])
-    try:
-        check_resources(config)
-        if not path.exists():
-            save_config(config, path)
-            tuner = make_tuner(config, path)
-        else:
-            tuner = restore_tuner(config, path, restart_errored)
-        grid = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
+    with Session(embedded=config["cluster"]["address"] is None) as session:
+        started = start_ray(config["cluster"])
+        session.started(started)
+        try:
+            check_resources(config)
+            if new:
+                tuner = make_tuner(config, path, session.scratch)
+            else:
+                if restart_errored:
+                    set_aside_errored(path)
+                tuner = restore_tuner(config, path, restart_errored, session.scratch)
+            with RestoreGuard(), StopOnSignal() as stop:
+                try:
+                    grid = tuner.fit()
+                except RestoreFailed as err:
+                    raise ValueError(f"Ray Tune cannot restore {path} ({str(err)[:200]}); nothing was run") from None
+                except KeyboardInterrupt:  # a second signal: stopped at once
+                    grid = None
+        finally:
+            if started:
+                ray.shutdown()
     aggregate.write_report(path)
     print(aggregate.summary_table(path))
     print(f"\nresults: {path} (trials.csv, summary.csv, summary.md, plots/)")
+    if stop.interrupted or grid is None or _interrupted(grid):
+        print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: symsweep resume {path}",
+              flush=True)
+        return INTERRUPTED
     if grid.errors:
         print(f"symsweep: {len(grid.errors)} trial(s) failed; see trials.csv. Continue them from their last "
               f"checkpoint with: symsweep resume {path}")
@@ -50,11 +111,18 @@ def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False)
     return 0
 
 
+def _interrupted(grid) -> bool:
+    """Whether some trial of the finished ``fit`` neither completed nor failed (the sweep was stopped)."""
+    trials = getattr(grid, "_experiment_analysis").trials
+    return any(trial.status not in ("TERMINATED", "ERROR") for trial in trials)
+
+
 def run(args: argparse.Namespace) -> int:
     from orchestrator.launcher import load_config
 
     path = Path(args.path).expanduser().resolve()
     config = load_config(path)
+    config["storage"], config["name"] = str(path.parent), path.name  # a moved or copied experiment: here
     if args.address:
         config["cluster"]["address"] = args.address
     return execute(config, path, restart_errored=args.restart_errored)

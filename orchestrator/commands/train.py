@@ -34,6 +34,17 @@ def _line(metrics: dict) -> str:
     return "  ".join(shown)
 
 
+def make_workdir(workdir: Path) -> None:
+    """Create ``workdir`` (or accept an existing directory); anything else is a one-line error."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"--workdir {workdir} is a file; expected a directory (new or existing)")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--workdir {workdir} cannot be created ({err.strerror or err}); expected a writable "
+                         "directory path") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from orchestrator.config import compose, trial_config
 
@@ -48,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
     from workers.settings import check_config
 
     check_config(trial)  # every error before any directory is written
+    if args.resume:
+        from workers.train import load_checkpoint
+
+        load_checkpoint(args.resume)  # a missing or unreadable checkpoint is refused before anything is written
     workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_workdir(workdir)
     (workdir / "config.json").write_text(json.dumps(trial, indent=2))
     progress = (workdir / "progress.jsonl").open("a")
 

@@ -1,6 +1,6 @@
 """Sweeps end to end on an embedded local Ray: the files and the table, offline W&B, a trial that
-dies and is resumed from its checkpoint, and a driver killed mid-sweep then resumed without
-rerunning finished trials. Each launch runs in its own process (as a user would run it)."""
+dies and is resumed from its checkpoint (a killed driver and other faults: test_faults.py). Each launch runs
+in its own process (as a user would run it)."""
 
 from __future__ import annotations
 
@@ -105,35 +105,6 @@ def test_a_killed_trial_is_resumed_from_its_checkpoint(tmp_path):
     assert after_kill and after_kill[0] > 1, f"resumed from a checkpoint, not from scratch: {epochs}"
     rows = (path / "trials.csv").read_text().splitlines()[1:]
     assert len(rows) == 2 and all(",completed," in row for row in rows)
-
-
-def test_a_killed_driver_is_resumed_without_rerunning_finished_trials(tmp_path):
-    path = tmp_path / "crash"
-    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, "trainer.epochs=6",
-                      "symmetrizer.method=ps,ga", "sweep.seeds=2", "sweep.max_concurrent=1", wait=False)
-    try:
-        def one_finished():
-            finished = [t for t in trial_dirs(path) if results(t) and results(t)[-1].get("epoch") == 6]
-            return finished if finished and len(trial_dirs(path)) >= 2 else None
-
-        finished = wait_for(one_finished)
-        time.sleep(1.0)
-    finally:
-        os.killpg(launch.pid, signal.SIGKILL)  # the driver and its embedded Ray die
-        launch.communicate(timeout=60)
-    before = {t.name: [metrics_of(line) for line in results(t)] for t in finished}
-    resumed = symsweep("resume", str(path))
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    rows = (path / "trials.csv").read_text().splitlines()[1:]
-    assert len(rows) == 4 and all(",completed," in row for row in rows)
-    for name, lines in before.items():  # not retrained: the same reports, timings included (Tune may
-        after = [metrics_of(line) for line in results(path / name)]  # get the final one once more)
-        assert after[: len(lines)] == lines and all(line == lines[-1] for line in after[len(lines):]), name
-
-
-def metrics_of(line: dict) -> dict:
-    """A report without Tune's bookkeeping (which a restored trial rewrites)."""
-    return {k: v for k, v in line.items() if k in ("epoch", "train_loss", "val_mse", "best_val_mse", "elapsed_s")}
 
 
 def test_a_sharded_trial_on_ray_train_matches_one_device(tmp_path):

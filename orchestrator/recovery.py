@@ -1,0 +1,210 @@
+"""What keeps an experiment whole under faults: one driver at a time, state checked before Ray restores it,
+signals turned into a clean stop, deterministic failures not retried.
+
+- ``ExperimentLock``: an ``flock`` on ``<experiment>/.symsweep.lock``, held while a ``launch``/``resume`` runs;
+  a second one is refused naming the holder. The kernel drops the lock when its holder dies, so a stale lock
+  (a killed driver) is simply taken over.
+- ``check_restorable``: ``tuner.pkl`` and the newest ``experiment_state-*.json`` must be readable before Ray
+  Tune is asked to restore them (Tune would otherwise log a traceback and start a new experiment).
+- ``RestoreGuard``: if Ray Tune still fails to restore, stop instead of letting it start trials it did not plan.
+- ``StopOnSignal``: SIGINT/SIGTERM/SIGHUP end the sweep the way Tune ends on SIGUSR1 (experiment state saved,
+  trials stopped), then the command exits 130 and prints ``symsweep resume PATH``.
+- ``no_retry_of_deterministic_failures``: a trial that wrote ``workers.trial.DETERMINISTIC`` is not retried.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from workers.trial import DETERMINISTIC
+
+LOCK_FILE = ".symsweep.lock"
+INTERRUPTED = 130
+
+
+class ExperimentLock:
+    """Exclusive use of one experiment directory by one driver process.
+
+    The lock file exists only while held (removed on release; a killed holder leaves it, and its flock is
+    gone with it, so the next driver takes it over). A lock taken on a file that was meanwhile removed is
+    retried on the new file, so two drivers never both hold one."""
+
+    def __init__(self, path: Path):
+        self.file = path / LOCK_FILE
+        self.handle = None
+
+    def acquire(self, command: str) -> "ExperimentLock":
+        while True:
+            handle = self.file.open("a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise ValueError(f"{self.file.parent} is in use by {holder}; wait for it to end (or stop that "
+                                 "process), then run symsweep resume again") from None
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()  # the holder released and removed it while we opened it: take the new one
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"symsweep {command} (pid {os.getpid()} on {socket.gethostname()}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.file.unlink(missing_ok=True)  # while still held: nobody can be holding the file removed
+            self.handle.close()
+            self.handle = None
+
+
+def _newest_state(path: Path) -> list[Path]:
+    return sorted(path.glob("experiment_state-*.json"), key=lambda file: file.name)
+
+
+def check_restorable(path: Path) -> None:
+    """Refuse (one line naming the file and the way out) what Ray Tune cannot restore."""
+    if not (path / "tuner.pkl").is_file():
+        raise ValueError(f"{path / 'tuner.pkl'} is missing: Ray Tune's record of this sweep is gone and it cannot be "
+                         f"resumed; its results so far stay readable (symsweep report {path}); to run the sweep again "
+                         "use symsweep launch with another name=")
+    states = _newest_state(path)
+    if not states:
+        raise ValueError(f"{path} has no experiment_state-*.json (the sweep never saved its state); launch it again "
+                         "with another name=")
+    newest = states[-1]
+    try:
+        state = json.loads(newest.read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
+            raise ValueError("no trial_data list")
+    except (OSError, ValueError) as err:
+        older = f"; delete it to resume from the previous state {states[-2].name}" if len(states) > 1 else (
+            "; no older state file exists: launch the sweep again with another name=")
+        raise ValueError(f"{newest} is corrupted ({type(err).__name__}: {str(err)[:120]}){older}") from None
+
+
+class RestoreFailed(RuntimeError):
+    """Ray Tune could not restore the experiment's state (it would have started a new experiment instead)."""
+
+
+class RestoreGuard(logging.Filter):
+    """Ray Tune logs "Failed to restore the run state." and goes on with a NEW experiment (trials it never
+    planned, no swept values). This filter, on Tune's controller logger, turns that log record into an
+    exception that leaves ``Tuner.fit``. It also drops Tune's own "Tuner.restore(...)" hints: the command
+    prints ``symsweep resume PATH`` instead."""
+
+    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Failed to restore the run state"):
+            raise RestoreFailed(str(record.exc_info[1]) if record.exc_info else message)
+        return "Tuner.restore(" not in message and "Restarting experiment" not in message
+
+    def __enter__(self) -> "RestoreGuard":
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+class StopOnSignal:
+    """While active, SIGINT, SIGTERM and SIGHUP ask Ray Tune to stop cleanly (it listens to SIGUSR1); a second
+    signal stops at once (KeyboardInterrupt). ``interrupted`` says whether a signal arrived."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.interrupted = False
+        self.previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        print(f"\nsymsweep: {signal.Signals(signum).name} received: stopping the trials and saving the sweep's "
+              "state (again to stop at once)", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    def __enter__(self) -> "StopOnSignal":
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune keeps its SIGUSR1 handler: that is the one used
+        for signum in self.SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def no_retry_of_deterministic_failures() -> None:
+    """A trial whose worker marked its failure deterministic (``workers.trial.DETERMINISTIC``: a non-finite loss,
+    a configuration error) fails for good instead of being retried ``cluster.max_failures`` times: the retry
+    would fail the same way. Ray Tune asks ``Trial.should_recover`` after each failure and has no hook before
+    that decision, so the check is added there (in this driver process only). Should the mark not be visible
+    yet, the retried trial sees it and fails at once by itself."""
+    from ray.tune.experiment.trial import Trial
+
+    original = Trial.should_recover
+    if getattr(original, "symsweep", False):
+        return
+
+    def should_recover(self) -> bool:
+        try:
+            where = self.path  # the trial directory in the experiment's storage (where the worker writes the mark)
+        except RuntimeError:  # no directory yet: it never ran
+            where = None
+        if where and (Path(where) / DETERMINISTIC).is_file():
+            return False
+        return original(self)
+
+    should_recover.symsweep = True
+    Trial.should_recover = should_recover
+
+
+RESTARTED = ".restarted"
+
+
+def set_aside_errored(path: Path) -> list[Path]:
+    """Before ``--restart-errored``: move each errored trial's directory to ``<experiment>/.restarted/`` (kept,
+    not counted). Ray Tune restarts such a trial under a new id and directory; the old one would otherwise
+    stay in the experiment and be counted as a second trial of the same configuration."""
+    from orchestrator.records import load_trials
+
+    moved = []
+    for record in load_trials(path):
+        source = path / record.dirname
+        if record.state == "errored" and record.dirname and source.is_dir():
+            target = path / RESTARTED / record.dirname
+            target.parent.mkdir(exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            source.rename(target)
+            moved.append(target)
+    return moved
+
+
+# Ray releases whose experiment-state files (read directly by orchestrator/records.py) and Tune internals (the
+# three patched above and in launcher.py) tests/orchestrator/test_ray_format.py was run against. pyproject.toml
+# pins ray to RAY_SUPPORTED; widen both only after that test (and test_faults.py) pass on the new release.
+RAY_TESTED = ("2.60.0",)
+RAY_SUPPORTED = ">=2.60,<2.61"

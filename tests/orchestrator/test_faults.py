@@ -1,0 +1,217 @@
+"""Fault injection on real sweeps (embedded local Ray, each command in its own process as a user runs it):
+a killed driver, a killed worker, a moved experiment, a corrupted or missing state, two drivers at once,
+signals, a diverging loss, a truncated checkpoint. The promise checked every time: continue from the newest
+complete checkpoint in the same trial directory, every evaluation in ``result.json`` exactly once, no trial
+Tune did not plan, nothing written outside the experiment, completed trials' files unchanged, and no process
+or temporary folder of the sweep left behind."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.session import descendants
+from tests.orchestrator.test_sweep_e2e import TINY, results, symsweep, trial_dirs, wait_for
+
+pytestmark = pytest.mark.slow
+QUIET = ["logging.wandb.enabled=false"]
+
+
+def environment(tmp_path: Path) -> dict:
+    """The sweep's own temporary root, to see what it leaves there."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(scratch)}
+
+
+def digest(directory: Path) -> dict[str, str]:
+    """Every file below ``directory`` -> its sha256."""
+    return {str(file.relative_to(directory)): hashlib.sha256(file.read_bytes()).hexdigest()
+            for file in sorted(directory.rglob("*")) if file.is_file()}
+
+
+def epochs_of(trial_dir: Path) -> list[int]:
+    return [line["epoch"] for line in results(trial_dir)]
+
+
+def alive(pids: dict[int, int]) -> list[int]:
+    from orchestrator.session import _stat
+
+    return [pid for pid, start in pids.items() if (stat := _stat(pid)) is not None and stat[1] == start]
+
+
+def leftovers(env: dict) -> list[str]:
+    return sorted(path.name for path in Path(env["TMPDIR"]).glob("symsweep-*"))
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def kill_driver_when(path: Path, launch: subprocess.Popen, condition) -> dict[int, int]:
+    """SIGKILL the driver process alone (not its group) once ``condition()`` holds; returns the Ray processes
+    that were running under it."""
+    try:
+        wait_for(condition, timeout=240)
+        ray_processes = descendants(launch.pid)
+        assert ray_processes, "an embedded Ray runs under the driver"
+    finally:
+        os.kill(launch.pid, signal.SIGKILL)
+        launch.communicate(timeout=60)
+    return ray_processes
+
+
+def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
+    """Items: the driver SIGKILLed while a trial trains; its Ray processes and temp folders do not survive;
+    the copy of the experiment resumes into itself (the original is untouched), the interrupted trial in its
+    own directory from its newest checkpoint, the finished one untouched, every epoch reported once."""
+    env = environment(tmp_path)
+    path = tmp_path / "crash"
+    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "trainer.epochs=6",
+                      "symmetrizer.method=ps,ga", "sweep.max_concurrent=1", wait=False, env=env)
+
+    def first_done_second_training():
+        dirs = trial_dirs(path)
+        done = [t for t in dirs if epochs_of(t)[-1:] == [6]]
+        training = [t for t in dirs if 2 <= len(epochs_of(t)) < 6]
+        return done and training
+
+    ray_processes = kill_driver_when(path, launch, first_done_second_training)
+    wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
+
+    names = [t.name for t in trial_dirs(path)]
+    finished = [t.name for t in trial_dirs(path) if epochs_of(t)[-1:] == [6]]
+    original = digest(path)
+    copy = tmp_path / "moved" / "crash"
+    shutil.copytree(path, copy)
+    resumed = symsweep("resume", str(copy), env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert digest(path) == original, "resuming the copy changed the original experiment"
+    assert [t.name for t in trial_dirs(copy)] == names, "no new trial directory"
+    for trial in trial_dirs(copy):
+        assert epochs_of(trial) == [1, 2, 3, 4, 5, 6], (trial.name, epochs_of(trial))
+    for name in finished:
+        assert digest(copy / name) == {k.removeprefix(name + "/"): v for k, v in original.items()
+                                       if k.startswith(name + "/")}, f"completed trial {name} was touched"
+    rows = csv_rows(copy / "trials.csv")
+    assert len(rows) == 2 and {row["state"] for row in rows} == {"completed"}
+    assert "Tuner.restore" not in resumed.stdout + resumed.stderr
+    assert not leftovers(env)
+
+
+def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
+    path = tmp_path / "diverged"
+    done = symsweep("launch", f"storage={tmp_path}", "name=diverged", *TINY, *QUIET, "trainer.epochs=3",
+                    "trainer.lr=1e30", "cluster.max_failures=2", env=environment(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    (row,) = csv_rows(path / "trials.csv")
+    assert row["state"] == "errored" and row["num_failures"] == "1", row
+    assert "non-finite training loss" in row["error"] and "not retried" in row["error"]
+    named = [word.rstrip(";,") for word in row["error"].split() if "checkpoint_" in word]
+    assert all(Path(word).is_dir() for word in named) and "kept in" not in row["error"]
+    assert "symsweep resume" in done.stdout
+
+
+SOAK = [*TINY, *QUIET, "task.train_size=160", "trainer.epochs=8", "symmetrizer.method=ps,ga",
+        "cluster.max_failures=3"]
+EPOCHS = 8
+
+
+def reported(path: Path) -> int:
+    return sum(len(epochs_of(trial)) for trial in trial_dirs(path))
+
+
+def training_worker(path: Path) -> int | None:
+    """The pid of a trial that is training now (its last report is not the final epoch)."""
+    for trial in trial_dirs(path):
+        lines = results(trial)
+        if lines and lines[-1]["epoch"] < EPOCHS:
+            return lines[-1]["pid"]
+    return None
+
+
+def truncate_newest_checkpoint(path: Path) -> bool:
+    from workers.train import checkpoints
+
+    for trial in trial_dirs(path):
+        found = checkpoints(trial)
+        if len(found) >= 2 and epochs_of(trial)[-1:] != [EPOCHS]:
+            state = found[0] / "state.pt"
+            state.write_bytes(state.read_bytes()[:1000])
+            return True
+    return False
+
+
+def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_run(tmp_path):
+    """Five kills at seeded random points (worker SIGKILL, driver SIGINT, driver SIGKILL + a truncated newest
+    checkpoint, worker SIGKILL, driver SIGTERM), resumed each time: the reports equal an uninterrupted run's,
+    epoch by epoch, each exactly once, in the first directory of each trial."""
+    import random
+
+    from orchestrator.config import compose, trial_config
+    from workers.train import run
+
+    env = environment(tmp_path)
+    path = tmp_path / "soak"
+    rng = random.Random(15)
+    step = lambda: rng.randint(1, 2)  # noqa: E731 - epochs (of the two trials together) between kills
+    target = 0
+    kills = []
+
+    def start(*args):
+        return symsweep(*args, wait=False, env=env)
+
+    def progress_beyond(count):
+        return lambda: reported(path) >= count
+
+    launch = start("launch", f"storage={tmp_path}", "name=soak", *SOAK)
+    names = None
+    for kind in ("worker", "sigint", "sigkill", "worker", "sigterm"):
+        target = reported(path) + step()
+        wait_for(progress_beyond(target), timeout=240)
+        names = names or [t.name for t in trial_dirs(path)]
+        if kind == "worker":
+            pid = wait_for(lambda: training_worker(path), timeout=60)
+            os.kill(pid, signal.SIGKILL)
+            kills.append(kind)
+            continue
+        ray_processes = descendants(launch.pid)
+        os.kill(launch.pid, {"sigint": signal.SIGINT, "sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM}[kind])
+        output, _ = launch.communicate(timeout=180)
+        kills.append(kind)
+        if kind != "sigkill":
+            assert launch.returncode == 130, output
+            assert f"symsweep resume {path}" in output and "Tuner.restore" not in output
+        wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
+        if kind == "sigkill":
+            assert truncate_newest_checkpoint(path), "a trial with two checkpoints to fall back on"
+        launch = start("resume", str(path))
+    output, _ = launch.communicate(timeout=300)
+    assert launch.returncode == 0, output
+    assert len(kills) == 5
+
+    assert [t.name for t in trial_dirs(path)] == names, "each trial kept its first directory"
+    base = trial_config(compose([f"storage={tmp_path}", *SOAK]))
+    rows = {row["symmetrizer.method"]: row for row in csv_rows(path / "trials.csv")}
+    for trial in trial_dirs(path):
+        lines = results(trial)
+        assert [line["epoch"] for line in lines] == list(range(1, EPOCHS + 1)), trial.name
+        method = lines[0]["config"]["symmetrizer.method"]
+        config = {**base, "symmetrizer": {**base["symmetrizer"], "method": method}}
+        reference = []
+        run(config, lambda metrics, checkpoint: reference.append(metrics), tmp_path / f"reference-{method}")
+        for ours, theirs in zip(lines, reference, strict=True):
+            for key in ("train_loss", "val_mse", "test_mse", "best_val_mse", "best_test_mse", "equivariance_error"):
+                assert ours[key] == theirs[key], (method, ours["epoch"], key)
+        assert rows[method]["state"] == "completed" and rows[method]["error"] == ""
+    assert not leftovers(env)

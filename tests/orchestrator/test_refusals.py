@@ -1,0 +1,185 @@
+"""What cannot be run or recovered is refused before anything starts: one line naming the key or file and
+the way out, exit status 2, nothing written. In-process (no Ray starts: each refusal comes before it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.recovery import LOCK_FILE, ExperimentLock
+from tests.orchestrator.test_aggregate import STAMP, FakeExperiment, base_config, epoch_metrics
+from tests.orchestrator.test_faults import digest
+
+TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
+        "trainer.epochs=1", "logging.wandb.enabled=false"]
+
+
+def one_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def experiment(tmp_path: Path) -> Path:
+    """A stopped experiment as Ray Tune leaves it: config.json (the real composed one), tuner.pkl, a state file."""
+    from orchestrator.config import compose
+
+    config = compose([f"storage={tmp_path}", "name=stopped", *TINY])
+    config["name"] = "stopped"
+    fake = FakeExperiment(tmp_path / "stopped", config)
+    fake.trial({"trainer.seed": 0}, "RUNNING", [epoch_metrics(1, 0.5, 0)])
+    fake.save_state()
+    (fake.path / "tuner.pkl").write_bytes(b"not read before the checks")
+    return fake.path
+
+
+def refused(capsys, argv: list[str], *names: str) -> str:
+    assert main(argv) == 2
+    line = one_line(capsys)
+    for name in names:
+        assert name in line, line
+    return line
+
+
+def test_a_corrupted_state_file_is_refused_naming_it(tmp_path, capsys):
+    path = experiment(tmp_path)
+    state = path / f"experiment_state-{STAMP}.json"
+    state.write_text(state.read_text()[:100])
+    before = digest(path)
+    refused(capsys, ["resume", str(path)], str(state), "launch the sweep again")
+    assert digest(path) == before
+
+
+def test_a_corrupted_newest_state_points_at_the_previous_one(tmp_path, capsys):
+    path = experiment(tmp_path)
+    newest = path / "experiment_state-2030-01-01_00-00-00.json"
+    newest.write_text("{")
+    refused(capsys, ["resume", str(path)], str(newest), f"experiment_state-{STAMP}.json")
+
+
+def test_a_deleted_tuner_pkl_is_refused(tmp_path, capsys):
+    path = experiment(tmp_path)
+    (path / "tuner.pkl").unlink()
+    before = digest(path)
+    refused(capsys, ["resume", str(path)], str(path / "tuner.pkl"), "symsweep report")
+    assert digest(path) == before
+
+
+def test_a_corrupted_config_json_is_refused_naming_it(tmp_path, capsys):
+    path = experiment(tmp_path)
+    (path / "config.json").write_text('{"cluster": ')
+    refused(capsys, ["resume", str(path)], str(path / "config.json"))
+
+
+def test_a_running_experiment_is_refused_naming_its_holder(tmp_path, capsys):
+    path = experiment(tmp_path)
+    lock = ExperimentLock(path).acquire("launch")
+    try:
+        refused(capsys, ["resume", str(path)], f"pid {os.getpid()}", "symsweep launch")
+    finally:
+        lock.release()
+
+
+def test_a_stale_lock_of_a_dead_holder_is_taken_over(tmp_path):
+    path = experiment(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from orchestrator.recovery import ExperimentLock; "
+                               f"lock = ExperimentLock(Path({str(path)!r})).acquire('resume'); print('held', flush=True); "
+                               "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=f"pid {holder.pid}"):
+            ExperimentLock(path).acquire("resume")
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert f"pid {holder.pid}" in (path / LOCK_FILE).read_text()  # its note is still there, its lock is not
+    ExperimentLock(path).acquire("resume").release()
+    assert not (path / LOCK_FILE).exists()
+
+
+def test_two_launches_of_one_name_cannot_both_create_it(tmp_path, capsys):
+    from orchestrator.commands.resume import _create
+
+    _create(tmp_path / "twice")
+    with pytest.raises(ValueError, match="already exists; continue it with `symsweep resume"):
+        _create(tmp_path / "twice")
+
+
+def test_an_unreachable_address_is_one_line_within_seconds(tmp_path, capsys):
+    path = experiment(tmp_path)
+    before = digest(path)
+    start = time.monotonic()
+    refused(capsys, ["resume", str(path), "--address", "127.0.0.1:1"], "cluster.address='127.0.0.1:1'")
+    assert time.monotonic() - start < 30
+    assert digest(path) == before
+    refused(capsys, ["launch", f"storage={tmp_path}", "name=attach", *TINY, "cluster.address=127.0.0.1:1"],
+            "cannot connect")
+    assert not (tmp_path / "attach").exists(), "a refused launch leaves nothing behind"
+
+
+@pytest.mark.parametrize("case", ["storage_is_a_file", "storage_cannot_be_created", "name_too_long"])
+def test_bad_storage_or_name_is_one_line_before_anything(case, tmp_path, capsys):
+    if case == "storage_is_a_file":
+        (tmp_path / "file").write_text("x")
+        argv, named = ["storage=" + str(tmp_path / "file"), "name=x"], str(tmp_path / "file")
+    elif case == "storage_cannot_be_created":
+        argv, named = ["storage=/proc/symsweep", "name=x"], "/proc/symsweep"
+    else:
+        argv, named = [f"storage={tmp_path}", "name=" + "n" * 300], "at most 100"
+    refused(capsys, ["launch", *argv, *TINY], named)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["file"] if case == "storage_is_a_file" else [])
+
+
+def test_a_resumed_experiment_writes_only_into_itself(tmp_path):
+    """config.json keeps the launch's storage; a moved experiment is resumed where it is now."""
+    from orchestrator.launcher import load_config
+
+    path = experiment(tmp_path)
+    config = load_config(path)
+    assert json.loads((path / "config.json").read_text())["storage"] == str(tmp_path)
+    assert config["cluster"]["address"] is None
+
+
+def test_a_failed_restore_stops_instead_of_starting_a_new_experiment():
+    """Ray Tune logs this and then runs a NEW experiment (trials it never planned); the guard raises instead."""
+    import logging
+
+    from orchestrator.recovery import RestoreFailed, RestoreGuard
+
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    with RestoreGuard():
+        try:
+            raise KeyError("trial_data")
+        except KeyError:
+            with pytest.raises(RestoreFailed, match="trial_data"):
+                logger.exception("Failed to restore the run state.")
+        hint = logging.LogRecord("ray.tune.tune", logging.WARNING, __file__, 1,
+                                 'Resume experiment with: Tuner.restore(path="/x", trainable=...)', None, None)
+        assert not logging.getLogger("ray.tune.tune").filter(hint)
+    assert logging.getLogger("ray.tune.tune").filter(hint)  # only while a sweep runs
+
+
+def test_restart_errored_sets_the_old_directory_aside_so_it_is_not_counted_twice(tmp_path):
+    from orchestrator.records import load_trials
+    from orchestrator.recovery import RESTARTED, set_aside_errored
+
+    fake = FakeExperiment(tmp_path / "errored", base_config(tmp_path, {}))
+    fake.trial({"trainer.seed": 0}, "TERMINATED", [epoch_metrics(e, 0.5, 0) for e in (1, 2, 3)])
+    fake.trial({"trainer.seed": 1}, "ERROR", [epoch_metrics(1, 0.5, 1)], error="OSError: [Errno 22]\n")
+    fake.save_state()
+    (moved,) = set_aside_errored(fake.path)
+    assert moved.parent == fake.path / RESTARTED and (moved / "result.json").is_file()
+    assert [record.state for record in load_trials(fake.path)] == ["completed", "errored"]
+    fake.entries.pop()  # Ray Tune's state after the restart: the errored trial replaced by a new one
+    fake.trial({"trainer.seed": 1}, "TERMINATED", [epoch_metrics(e, 0.5, 1) for e in (1, 2, 3)])
+    fake.save_state("2026-11-22_18-00-00")
+    assert [record.state for record in load_trials(fake.path)] == ["completed", "completed"]
