@@ -99,7 +99,7 @@ def headline_metrics(names: list[str], metric: str | None) -> list[str]:
     """The sweep metric, best_* metrics, final val/test metrics, equivariance error, entropy, elapsed time."""
     chosen = ([name for name in names if name.startswith("best_")]
               + [name for name in names if name.startswith(("val_", "test_"))]
-              + [name for name in ("equivariance_error", "entropy", "elapsed_s") if name in names])
+              + [name for name in ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s") if name in names])
     return [metric] * (metric in names) + [name for name in chosen if name != metric]
 
 

@@ -26,8 +26,8 @@ _MAX_CHECKED = 2000  # configurations checked one by one; beyond, each value is 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
 DERIVED_KEYS = ("name", "metric", "key", "numerator", "denominator")
 LOGLOG_KEYS = ("metric", "key", "complement")  # complement is optional (default false)
-LOOP_METRICS = ("train_loss", "entropy", "equivariance_error", "elapsed_s", "samples_per_s", "examples_per_s", "lr",
-                "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
+LOOP_METRICS = ("train_loss", "entropy", "equivariance_gap", "mc_equivariance_error", "elapsed_s", "samples_per_s",
+                "examples_per_s", "lr", "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -133,7 +133,7 @@ def _check_metric(where: str, metric: Any, config: Mapping[str, Any]) -> None:
     split_metric = re.compile(rf"^(best_)?(val|test|test_ood)_({'|'.join(map(re.escape, words))})$")
     if not (isinstance(metric, str) and (split_metric.match(metric) or metric in LOOP_METRICS)):
         example = f"test_{task.metric}" if not task.trainable else f"best_test_{task.metric}, best_val_{task.metric}"
-        _fail(where, metric, f"a metric the trials of task {task.name!r} report, e.g. {example}, equivariance_error")
+        _fail(where, metric, f"a metric the trials of task {task.name!r} report, e.g. {example}, equivariance_gap")
 
 
 def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str, list]:

@@ -47,7 +47,7 @@ def epoch_metrics(epoch: int, quality: float, seed: int, entropy: float | None =
     val = quality - 0.1 * (3 - epoch)
     return {"epoch": epoch, "step": 10 * epoch, "train_loss": 2.0 - quality - 0.1 * epoch, "lr": 0.001,
             "samples_per_s": 1000.0, "examples_per_s": 100.0, "val_accuracy": val, "test_accuracy": val - 0.05,
-            "entropy": 1.0 + seed if entropy is None else entropy, "equivariance_error": 0.01 * (seed + 1),
+            "entropy": 1.0 + seed if entropy is None else entropy, "mc_equivariance_error": 0.01 * (seed + 1),
             "best_val_accuracy": val, "best_test_accuracy": val - 0.05, "best_epoch": epoch,
             "elapsed_s": 10.0 * epoch + seed}
 
@@ -308,7 +308,7 @@ def test_plot_helpers():
 # -- derived results: sweep.derived ratios and sweep.loglog fits -------------------------------------------
 def mse_report(mse: float) -> dict:
     return {"epoch": 2, "train_loss": mse, "val_mse": mse, "test_mse": mse, "best_val_mse": mse, "best_test_mse": mse,
-            "equivariance_error": 0.0, "elapsed_s": 1.0}
+            "mc_equivariance_error": 0.0, "elapsed_s": 1.0}
 
 
 def ratio_experiment(path: Path) -> Path:
