@@ -176,10 +176,11 @@ def _markdown(value: Any) -> str:
 
 
 def summary_table(source: str | os.PathLike | Summary) -> str:
-    """The Markdown summary ("mean ± std" cells, 4 significant digits) of an experiment directory."""
-    if not isinstance(source, Summary):
+    """The Markdown summary table ("mean ± std" cells, 4 significant digits) of a summary, or the whole
+    ``summary.md`` (with comparisons and evaluation-sample curves) of an experiment directory."""
+    if not isinstance(source, Summary):  # an experiment directory: the whole summary.md
         path, config = open_experiment(source)
-        source = summarize(path, config, read_trials(path, config))
+        return report_markdown(config, summarize(path, config, read_trials(path, config)))
     counts = ", ".join(f"{count} {state}" for state, count in source.by_state.items() if count)
     order = f"sorted by {source.metric} ({source.mode}); " if source.metric else ""
     header = [*source.keys, "n_seeds", *source.metrics]
@@ -196,19 +197,31 @@ def summary_table(source: str | os.PathLike | Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_markdown(config: Mapping[str, Any], summary: Summary) -> str:
+    """``summary.md``: the summary table, then the paired comparisons and the evaluation-sample curves."""
+    from orchestrator.derived import (base_seed, compare_spec, comparison_markdown, comparisons, samples_markdown,
+                                      samples_points)
+
+    found = comparisons(summary, compare_spec(config, summary), base_seed(config))
+    sections = [summary_table(summary), comparison_markdown(found, summary), samples_markdown(samples_points(summary),
+                                                                                             summary)]
+    return "\n".join(section for section in sections if section)
+
+
 def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
     """Write trials.csv, summary.csv, summary.md, derived.csv / fits.csv (when the sweep asks for
     them) and plots/*.png into the experiment directory."""
-    from orchestrator.derived import derived_specs, loglog_specs, write_derived
+    from orchestrator.derived import base_seed, comparisons, compare_spec, derived_specs, loglog_specs, write_derived
     from orchestrator.plots import write_plots  # matplotlib only when plotting
 
     path, config = open_experiment(experiment_dir)
     trials = read_trials(path, config)
     summary = summarize(path, config, trials)
     files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
-    (path / "summary.md").write_text(summary_table(summary), encoding="utf-8")
+    (path / "summary.md").write_text(report_markdown(config, summary), encoding="utf-8")
     files += [path / "summary.md", *write_derived(path, config, summary),
-              *write_plots(summary, path / "plots", derived_specs(config), loglog_specs(config))]
+              *write_plots(summary, path / "plots", derived_specs(config), loglog_specs(config),
+                           comparisons(summary, compare_spec(config, summary), base_seed(config)))]
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}
 
