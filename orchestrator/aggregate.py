@@ -185,14 +185,15 @@ def summary_table(source: str | os.PathLike | Summary) -> str:
     order = f"sorted by {source.metric} ({source.mode}); " if source.metric else ""
     header = [*source.keys, "n_seeds", *source.metrics]
     lines = [f"# {source.name}", "", f"{sum(source.by_state.values())} trials ({counts or 'none yet'}); {order}"
-             "cells are mean ± std over the completed seeds (n_seeds).", "",
+             "cells are mean ± std over the completed seeds (n_seeds; with one seed the value alone: no spread is "
+             "known).", "",
              "| " + " | ".join(map(_markdown, header)) + " |",
              "|" + "---|" * len(source.keys) + "---:|" * (1 + len(source.metrics))]
     for configuration in source.configurations:
         cells = [_markdown(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
         for metric in source.metrics:
             mean, std = configuration.stats.get(metric, (None, None))
-            cells.append("-" if mean is None else f"{mean:.4g} ± {std:.4g}")
+            cells.append("-" if mean is None else f"{mean:.4g}" if configuration.n_seeds < 2 else f"{mean:.4g} ± {std:.4g}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

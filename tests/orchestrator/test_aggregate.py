@@ -430,3 +430,79 @@ def test_learning_curves_show_the_entropy(report):
     path = report[0]
     config = json.loads((path / "config.json").read_text())
     assert curve_metrics(summarize(path, config, read_trials(path, config))) == ["val_accuracy", "train_loss", "entropy"]
+
+
+# -- sweep.compare and evaluation-sample curves --------------------------------------------------------------
+def curve(mse: float, draws: float = 0.01) -> dict:
+    return {"test_mse": {str(n): {"mean": mse / n, "std": draws / n} for n in (1, 2, 4)}}
+
+
+def compare_experiment(path: Path, seeds: int) -> Path:
+    """PS vs GA at noise scales {0.1, 1}; PS at 0.1 is better than GA on every seed, at 1 the seeds disagree."""
+    params = {"symmetrizer.method": {"grid": ["ps", "ga"]}, "symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}
+    config = base_config(path.parent, params, epochs=2, seeds=seeds, task="nbody")
+    config["sweep"]["compare"] = {"key": "symmetrizer.method", "reference": "ga"}
+    fake = FakeExperiment(path, config)
+    mse = {("ps", 0.1): [0.10, 0.12, 0.11], ("ga", 0.1): [0.20, 0.23, 0.21],
+           ("ps", 1.0): [0.30, 0.10, 0.20], ("ga", 1.0): [0.20, 0.20, 0.21]}
+    for (method, noise), values in mse.items():
+        for seed in range(seeds):
+            params = {"symmetrizer.method": method, "symmetrizer.noise_scale": noise}
+            params |= {"trainer.seed": seed} if seeds > 1 else {}
+            fake.trial(params, "TERMINATED", [{**mse_report(values[seed]), "eval_samples_curve": curve(values[seed])}])
+    fake.save_state()
+    return path
+
+
+def test_paired_comparison_with_a_t_interval(tmp_path):
+    from scipy import stats
+
+    path = compare_experiment(tmp_path / "cmp", seeds=3)
+    result = write_report(path)
+    rows = read_csv(path / "compare.csv")
+    assert [(r["value"], r["reference"], r["symmetrizer.noise_scale"], r["pairs"]) for r in rows] == [
+        ("ps", "ga", "0.1", "3"), ("ps", "ga", "1.0", "3")]
+    differences = np.array([0.10 - 0.20, 0.12 - 0.23, 0.11 - 0.21])
+    error = differences.std(ddof=1) / math.sqrt(3)
+    half = stats.t.ppf(0.975, 2) * error
+    assert float(rows[0]["mean_difference"]) == pytest.approx(differences.mean())
+    assert float(rows[0]["std_error"]) == pytest.approx(error)
+    assert float(rows[0]["ci95_low"]) == pytest.approx(differences.mean() - half)
+    assert float(rows[0]["ci95_high"]) == pytest.approx(differences.mean() + half)
+    assert rows[0]["verdict"] == "ps better than ga (95 %)"  # MSE: lower is better
+    assert rows[1]["verdict"] == "no significant difference (95 %)"
+    assert rows[0]["metric"] == "best_val_mse"  # the sweep metric by default
+    markdown = (path / "summary.md").read_text()
+    assert "## best_val_mse: each symmetrizer.method against ga, paired by seed" in markdown
+    assert "| ps | 0.1 | 3 |" in markdown and "ps better than ga (95 %)" in markdown
+    assert "plots/compare_best_val_mse.png" in {Path(f).relative_to(path).as_posix() for f in result["files"]}
+
+
+def test_one_seed_says_so_instead_of_zero_uncertainty(tmp_path):
+    path = compare_experiment(tmp_path / "one", seeds=1)
+    write_report(path)
+    rows = read_csv(path / "compare.csv")
+    assert [r["pairs"] for r in rows] == ["1", "1"] and rows[0]["std_error"] == "nan"
+    assert rows[0]["verdict"].startswith("one seed: no uncertainty")
+    markdown = (path / "summary.md").read_text()
+    assert "one seed: no uncertainty" in markdown.split("paired by seed")[1] and "± 0 " not in markdown
+    assert "| ps | 0.1 | 1 | 0.1 |" in markdown  # the summary row: the value alone
+
+
+def test_evaluation_sample_curves_table_and_plot(tmp_path):
+    path = compare_experiment(tmp_path / "curves", seeds=3)
+    result = write_report(path)
+    rows = read_csv(path / "eval_samples.csv")
+    assert len(rows) == 4 * 3  # four configurations × three sample counts
+    ps = [r for r in rows if r["symmetrizer.method"] == "ps" and r["symmetrizer.noise_scale"] == "0.1"]
+    assert [int(r["eval_samples"]) for r in ps] == [1, 2, 4]
+    assert float(ps[1]["mean"]) == pytest.approx(np.mean([0.10, 0.12, 0.11]) / 2)
+    assert float(ps[1]["seed_std"]) == pytest.approx(np.std([0.05, 0.06, 0.055], ddof=1))
+    assert float(ps[1]["draw_std"]) == pytest.approx(0.005) and ps[1]["seeds"] == "3"
+    assert "## Metric against the number of evaluation samples N" in (path / "summary.md").read_text()
+    names = {Path(f).relative_to(path).as_posix() for f in result["files"]}
+    assert "plots/eval_samples_test_mse.png" in names and "eval_samples.csv" in names
+    # `symsweep evaluate` adds points (and replaces reported ones) through eval_samples.json
+    trial_dir = next(path.glob("trainable_abcde_00000_*"))
+    (trial_dir / "eval_samples.json").write_text(json.dumps({"test_mse": {"8": {"mean": 0.5, "std": 0.0}}}))
+    assert set(load_trials(path)[0].curve["test_mse"]) == {"1", "2", "4", "8"}
