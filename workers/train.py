@@ -260,10 +260,9 @@ def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> l
             for section, key in EVALUATION_KEYS if value(config, section, key) != value(saved, section, key)]
 
 
-def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
-               splits) -> dict[str, Any]:
-    """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best
-    validation epoch's weights on every evaluation split, and the end-of-trial measurements."""
+def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:
+    """The weights of a checkpoint's best validation epoch (the final ones when that epoch is the last);
+    a ValueError saying ``purpose`` cannot be served when a checkpoint of an older symsweep lacks them."""
     state = saved["loop"]
     weights = saved.get("best_model")
     if weights is None and state["best"].get("best_epoch") == state["epoch"]:
@@ -271,8 +270,34 @@ def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, save
     if weights is None:
         raise ValueError(f"the checkpoint of epoch {state['epoch']} holds no weights of its best epoch "
                          f"({state['best'].get('best_epoch')}) (written by an older symsweep), so it cannot be "
-                         f"evaluated with {', '.join(evaluation_changes(saved['config'], config))}; "
-                         "allowed: the checkpoint's own evaluation settings")
+                         f"{purpose}")
+    return weights
+
+
+def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, device: str = "auto"
+                        ) -> dict[str, dict[str, dict[str, float]]]:
+    """A finished trial's best model evaluated at each number of evaluation samples in ``counts`` on
+    ``splits`` (``samples_curve``), without training: ``symsweep evaluate``."""
+    config = saved["config"]
+    task, trainer, _ = check_config(config)
+    data = task.load()
+    missing = [split for split in splits if split not in data.splits or split == "train"]
+    if missing:
+        allowed = ", ".join(name for name in data.splits if name != "train")
+        raise ValueError(f"--split={missing[0]} is not an evaluation split of task {task.name!r}; allowed: {allowed}")
+    where = pick_device(device)
+    model = build_seeded(task, config, trainer["seed"]).to(where)
+    model.load_state_dict(best_weights(saved, "evaluated at other sample counts"))
+    return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
+
+
+def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
+               splits) -> dict[str, Any]:
+    """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best
+    validation epoch's weights on every evaluation split, and the end-of-trial measurements."""
+    state = saved["loop"]
+    weights = best_weights(saved, f"evaluated with {', '.join(evaluation_changes(saved['config'], config))}; "
+                                  "allowed: the checkpoint's own evaluation settings")
     model.load_state_dict(weights)
     metrics: dict[str, Any] = {"epoch": state["epoch"], "step": state["step"],
                                "eval_samples": int(getattr(model, "eval_samples", 1))}
