@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items())
         print(f"best {state['metric']} = {best['value']:.4g} ({best['state']} trial {best['trial_id']}"
               + (f": {params})" if params else ")"))
-    elif state["metric"]:
-        print(f"no {state['metric']} reported yet")
+    else:
+        print(f"no {state['metric'] or 'result'} reported yet")
     return 0
