@@ -152,23 +152,33 @@ def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
     return path
 
 
-def write_trials_csv(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) -> Path:
+Table = tuple[list[str], list[list[Any]]]  # (header, rows): what a CSV file and a DataFrame are made of
+
+
+def trials_table(config: Mapping[str, Any], trials: list[TrialRecord]) -> Table:
     """One row per trial: id, state, swept values, last metrics, best_* metrics, failures, error, directory."""
     keys, names = swept_keys(config, trials), metric_names(trials)
     metrics = [name for name in names if not name.startswith("best_")] + [n for n in names if n.startswith("best_")]
     header = ["trial_id", "state", *keys, *metrics, "num_failures", "error", "dirname"]
-    return write_csv(path, header, ([trial.trial_id, trial.state, *(trial.params.get(key) for key in keys),
-                                      *(trial.last.get(name) for name in metrics), trial.num_failures, trial.error,
-                                      trial.dirname] for trial in trials))
+    return header, [[trial.trial_id, trial.state, *(trial.params.get(key) for key in keys),
+                     *(trial.last.get(name) for name in metrics), trial.num_failures, trial.error, trial.dirname]
+                    for trial in trials]
+
+
+def summary_rows(summary: Summary) -> Table:
+    """One row per configuration: swept values, n_seeds, n_trials, <metric>_mean and <metric>_std."""
+    header = [*summary.keys, "n_seeds", "n_trials"] + [f"{m}_{s}" for m in summary.metrics for s in ("mean", "std")]
+    return header, [[*c.values.values(), c.n_seeds, len(c.trials), *(part for m in summary.metrics
+                                                                        for part in c.stats.get(m, (None, None)))]
+                    for c in summary.configurations]
+
+
+def write_trials_csv(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) -> Path:
+    return write_csv(path, *trials_table(config, trials))
 
 
 def write_summary_csv(path: Path, summary: Summary) -> Path:
-    """One row per configuration: swept values, n_seeds, n_trials, <metric>_mean and <metric>_std."""
-    header = [*summary.keys, "n_seeds", "n_trials"] + [f"{m}_{s}" for m in summary.metrics for s in ("mean", "std")]
-    rows = ([*c.values.values(), c.n_seeds, len(c.trials), *(part for m in summary.metrics
-                                                                 for part in c.stats.get(m, (None, None)))]
-            for c in summary.configurations)
-    return write_csv(path, header, rows)
+    return write_csv(path, *summary_rows(summary))
 
 
 def _markdown(value: Any) -> str:
@@ -212,17 +222,17 @@ def report_markdown(config: Mapping[str, Any], summary: Summary) -> str:
 def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
     """Write trials.csv, summary.csv, summary.md, derived.csv / fits.csv (when the sweep asks for
     them) and plots/*.png into the experiment directory."""
-    from orchestrator.derived import base_seed, comparisons, compare_spec, derived_specs, loglog_specs, write_derived
+    from orchestrator.derived import derived_specs, loglog_specs, write_derived
     from orchestrator.plots import write_plots  # matplotlib only when plotting
+    from orchestrator.results import load_experiment
 
-    path, config = open_experiment(experiment_dir)
-    trials = read_trials(path, config)
-    summary = summarize(path, config, trials)
+    experiment = load_experiment(experiment_dir)
+    path, config, trials, summary = experiment.path, experiment.config, experiment.records, experiment.result
     files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
     (path / "summary.md").write_text(report_markdown(config, summary), encoding="utf-8")
     files += [path / "summary.md", *write_derived(path, config, summary),
               *write_plots(summary, path / "plots", derived_specs(config), loglog_specs(config),
-                           comparisons(summary, compare_spec(config, summary), base_seed(config)))]
+                           experiment.compared)]
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}
 

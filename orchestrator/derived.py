@@ -316,23 +316,22 @@ def write_fits_csv(path: Path, summary: Summary, specs: list[Mapping[str, Any]])
                                     for f in rows))
 
 
-def write_compare_csv(path: Path, summary: Summary, found: list[Comparison]) -> Path:
+def compare_table(summary: Summary, found: list[Comparison]) -> tuple[list[str], list[list[Any]]]:
     """``compare.csv``: key, value, reference, the other swept keys, metric, pairs, the mean paired difference,
     its standard error and 95 % interval, both sides' means over the pairs, and the verdict in words."""
     keys = [key for key in summary.keys if any(key in c.values for c in found)]
     header = ["key", "value", "reference", *keys, "metric", "pairs", "mean_difference", "std_error", "ci95_low",
               "ci95_high", "value_mean", "reference_mean", "verdict"]
-    return write_csv(path, header, ([c.key, c.value, c.reference, *(c.values.get(k) for k in keys), c.metric, c.pairs,
-                                     c.mean, c.std_error, *c.interval, c.value_mean, c.reference_mean, c.verdict()]
-                                    for c in found))
+    return header, [[c.key, c.value, c.reference, *(c.values.get(k) for k in keys), c.metric, c.pairs, c.mean,
+                     c.std_error, *c.interval, c.value_mean, c.reference_mean, c.verdict()] for c in found]
 
 
-def write_samples_csv(path: Path, summary: Summary, points: list[SamplesPoint]) -> Path:
+def samples_table(summary: Summary, points: list[SamplesPoint]) -> tuple[list[str], list[list[Any]]]:
     """``eval_samples.csv``: the swept values, metric, evaluation samples N, mean over seeds, std over seeds,
     the mean spread over noise draws of one evaluation, and the number of seeds."""
     header = [*summary.keys, "metric", "eval_samples", "mean", "seed_std", "draw_std", "seeds"]
-    return write_csv(path, header, ([*(p.values.get(k) for k in summary.keys), p.metric, p.samples, p.mean,
-                                     p.seed_std, p.draw_std, p.seeds] for p in points))
+    return header, [[*(p.values.get(k) for k in summary.keys), p.metric, p.samples, p.mean, p.seed_std, p.draw_std,
+                     p.seeds] for p in points]
 
 
 def write_derived(path: Path, config: Mapping[str, Any], summary: Summary) -> list[Path]:
@@ -341,10 +340,11 @@ def write_derived(path: Path, config: Mapping[str, Any], summary: Summary) -> li
     files = []
     spec = compare_spec(config, summary)
     if spec:
-        files.append(write_compare_csv(path / "compare.csv", summary, comparisons(summary, spec, base_seed(config))))
+        found = comparisons(summary, spec, base_seed(config))
+        files.append(write_csv(path / "compare.csv", *compare_table(summary, found)))
     points = samples_points(summary)
     if points:
-        files.append(write_samples_csv(path / "eval_samples.csv", summary, points))
+        files.append(write_csv(path / "eval_samples.csv", *samples_table(summary, points)))
     if derived_specs(config):
         files.append(write_derived_csv(path / "derived.csv", summary, derived_specs(config)))
     if loglog_specs(config):
