@@ -28,6 +28,7 @@ def execute(config: dict, path: Path, tuner=None, restart_errored: bool = False)
     from orchestrator.launcher import check_resources, make_tuner, restore_tuner, save_config, start_ray
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables and hints off: Progress is the view
     started = start_ray(config["cluster"])
     try:
         check_resources(config)
