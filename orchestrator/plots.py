@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -59,6 +60,28 @@ def log_axis(values: list[float]) -> bool:
     return min(values) > 0 and max(values) / min(values) > 10
 
 
+def short_names(summary: Summary):
+    """A function shortening the swept keys in a label to their last part (``symmetrizer.method=ps`` ->
+    ``method=ps``) where that part names one key only: legends and tick labels stay readable."""
+    last = [key.rsplit(".", 1)[-1] for key in summary.keys]
+    renames = [(f"{key}=", f"{short}=") for key, short in zip(summary.keys, last) if last.count(short) == 1]
+    renames.sort(key=lambda pair: -len(pair[0]))
+
+    def shorten(label: str) -> str:
+        for old, new in renames:
+            label = label.replace(old, new)
+        return label
+
+    return shorten
+
+
+def colors_for(labels) -> dict[str, Any]:
+    """One colour per label, the same in every panel of a figure (the legend holds for all of them)."""
+    labels = list(dict.fromkeys(labels))
+    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: palette(index % palette.N) for index, label in enumerate(labels)}
+
+
 def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=100)
     return path
@@ -87,13 +110,15 @@ def _panels(count: int, width: float = 4.2, height: float = 3.4, columns: int = 
     return figure, list(axes[:count])
 
 
-def _errorbar_lines(axes, lines: dict[str, list[tuple[float, float, float]]]) -> list[float]:
-    """Error-bar lines (x, mean, std) per label on ``axes``; the x values drawn."""
+def _errorbar_lines(axes, lines: dict[str, list[tuple[float, float, float]]], colors=None) -> list[float]:
+    """Error-bar lines (x, mean, std) per label on ``axes`` (``colors``: label -> colour); the x values drawn."""
+    colors = colors or colors_for(lines)
     xs = []
     for label, points in lines.items():
         if points:
             x, mean, std = np.array(sorted(points)).T
-            axes.errorbar(x, mean, yerr=np.nan_to_num(std), marker="o", capsize=3, label=label or "all")
+            axes.errorbar(x, mean, yerr=np.nan_to_num(std), marker="o", capsize=3, label=label or "all",
+                          color=colors[label])
             xs.extend(x)
     return xs
 
@@ -144,12 +169,14 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
     if not metrics:
         return None
     figure, panels = _panels(len(metrics))
-    groups = lines_by_other_keys(summary, key)
+    shorten = short_names(summary)
+    groups = {shorten(label): members for label, members in lines_by_other_keys(summary, key).items()}
+    colors = colors_for(groups)
     for axes, metric in zip(panels, metrics):
         lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in members
                          if metric in c.stats and math.isfinite(c.stats[metric][0])]
                  for label, members in groups.items()}
-        xs = _errorbar_lines(axes, lines)
+        xs = _errorbar_lines(axes, lines, colors)
         if xs and log_axis(xs):
             axes.set_xscale("log")
         if 0 < len(set(xs)) <= 8:
@@ -159,7 +186,8 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
         if means and min(means) > 0 and max(means) / min(means) > 100:
             axes.set_yscale("log")  # e.g. equivariance gaps: round-off next to real errors
         axes.set_xlabel(key)
-        axes.set_title(metric + (" (sweep metric)" if metric == summary.metric else ""), fontsize="medium")
+        note = {summary.metric: " (sweep metric)", "equivariance_gap": " (exact: ≲ 1e-9)"}.get(metric, "")
+        axes.set_title(metric + note, fontsize="medium")
     figure.suptitle(f"{summary.name}: metrics vs {key} (mean ± std over seeds)", fontsize="medium")
     _legend_outside(figure, panels)
     return _save(figure, path)
@@ -190,6 +218,8 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
     if not metrics or not trained:
         return None
     figure, panels = _panels(len(metrics), 4.5, 3.6)
+    shorten = short_names(summary)
+    colors = colors_for(shorten(c.label()) or "all" for c in summary.configurations)
     for axes, metric in zip(panels, metrics):
         for configuration in summary.configurations:
             by_epoch: dict[float, list[float]] = {}
@@ -199,8 +229,9 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
                         by_epoch.setdefault(report["epoch"], []).append(report[metric])
             if by_epoch:
                 epochs = sorted(by_epoch)
-                axes.plot(epochs, [np.mean(by_epoch[epoch]) for epoch in epochs], marker=".",
-                          label=configuration.label() or "all")
+                label = shorten(configuration.label()) or "all"
+                axes.plot(epochs, [np.mean(by_epoch[epoch]) for epoch in epochs], marker=".", label=label,
+                          color=colors[label])
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(metric, fontsize="medium")
@@ -215,10 +246,11 @@ def samples_curves(summary: Summary, points: list[SamplesPoint], metric: str, pa
     the spread over noise draws of one evaluation; None without points."""
     lines: dict[str, list[tuple[float, float, float]]] = {}
     labels: dict[str, str] = {}
+    shorten = short_names(summary)
     for point in points:
         if point.metric == metric and math.isfinite(point.mean):
             key = json_key(point.values, summary.keys)
-            labels[key] = point.label()
+            labels[key] = shorten(point.label()) or "all"
             lines.setdefault(key, []).append((float(point.samples), point.mean, point.draw_std))
     if not lines:
         return None
@@ -230,7 +262,8 @@ def samples_curves(summary: Summary, points: list[SamplesPoint], metric: str, pa
     axes.minorticks_off()
     axes.set_xlabel("evaluation samples N")
     axes.set_ylabel(f"{metric} (mean over seeds)")
-    axes.set_title(f"{summary.name}: {metric} vs N (error bars: spread of one evaluation)", fontsize="medium")
+    axes.set_title(f"{summary.name}: {metric} of the best model\n(error bars: spread over noise draws)",
+                   fontsize="medium")
     _legend_outside(figure, [axes])
     return _save(figure, path)
 
@@ -240,7 +273,9 @@ def comparison_figure(summary: Summary, found: list[Comparison], path: Path) -> 
     found = [c for c in found if c.pairs]
     if not found:
         return None
-    figure = Figure(figsize=(8, 1.2 + 0.45 * len(found)), layout="constrained")
+    shorten = short_names(summary)
+    ticks = [f"{shorten(c.label())} ({c.pairs} pair{'s' * (c.pairs != 1)})" for c in found]
+    figure = Figure(figsize=(5 + 0.075 * max(map(len, ticks)), 1.8 + 0.45 * len(found)), layout="constrained")
     axes = figure.subplots()
     rows = np.arange(len(found))[::-1]
     for row, comparison in zip(rows, found):
@@ -251,12 +286,12 @@ def comparison_figure(summary: Summary, found: list[Comparison], path: Path) -> 
         else:
             axes.plot(comparison.mean, row, marker="o", markerfacecolor="none", color="tab:grey")
     axes.axvline(0.0, color="black", linewidth=1)
-    axes.set_yticks(rows, [f"{c.label()} ({c.pairs} pair{'s' * (c.pairs != 1)})" for c in found], fontsize="small")
+    axes.set_yticks(rows, ticks, fontsize="small")
     better = "lower" if found[0].mode == "min" else "higher"
     axes.set_xlabel(f"{found[0].metric}: value − {text(found[0].reference)}, same seed ({better} is better)")
     one = any(c.pairs == 1 for c in found)
-    axes.set_title(f"{summary.name}: paired differences, 95 % t-intervals"
-                   + (" (hollow: one pair, no interval)" if one else ""), fontsize="medium")
+    figure.suptitle(f"{summary.name}: paired differences against {text(found[0].reference)}, 95 % t-intervals"
+                    + ("\n(hollow: one pair, no interval)" if one else ""), fontsize="medium")
     return _save(figure, path)
 
 
