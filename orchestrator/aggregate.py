@@ -99,7 +99,7 @@ def headline_metrics(names: list[str], metric: str | None) -> list[str]:
     """The sweep metric, best_* metrics, final val/test metrics, equivariance error, entropy, elapsed time."""
     chosen = ([name for name in names if name.startswith("best_")]
               + [name for name in names if name.startswith(("val_", "test_"))]
-              + [name for name in ("equivariance_error", "entropy", "elapsed_s") if name in names])
+              + [name for name in ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s") if name in names])
     return [metric] * (metric in names) + [name for name in chosen if name != metric]
 
 
@@ -152,23 +152,33 @@ def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
     return path
 
 
-def write_trials_csv(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) -> Path:
+Table = tuple[list[str], list[list[Any]]]  # (header, rows): what a CSV file and a DataFrame are made of
+
+
+def trials_table(config: Mapping[str, Any], trials: list[TrialRecord]) -> Table:
     """One row per trial: id, state, swept values, last metrics, best_* metrics, failures, error, directory."""
     keys, names = swept_keys(config, trials), metric_names(trials)
     metrics = [name for name in names if not name.startswith("best_")] + [n for n in names if n.startswith("best_")]
     header = ["trial_id", "state", *keys, *metrics, "num_failures", "error", "dirname"]
-    return write_csv(path, header, ([trial.trial_id, trial.state, *(trial.params.get(key) for key in keys),
-                                      *(trial.last.get(name) for name in metrics), trial.num_failures, trial.error,
-                                      trial.dirname] for trial in trials))
+    return header, [[trial.trial_id, trial.state, *(trial.params.get(key) for key in keys),
+                     *(trial.last.get(name) for name in metrics), trial.num_failures, trial.error, trial.dirname]
+                    for trial in trials]
+
+
+def summary_rows(summary: Summary) -> Table:
+    """One row per configuration: swept values, n_seeds, n_trials, <metric>_mean and <metric>_std."""
+    header = [*summary.keys, "n_seeds", "n_trials"] + [f"{m}_{s}" for m in summary.metrics for s in ("mean", "std")]
+    return header, [[*c.values.values(), c.n_seeds, len(c.trials), *(part for m in summary.metrics
+                                                                        for part in c.stats.get(m, (None, None)))]
+                    for c in summary.configurations]
+
+
+def write_trials_csv(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) -> Path:
+    return write_csv(path, *trials_table(config, trials))
 
 
 def write_summary_csv(path: Path, summary: Summary) -> Path:
-    """One row per configuration: swept values, n_seeds, n_trials, <metric>_mean and <metric>_std."""
-    header = [*summary.keys, "n_seeds", "n_trials"] + [f"{m}_{s}" for m in summary.metrics for s in ("mean", "std")]
-    rows = ([*c.values.values(), c.n_seeds, len(c.trials), *(part for m in summary.metrics
-                                                                 for part in c.stats.get(m, (None, None)))]
-            for c in summary.configurations)
-    return write_csv(path, header, rows)
+    return write_csv(path, *summary_rows(summary))
 
 
 def _markdown(value: Any) -> str:
@@ -176,24 +186,37 @@ def _markdown(value: Any) -> str:
 
 
 def summary_table(source: str | os.PathLike | Summary) -> str:
-    """The Markdown summary ("mean ± std" cells, 4 significant digits) of an experiment directory."""
-    if not isinstance(source, Summary):
+    """The Markdown summary table ("mean ± std" cells, 4 significant digits) of a summary, or the whole
+    ``summary.md`` (with comparisons and evaluation-sample curves) of an experiment directory."""
+    if not isinstance(source, Summary):  # an experiment directory: the whole summary.md
         path, config = open_experiment(source)
-        source = summarize(path, config, read_trials(path, config))
+        return report_markdown(config, summarize(path, config, read_trials(path, config)))
     counts = ", ".join(f"{count} {state}" for state, count in source.by_state.items() if count)
     order = f"sorted by {source.metric} ({source.mode}); " if source.metric else ""
     header = [*source.keys, "n_seeds", *source.metrics]
     lines = [f"# {source.name}", "", f"{sum(source.by_state.values())} trials ({counts or 'none yet'}); {order}"
-             "cells are mean ± std over the completed seeds (n_seeds).", "",
+             "cells are mean ± std over the completed seeds (n_seeds; with one seed the value alone: no spread is "
+             "known).", "",
              "| " + " | ".join(map(_markdown, header)) + " |",
              "|" + "---|" * len(source.keys) + "---:|" * (1 + len(source.metrics))]
     for configuration in source.configurations:
         cells = [_markdown(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
         for metric in source.metrics:
             mean, std = configuration.stats.get(metric, (None, None))
-            cells.append("-" if mean is None else f"{mean:.4g} ± {std:.4g}")
+            cells.append("-" if mean is None else f"{mean:.4g}" if configuration.n_seeds < 2 else f"{mean:.4g} ± {std:.4g}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def report_markdown(config: Mapping[str, Any], summary: Summary) -> str:
+    """``summary.md``: the summary table, then the paired comparisons and the evaluation-sample curves."""
+    from orchestrator.derived import (base_seed, compare_spec, comparison_markdown, comparisons, samples_markdown,
+                                      samples_points)
+
+    found = comparisons(summary, compare_spec(config, summary), base_seed(config))
+    sections = [summary_table(summary), comparison_markdown(found, summary), samples_markdown(samples_points(summary),
+                                                                                             summary)]
+    return "\n".join(section for section in sections if section)
 
 
 def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
@@ -201,14 +224,15 @@ def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
     them) and plots/*.png into the experiment directory."""
     from orchestrator.derived import derived_specs, loglog_specs, write_derived
     from orchestrator.plots import write_plots  # matplotlib only when plotting
+    from orchestrator.results import load_experiment
 
-    path, config = open_experiment(experiment_dir)
-    trials = read_trials(path, config)
-    summary = summarize(path, config, trials)
+    experiment = load_experiment(experiment_dir)
+    path, config, trials, summary = experiment.path, experiment.config, experiment.records, experiment.result
     files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
-    (path / "summary.md").write_text(summary_table(summary), encoding="utf-8")
+    (path / "summary.md").write_text(report_markdown(config, summary), encoding="utf-8")
     files += [path / "summary.md", *write_derived(path, config, summary),
-              *write_plots(summary, path / "plots", derived_specs(config), loglog_specs(config))]
+              *write_plots(summary, path / "plots", derived_specs(config), loglog_specs(config),
+                           experiment.compared)]
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}
 

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("launch", "resume", "status", "report", "train", "equivariance", "data", "demo")
+COMMANDS = ("launch", "resume", "status", "report", "evaluate", "train", "equivariance", "data", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

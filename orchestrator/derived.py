@@ -12,6 +12,15 @@ swept keys), with x the value of ``key`` and y the mean over seeds of ``metric``
 with ``complement: true`` (the error rate of an accuracy; paper 004: test error vs training-set
 size). Points with x ≤ 0, y ≤ 0 or no value are left out. ``fits.csv``: one row per line with at
 least two points (slope, its standard error from three points on, intercept, R²).
+
+``sweep.compare`` — ``{key, reference, metric}``: every other value of a swept key against the
+reference value, paired seed by seed among configurations whose other swept values are equal: the
+differences metric(value) − metric(reference) of the completed seeds present on both sides, their
+mean, standard error, a 95 % t-interval and the number of pairs (``compare.csv``). One pair has no
+uncertainty, and says so.
+
+``trainer.eval_samples_curve`` — each trial reports its best model's metric at several evaluation
+sample counts; ``samples_points`` averages them over the seeds of a configuration (``eval_samples.csv``).
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from scipy import stats as scipy_stats
 
-from orchestrator.aggregate import Configuration, Summary, _order, text, write_csv
+from orchestrator.aggregate import SEED_KEY, Configuration, Summary, _order, text, write_csv
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,141 @@ class Fit:
 
     def label(self) -> str:
         return ", ".join(f"{key}={text(value)}" for key, value in self.values.items())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``metric`` at ``key`` = ``value`` minus at ``key`` = ``reference``, paired by seed, other values equal."""
+
+    key: str
+    value: Any
+    reference: Any
+    metric: str
+    mode: str  # "min" | "max": which sign of the difference is better
+    values: dict[str, Any]  # the other swept keys
+    seeds: list[Any]  # the paired seeds
+    differences: list[float]  # value − reference, one per paired seed
+    value_mean: float  # over the paired seeds
+    reference_mean: float
+
+    @property
+    def pairs(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.differences)) if self.differences else math.nan
+
+    @property
+    def std_error(self) -> float:
+        return float(np.std(self.differences, ddof=1) / math.sqrt(self.pairs)) if self.pairs > 1 else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95 % confidence interval of the mean difference (t-distribution, pairs − 1 degrees of freedom)."""
+        if self.pairs < 2:
+            return math.nan, math.nan
+        half = float(scipy_stats.t.ppf(0.975, self.pairs - 1)) * self.std_error
+        return self.mean - half, self.mean + half
+
+    def verdict(self) -> str:
+        """In words: which side is better at 95 %, or why nothing can be said."""
+        if self.pairs == 0:
+            return "no paired seeds"
+        if self.pairs == 1:
+            return "one seed: no uncertainty (run sweep.seeds >= 2)"
+        low, high = self.interval
+        if low <= 0 <= high:
+            return "no significant difference (95 %)"
+        lower_is_better = self.mode == "min"
+        better = (high < 0) == lower_is_better
+        return f"{text(self.value)} {'better' if better else 'worse'} than {text(self.reference)} (95 %)"
+
+    def label(self) -> str:
+        return ", ".join([f"{self.key}={text(self.value)}"] + [f"{k}={text(v)}" for k, v in self.values.items()])
+
+
+@dataclass(frozen=True)
+class SamplesPoint:
+    """One configuration's ``metric`` evaluated with ``samples`` group samples, over its completed seeds."""
+
+    values: dict[str, Any]
+    metric: str  # <split>_<task metric>
+    samples: int
+    mean: float  # mean over seeds of each trial's mean over draws
+    seed_std: float  # std over seeds (ddof 1; NaN for one seed)
+    draw_std: float  # mean over seeds of the std over draws: the spread of one evaluation
+    seeds: int
+
+    def label(self) -> str:
+        return ", ".join(f"{key}={text(value)}" for key, value in self.values.items())
+
+
+def compare_spec(config: Mapping[str, Any], summary: Summary | None = None) -> dict[str, Any] | None:
+    """``sweep.compare`` with its metric filled in (the sweep metric by default), or None."""
+    spec = (config.get("sweep") or {}).get("compare")
+    if not spec:
+        return None
+    metric = spec.get("metric") or (summary.metric if summary else None) or (config.get("sweep") or {}).get("metric")
+    return {**spec, "metric": metric}
+
+
+def base_seed(config: Mapping[str, Any]) -> Any:
+    """The seed of trials that do not sweep it (``sweep.seeds`` = 1): the config's ``trainer.seed``."""
+    return (config.get("trainer") or {}).get("seed", 0)
+
+
+def _seed(trial, default: Any) -> Any:
+    return trial.params.get(SEED_KEY, default)
+
+
+def comparisons(summary: Summary, spec: Mapping[str, Any] | None, base_seed: Any = 0) -> list[Comparison]:
+    """Every other value of ``spec['key']`` against its reference, per set of other swept values."""
+    if not spec or not spec.get("metric"):
+        return []
+    key, reference, metric = spec["key"], spec["reference"], spec["metric"]
+    others = [other for other in summary.keys if other != key]
+
+    def same_others(c: Configuration) -> str:
+        return repr([text(c.values.get(o)) for o in others])
+
+    references = {same_others(c): c for c in summary.configurations if c.values.get(key) == reference}
+    found = []
+    for configuration in summary.configurations:
+        partner = references.get(same_others(configuration))
+        if key not in configuration.values or configuration.values[key] == reference or partner is None:
+            continue
+        sides = [{text(_seed(t, base_seed)): t.last[metric] for t in c.trials
+                  if t.state == "completed" and isinstance(t.last.get(metric), (int, float))
+                  and math.isfinite(t.last[metric])} for c in (configuration, partner)]
+        seeds = sorted(set(sides[0]) & set(sides[1]), key=lambda seed: _order(seed))
+        ours, theirs = [sides[0][s] for s in seeds], [sides[1][s] for s in seeds]
+        found.append(Comparison(key, configuration.values[key], reference, metric, summary.mode,
+                                {o: configuration.values[o] for o in others}, seeds,
+                                [a - b for a, b in zip(ours, theirs)],
+                                float(np.mean(ours)) if seeds else math.nan,
+                                float(np.mean(theirs)) if seeds else math.nan))
+    return sorted(found, key=lambda c: [_order(v) for v in (c.value, *c.values.values())])
+
+
+def samples_points(summary: Summary) -> list[SamplesPoint]:
+    """The evaluation-sample curves of the completed trials, per configuration, metric and count."""
+    points = []
+    for configuration in summary.configurations:
+        by_point: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for trial in configuration.trials:
+            if trial.state != "completed":
+                continue
+            for metric, curve in trial.curve.items():
+                for count, point in curve.items():
+                    by_point.setdefault((metric, int(count)), []).append(point)
+        for (metric, count), found in sorted(by_point.items()):
+            means = np.array([point["mean"] for point in found], dtype=float)
+            draws = np.array([point.get("std", math.nan) for point in found], dtype=float)
+            points.append(SamplesPoint(configuration.values, metric, count, float(means.mean()),
+                                       float(means.std(ddof=1)) if means.size > 1 else math.nan,
+                                       float(draws.mean()), int(means.size)))
+    return points
 
 
 def derived_specs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -171,11 +316,87 @@ def write_fits_csv(path: Path, summary: Summary, specs: list[Mapping[str, Any]])
                                     for f in rows))
 
 
+def compare_table(summary: Summary, found: list[Comparison]) -> tuple[list[str], list[list[Any]]]:
+    """``compare.csv``: key, value, reference, the other swept keys, metric, pairs, the mean paired difference,
+    its standard error and 95 % interval, both sides' means over the pairs, and the verdict in words."""
+    keys = [key for key in summary.keys if any(key in c.values for c in found)]
+    header = ["key", "value", "reference", *keys, "metric", "pairs", "mean_difference", "std_error", "ci95_low",
+              "ci95_high", "value_mean", "reference_mean", "verdict"]
+    return header, [[c.key, c.value, c.reference, *(c.values.get(k) for k in keys), c.metric, c.pairs, c.mean,
+                     c.std_error, *c.interval, c.value_mean, c.reference_mean, c.verdict()] for c in found]
+
+
+def samples_table(summary: Summary, points: list[SamplesPoint]) -> tuple[list[str], list[list[Any]]]:
+    """``eval_samples.csv``: the swept values, metric, evaluation samples N, mean over seeds, std over seeds,
+    the mean spread over noise draws of one evaluation, and the number of seeds."""
+    header = [*summary.keys, "metric", "eval_samples", "mean", "seed_std", "draw_std", "seeds"]
+    return header, [[*(p.values.get(k) for k in summary.keys), p.metric, p.samples, p.mean, p.seed_std, p.draw_std,
+                     p.seeds] for p in points]
+
+
 def write_derived(path: Path, config: Mapping[str, Any], summary: Summary) -> list[Path]:
-    """``derived.csv`` and ``fits.csv`` when the sweep asks for them (written even before any result)."""
+    """``derived.csv``, ``fits.csv`` and ``compare.csv`` when the sweep asks for them (written even before any
+    result), and ``eval_samples.csv`` when trials reported evaluation-sample curves."""
     files = []
+    spec = compare_spec(config, summary)
+    if spec:
+        found = comparisons(summary, spec, base_seed(config))
+        files.append(write_csv(path / "compare.csv", *compare_table(summary, found)))
+    points = samples_points(summary)
+    if points:
+        files.append(write_csv(path / "eval_samples.csv", *samples_table(summary, points)))
     if derived_specs(config):
         files.append(write_derived_csv(path / "derived.csv", summary, derived_specs(config)))
     if loglog_specs(config):
         files.append(write_fits_csv(path / "fits.csv", summary, loglog_specs(config)))
     return files
+
+
+def _number(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def comparison_markdown(found: list[Comparison], summary: Summary) -> str:
+    """The paired comparisons as a Markdown section (empty without any)."""
+    if not found:
+        return ""
+    first = found[0]
+    keys = [key for key in summary.keys if key in first.values]
+    better = "lower" if first.mode == "min" else "higher"
+    lines = [f"## {first.metric}: each {first.key} against {text(first.reference)}, paired by seed", "",
+             f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed ({better} is better); "
+             "mean ± standard error over the pairs, 95 % t-interval.", "",
+             "| " + " | ".join([first.key, *keys, "pairs", "difference", "95 % interval", "verdict"]) + " |",
+             "|" + "---|" * (1 + len(keys)) + "---:|---:|---:|---|"]
+    for c in found:
+        low, high = c.interval
+        difference = (f"{_number(c.mean)} ± {_number(c.std_error)}" if c.pairs > 1 else _number(c.mean))
+        interval = f"[{_number(low)}, {_number(high)}]" if c.pairs > 1 else "-"
+        cells = [text(c.value), *(text(c.values[k]) for k in keys), str(c.pairs), difference, interval, c.verdict()]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def samples_markdown(points: list[SamplesPoint], summary: Summary) -> str:
+    """The evaluation-sample curves as a Markdown section: one row per configuration and metric, one column
+    per sample count N (mean over seeds ± the spread over noise draws of one evaluation)."""
+    if not points:
+        return ""
+    counts = sorted({p.samples for p in points})
+    rows: dict[tuple[str, str], dict[int, SamplesPoint]] = {}
+    for point in points:
+        rows.setdefault((json_key(point.values, summary.keys), point.metric), {})[point.samples] = point
+    lines = ["## Metric against the number of evaluation samples N (best epoch's model)", "",
+             "Cells: mean over seeds ± the spread (std) over fresh noise draws of one evaluation.", "",
+             "| " + " | ".join([*summary.keys, "metric", *(f"N={n}" for n in counts)]) + " |",
+             "|" + "---|" * (len(summary.keys) + 1) + "---:|" * len(counts)]
+    for (_, metric), by_count in rows.items():
+        values = next(iter(by_count.values())).values
+        cells = [text(values.get(k)) for k in summary.keys] + [metric]
+        cells += [f"{by_count[n].mean:.4g} ± {by_count[n].draw_std:.2g}" if n in by_count else "-" for n in counts]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def json_key(values: Mapping[str, Any], keys: list[str]) -> str:
+    return repr([text(values.get(key)) for key in keys])

@@ -191,7 +191,7 @@ def callbacks(config: Mapping[str, Any], path: Path) -> list:
     from orchestrator.progress import Progress, safe_wandb
 
     metric, mode = metric_and_mode(config)
-    out = [Progress(metric, mode)] if config["logging"]["progress"] else []
+    out = [Progress(metric, mode, epochs=config["trainer"]["epochs"])] if config["logging"]["progress"] else []
     wandb = safe_wandb(config["logging"]["wandb"], path.name, path)
     return out + ([wandb] if wandb else [])
 

@@ -1,14 +1,20 @@
-"""Plots of one sweep summary: headline metrics against swept numeric keys, learning curves, and the
-derived results (``sweep.derived`` ratios, ``sweep.loglog`` power-law fits).
+"""Plots of one sweep summary, one figure per question.
 
-``metric_vs_key``: one line per combination of the other swept discrete values (method, group, ...),
-the mean over the completed seeds with the std as error bars, a log x-axis when the values are
-positive and span more than a decade. ``learning_curves``: the validation counterpart of the sweep
-metric, the training loss and, when reported, the entropy of P̄ (PS paper Figure 2) against the
-epoch, one line per configuration, mean over its trials. ``ratio_vs_key``: a derived ratio against
-each remaining numeric swept key (a dotted line at 1). ``loglog_fits``: points and fitted lines on
-log-log axes, each line's slope in the legend. Drawn on matplotlib ``Figure`` objects with the Agg
-canvas: no pyplot state, no display needed.
+- ``metrics_vs_<key>.png``: for each swept numeric key, one panel per headline metric (the sweep
+  metric, the other best-epoch metrics, the equivariance gap, the Monte-Carlo equivariance error, the
+  entropy of P̄, the time) with one line per combination of the other swept discrete values, the mean
+  over the completed seeds with the std as error bars. ``best_epoch``, the final ``val_*``/``test_*``
+  (the best-epoch ones answer the question) and metrics whose values duplicate another's are left out.
+- ``learning_curves.png``: the validation metric, the training task loss, each training penalty
+  (entropy, REMUL equivariance loss) on its own and the entropy of P̄ against the epoch.
+- ``eval_samples_<metric>.png``: the metric of each configuration's best model against the number
+  of evaluation samples N (log x), error bars the spread of one evaluation over noise draws.
+- ``compare_<metric>.png``: the paired differences of ``sweep.compare`` with their 95 % intervals.
+- ``derived_<name>_vs_<key>.png`` (ratios, a dotted line at 1) and ``loglog_<quantity>_vs_<key>.png``
+  (log-log points and fitted lines, slopes in the legend).
+
+Legends sit outside the axes, right of the panels. Drawn on matplotlib ``Figure`` objects with the
+Agg canvas: no pyplot state, no display needed.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -23,11 +30,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.aggregate import Summary, text
-from orchestrator.derived import Fit, Ratio, fits, lines_by_other_keys, quantity, ratios
+from orchestrator.derived import (Comparison, Fit, Ratio, SamplesPoint, fits, json_key, lines_by_other_keys, quantity,
+                                  ratios, samples_points)
 
-MAX_LEGEND = 12  # more lines than this: no legend (it would hide the plot)
-MAX_FIT_LEGEND = 20  # log-log fits keep their legend (outside the axes): the slopes are the result
+MAX_LEGEND = 24  # more lines than this: no legend (it would be taller than the figure)
 CURVE_EXTRAS = ("entropy",)  # reported per evaluation and drawn as learning curves when present
+TRAIN_PARTS = ("train_entropy_penalty", "train_equivariance_loss")  # penalties, drawn apart from the task loss
+PANEL_EXTRAS = ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s")
+NOT_PLOTTED = ("best_epoch",)
 
 
 def safe_name(name: str) -> str:
@@ -50,23 +60,75 @@ def log_axis(values: list[float]) -> bool:
     return min(values) > 0 and max(values) / min(values) > 10
 
 
+def short_names(summary: Summary):
+    """A function shortening the swept keys in a label to their last part (``symmetrizer.method=ps`` ->
+    ``method=ps``) where that part names one key only: legends and tick labels stay readable."""
+    last = [key.rsplit(".", 1)[-1] for key in summary.keys]
+    renames = [(f"{key}=", f"{short}=") for key, short in zip(summary.keys, last) if last.count(short) == 1]
+    renames.sort(key=lambda pair: -len(pair[0]))
+
+    def shorten(label: str) -> str:
+        for old, new in renames:
+            label = label.replace(old, new)
+        return label
+
+    return shorten
+
+
+def colors_for(labels) -> dict[str, Any]:
+    """One colour per label, the same in every panel of a figure (the legend holds for all of them)."""
+    labels = list(dict.fromkeys(labels))
+    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: palette(index % palette.N) for index, label in enumerate(labels)}
+
+
 def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=100)
     return path
+
+
+def _legend_outside(figure: Figure, axes_list) -> None:
+    """One legend for the figure, right of every panel (never over the data)."""
+    handles, labels = {}, []
+    for axes in axes_list:
+        for handle, label in zip(*axes.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels and len(labels) <= MAX_LEGEND:
+        figure.legend([handles[label] for label in labels], labels, loc="outside right upper", fontsize="small")
+
+
+def _panels(count: int, width: float = 4.2, height: float = 3.4, columns: int = 3, legend: bool = True):
+    """A figure with ``count`` panels in rows of at most ``columns``, room on the right for a legend."""
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(width * columns + (3.2 if legend else 0), height * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return figure, list(axes[:count])
+
+
+def _errorbar_lines(axes, lines: dict[str, list[tuple[float, float, float]]], colors=None) -> list[float]:
+    """Error-bar lines (x, mean, std) per label on ``axes`` (``colors``: label -> colour); the x values drawn."""
+    colors = colors or colors_for(lines)
+    xs = []
+    for label, points in lines.items():
+        if points:
+            x, mean, std = np.array(sorted(points)).T
+            axes.errorbar(x, mean, yerr=np.nan_to_num(std), marker="o", capsize=3, label=label or "all",
+                          color=colors[label])
+            xs.extend(x)
+    return xs
 
 
 def _points_figure(lines: dict[str, list[tuple[float, float, float]]], key: str, ylabel: str, title: str,
                    path: Path, unit_line: bool = False) -> Path | None:
     """Error-bar lines (x, mean, std) per label against ``key`` (log x for a wide positive range),
     saved to ``path``; None when there is no point. ``unit_line`` marks y = 1 (ratios)."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.subplots()
-    xs = []
-    for label, points in lines.items():
-        if points:
-            x, mean, std = np.array(sorted(points)).T
-            axes.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label or None)
-            xs.extend(x)
+    figure, (axes,) = _panels(1, 6, 4)
+    xs = _errorbar_lines(axes, lines)
     if not xs:
         return None
     if unit_line:
@@ -76,28 +138,77 @@ def _points_figure(lines: dict[str, list[tuple[float, float, float]]], key: str,
     axes.set_xlabel(key)
     axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize="medium")
-    if any(lines) and len(lines) <= MAX_LEGEND:
-        axes.legend(fontsize="small")
+    if any(lines):
+        _legend_outside(figure, [axes])
     return _save(figure, path)
 
 
-def metric_vs_key(summary: Summary, metric: str, key: str, path: Path) -> Path | None:
-    """``metric`` (mean ± std over seeds) against ``key``; None when no configuration has a value."""
-    lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in members
-                     if metric in c.stats and math.isfinite(c.stats[metric][0])]
-             for label, members in lines_by_other_keys(summary, key).items()}
-    return _points_figure(lines, key, f"{metric} (mean ± std over seeds)", f"{summary.name}: {metric} vs {key}", path)
+def panel_metrics(summary: Summary) -> list[str]:
+    """The metrics worth a panel: the sweep metric, the best-epoch metrics, ``PANEL_EXTRAS``; without
+    ``best_epoch``, without final ``val_*``/``test_*`` and without any metric whose means equal an
+    earlier one's in every configuration (a duplicate)."""
+    wanted = [name for name in summary.metrics if name.startswith("best_") or name in PANEL_EXTRAS
+              or name == summary.metric]
+    chosen: list[str] = []
+    for name in wanted:
+        if name in NOT_PLOTTED:
+            continue
+        means = [c.stats.get(name, (math.nan,))[0] for c in summary.configurations]
+        if not any(math.isfinite(mean) for mean in means):
+            continue
+        if any(np.allclose(means, [c.stats.get(other, (math.nan,))[0] for c in summary.configurations],
+                           rtol=0, atol=0, equal_nan=True) for other in chosen):
+            continue
+        chosen.append(name)
+    return chosen
+
+
+def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
+    """Every panel metric (mean ± std over seeds) against ``key``, one line per other-values combination."""
+    metrics = panel_metrics(summary)
+    if not metrics:
+        return None
+    figure, panels = _panels(len(metrics))
+    shorten = short_names(summary)
+    groups = {shorten(label): members for label, members in lines_by_other_keys(summary, key).items()}
+    colors = colors_for(groups)
+    for axes, metric in zip(panels, metrics):
+        lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in members
+                         if metric in c.stats and math.isfinite(c.stats[metric][0])]
+                 for label, members in groups.items()}
+        xs = _errorbar_lines(axes, lines, colors)
+        if xs and log_axis(xs):
+            axes.set_xscale("log")
+        if 0 < len(set(xs)) <= 8:
+            axes.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+            axes.minorticks_off()
+        means = [mean for points in lines.values() for _, mean, _ in points]
+        if means and min(means) > 0 and max(means) / min(means) > 100:
+            axes.set_yscale("log")  # e.g. equivariance gaps: round-off next to real errors
+        axes.set_xlabel(key)
+        note = {summary.metric: " (sweep metric)", "equivariance_gap": " (exact: ≲ 1e-9)"}.get(metric, "")
+        axes.set_title(metric + note, fontsize="medium")
+    figure.suptitle(f"{summary.name}: metrics vs {key} (mean ± std over seeds)", fontsize="medium")
+    _legend_outside(figure, panels)
+    return _save(figure, path)
+
+
+def _reported(summary: Summary) -> list[str]:
+    return list(dict.fromkeys(name for c in summary.configurations for trial in c.trials
+                              for report in trial.history for name in report))
 
 
 def curve_metrics(summary: Summary) -> list[str]:
-    """The validation counterpart of the sweep metric (else the first val_* metric), train_loss, and
-    the reported ``CURVE_EXTRAS`` (entropy of P̄)."""
-    reported = list(dict.fromkeys(name for c in summary.configurations for trial in c.trials
-                                  for report in trial.history for name in report))
+    """The validation counterpart of the sweep metric (else the first val_* metric), the training task loss
+    (``train_task_loss``, else ``train_loss``), each training penalty on its own, and the reported
+    ``CURVE_EXTRAS`` (entropy of P̄). A penalised method's total loss is not comparable with another
+    method's task loss, so the total is drawn only when no task loss is reported."""
+    reported = _reported(summary)
     wanted = (summary.metric or "").removeprefix("best_")
     validation = wanted if wanted.startswith("val_") and wanted in reported else next(
         (name for name in reported if name.startswith("val_")), None)
-    return [name for name in (validation, "train_loss", *CURVE_EXTRAS) if name in reported]
+    loss = "train_task_loss" if "train_task_loss" in reported else "train_loss"
+    return [name for name in (validation, loss, *TRAIN_PARTS, *CURVE_EXTRAS) if name in reported]
 
 
 def learning_curves(summary: Summary, path: Path) -> Path | None:
@@ -106,8 +217,10 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
     trained = any(report.get("epoch", 0) >= 1 for c in summary.configurations for t in c.trials for report in t.history)
     if not metrics or not trained:
         return None
-    figure = Figure(figsize=(6 * len(metrics), 4), layout="constrained")
-    for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
+    figure, panels = _panels(len(metrics), 4.5, 3.6)
+    shorten = short_names(summary)
+    colors = colors_for(shorten(c.label()) or "all" for c in summary.configurations)
+    for axes, metric in zip(panels, metrics):
         for configuration in summary.configurations:
             by_epoch: dict[float, list[float]] = {}
             for trial in configuration.trials:
@@ -116,14 +229,69 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
                         by_epoch.setdefault(report["epoch"], []).append(report[metric])
             if by_epoch:
                 epochs = sorted(by_epoch)
-                axes.plot(epochs, [np.mean(by_epoch[epoch]) for epoch in epochs], marker=".",
-                          label=configuration.label() or None)
+                label = shorten(configuration.label()) or "all"
+                axes.plot(epochs, [np.mean(by_epoch[epoch]) for epoch in epochs], marker=".", label=label,
+                          color=colors[label])
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(f"{metric} (mean over seeds)")
-        axes.set_title(f"{summary.name}: {metric}", fontsize="medium")
-        if 0 < len(summary.configurations) <= MAX_LEGEND and any(c.values for c in summary.configurations):
-            axes.legend(fontsize="small")
+        axes.set_title(metric, fontsize="medium")
+    figure.suptitle(f"{summary.name}: learning curves (mean over seeds)", fontsize="medium")
+    if any(c.values for c in summary.configurations):
+        _legend_outside(figure, panels)
+    return _save(figure, path)
+
+
+def samples_curves(summary: Summary, points: list[SamplesPoint], metric: str, path: Path) -> Path | None:
+    """``metric`` of each configuration's best model against the evaluation samples N (log x), error bars
+    the spread over noise draws of one evaluation; None without points."""
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    labels: dict[str, str] = {}
+    shorten = short_names(summary)
+    for point in points:
+        if point.metric == metric and math.isfinite(point.mean):
+            key = json_key(point.values, summary.keys)
+            labels[key] = shorten(point.label()) or "all"
+            lines.setdefault(key, []).append((float(point.samples), point.mean, point.draw_std))
+    if not lines:
+        return None
+    figure, (axes,) = _panels(1, 6, 4)
+    _errorbar_lines(axes, {labels[key]: found for key, found in lines.items()})
+    axes.set_xscale("log")
+    counts = sorted({x for found in lines.values() for x, _, _ in found})
+    axes.set_xticks(counts, [f"{count:g}" for count in counts])
+    axes.minorticks_off()
+    axes.set_xlabel("evaluation samples N")
+    axes.set_ylabel(f"{metric} (mean over seeds)")
+    axes.set_title(f"{summary.name}: {metric} of the best model\n(error bars: spread over noise draws)",
+                   fontsize="medium")
+    _legend_outside(figure, [axes])
+    return _save(figure, path)
+
+
+def comparison_figure(summary: Summary, found: list[Comparison], path: Path) -> Path | None:
+    """Each paired difference (value − reference) with its 95 % interval, a line at 0; None without pairs."""
+    found = [c for c in found if c.pairs]
+    if not found:
+        return None
+    shorten = short_names(summary)
+    ticks = [f"{shorten(c.label())} ({c.pairs} pair{'s' * (c.pairs != 1)})" for c in found]
+    figure = Figure(figsize=(5 + 0.075 * max(map(len, ticks)), 1.8 + 0.45 * len(found)), layout="constrained")
+    axes = figure.subplots()
+    rows = np.arange(len(found))[::-1]
+    for row, comparison in zip(rows, found):
+        low, high = comparison.interval
+        if comparison.pairs > 1:
+            axes.errorbar(comparison.mean, row, xerr=[[comparison.mean - low], [high - comparison.mean]], marker="o",
+                          capsize=3, color="tab:blue")
+        else:
+            axes.plot(comparison.mean, row, marker="o", markerfacecolor="none", color="tab:grey")
+    axes.axvline(0.0, color="black", linewidth=1)
+    axes.set_yticks(rows, ticks, fontsize="small")
+    better = "lower" if found[0].mode == "min" else "higher"
+    axes.set_xlabel(f"{found[0].metric}: value − {text(found[0].reference)}, same seed ({better} is better)")
+    one = any(c.pairs == 1 for c in found)
+    figure.suptitle(f"{summary.name}: paired differences against {text(found[0].reference)}, 95 % t-intervals"
+                    + ("\n(hollow: one pair, no interval)" if one else ""), fontsize="medium")
     return _save(figure, path)
 
 
@@ -144,8 +312,7 @@ def loglog_fits(summary: Summary, spec, found: list[Fit], path: Path) -> Path | 
     """Points (mean ± std over seeds) and their fitted power laws on log-log axes, slopes in the legend."""
     if not found:
         return None
-    figure = Figure(figsize=(9.5, 4.5), layout="constrained")
-    axes = figure.subplots()
+    figure, (axes,) = _panels(1, 6.5, 4.5)
     colors = matplotlib.colormaps["tab20" if len(found) > 10 else "tab10"]
     for index, fit in enumerate(found):
         x, mean, std = np.array(fit.points).T
@@ -159,20 +326,27 @@ def loglog_fits(summary: Summary, spec, found: list[Fit], path: Path) -> Path | 
     axes.set_xlabel(spec["key"])
     axes.set_ylabel(quantity(spec).replace("1-", "1 − ", 1) + " (mean over seeds)")
     axes.set_title(f"{summary.name}: log-log fits of {quantity(spec)}", fontsize="medium")
-    if len(found) <= MAX_FIT_LEGEND:
-        axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legend_outside(figure, [axes])
     return _save(figure, path)
 
 
-def write_plots(summary: Summary, directory: Path, derived=(), loglog=()) -> list[Path]:
+def write_plots(summary: Summary, directory: Path, derived=(), loglog=(), compared: list[Comparison] = ()
+                ) -> list[Path]:
     """Every plot of the summary into ``directory`` (old PNGs there are replaced); the files written.
-    ``derived`` and ``loglog`` are the sweep's ``sweep.derived`` and ``sweep.loglog`` entries."""
+    ``derived`` and ``loglog`` are the sweep's ``sweep.derived`` and ``sweep.loglog`` entries,
+    ``compared`` the comparisons of ``sweep.compare``."""
     directory.mkdir(parents=True, exist_ok=True)
     for old in sorted(directory.glob("*.png")):
         old.unlink()
-    files = [metric_vs_key(summary, metric, key, directory / safe_name(f"{metric}_vs_{key}.png"))
-             for key in numeric_keys(summary) for metric in summary.metrics]
+    files = [metrics_vs_key(summary, key, directory / safe_name(f"metrics_vs_{key}.png"))
+             for key in numeric_keys(summary)]
     files.append(learning_curves(summary, directory / "learning_curves.png"))
+    points = samples_points(summary)
+    files += [samples_curves(summary, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))
+              for metric in dict.fromkeys(point.metric for point in points)]
+    if compared:
+        files.append(comparison_figure(summary, list(compared),
+                                       directory / safe_name(f"compare_{compared[0].metric}.png")))
     for spec in derived:
         found = ratios(summary, spec)
         files += [ratio_vs_key(summary, spec, found, key, directory / safe_name(f"derived_{spec['name']}_vs_{key}.png"))

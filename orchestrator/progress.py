@@ -1,7 +1,9 @@
 """What the driver shows while a sweep runs, and the W&B logging that must never stop it.
 
-``Progress`` is a Ray Tune callback: one status line (running / pending / done / errored, best so
-far), redrawn in place on a terminal and printed on every trial event otherwise. ``safe_wandb``
+``Progress`` is a Ray Tune callback: one status line (done/total, the running trials with their current
+epoch, pending and failed trials, an ETA from the finished trials' times, the best so far), redrawn in
+place on a terminal and printed every ``interval`` seconds otherwise; every finished trial and every
+failure (with its exception) gets a line of its own as it happens. ``safe_wandb``
 returns ``WandbRuns`` (one W&B run per trial, grouped by experiment, written from a background
 thread of the driver) or None; a W&B failure is reported once and the sweep goes on.
 """
@@ -19,13 +21,20 @@ from typing import Any, Mapping
 from ray.tune import Callback
 
 STATES = {"RUNNING": "running", "PENDING": "pending", "TERMINATED": "done", "ERROR": "errored", "PAUSED": "paused"}
+MAX_RUNNING_SHOWN = 4  # running trials listed by id and epoch; more are counted
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class Progress(Callback):
-    """A live terminal view of the sweep."""
+    """A live terminal view of the sweep: done/total, the running trials with their epoch, an ETA from the
+    finished trials' times, the best result so far; every finished or failed trial on its own line."""
 
-    def __init__(self, metric: str, mode: str, stream=None, interval: float = 30.0):
-        self.metric, self.mode = metric, mode
+    def __init__(self, metric: str, mode: str, stream=None, interval: float = 30.0, epochs: int | None = None):
+        self.metric, self.mode, self.epochs = metric, mode, epochs
         self.stream = stream or sys.stdout
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = 1.0 if self.live else interval
@@ -33,35 +42,75 @@ class Progress(Callback):
         self.start = time.monotonic()
         self.last_print = 0.0
         self.counts: dict[str, int] = {}
+        self.total: int | None = None
+        self.running: list[tuple[str, float, float]] = []  # (trial id, epoch reached, epochs)
+        self.durations: list[float] = []  # seconds of each trial finished in this session
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info: Any) -> None:
+        self.total = total_num_samples
 
     def _better(self, value: float) -> bool:
         if self.best is None:
             return True
         return value < self.best[0] if self.mode == "min" else value > self.best[0]
 
+    def eta(self) -> float | None:
+        """Seconds left: the mean time of the trials finished so far times the work left (pending trials and the
+        unfinished epochs of running ones), spread over the trials running at once; None before any finished."""
+        if not self.durations:
+            return None
+        running = max(1, len(self.running), self.counts.get("running", 0))
+        left = self.counts.get("pending", 0) + sum(1 - min(1.0, epoch / epochs) if epochs else 1.0
+                                                   for _, epoch, epochs in self.running)
+        if self.total is not None:
+            left += max(0, self.total - sum(self.counts.values()))  # trials the search has not created yet
+        return sum(self.durations) / len(self.durations) * left / running
+
     def line(self) -> str:
-        elapsed = int(time.monotonic() - self.start)
-        clock = f"{elapsed // 3600:02d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
-        counts = ", ".join(f"{self.counts.get(state, 0)} {state}" for state in ("running", "pending", "done", "errored"))
+        done, failed = self.counts.get("done", 0), self.counts.get("errored", 0)
+        total = self.total if self.total is not None else sum(self.counts.values())
+        parts = [f"{done}/{total} done"]
+        if self.running:
+            shown = [f"{trial} epoch {epoch:g}" + (f"/{epochs:g}" if epochs else "")
+                     for trial, epoch, epochs in self.running[:MAX_RUNNING_SHOWN]]
+            more = len(self.running) - MAX_RUNNING_SHOWN
+            parts.append(f"{len(self.running)} running ({', '.join(shown)}{f', +{more}' if more > 0 else ''})")
+        elif self.counts.get("running"):
+            parts.append(f"{self.counts['running']} running")
+        parts.append(f"{self.counts.get('pending', 0)} pending")
+        if failed:
+            parts.append(f"{failed} failed")
+        eta = self.eta()
+        parts.append("ETA " + (_clock(eta) if eta is not None else "after the first trial"))
         best = "no result yet"
         if self.best is not None:
             params = ", ".join(f"{k}={v}" for k, v in self.best[1].items())
             best = f"best {self.metric} = {self.best[0]:.4g}" + (f" ({params})" if params else "")
-        return f"[{clock}] {counts} | {best}"
+        return f"[{_clock(time.monotonic() - self.start)}] {', '.join(parts)} | {best}"
 
     def show(self, event: str | None = None) -> None:
         if self.live:
-            self.stream.write("\r\033[K" + self.line() + ("\n" if event else ""))
+            if event:
+                self.stream.write("\r\033[K" + event + "\n")
+            self.stream.write("\r\033[K" + self.line())
         else:
-            self.stream.write(self.line() + (f"  <- {event}" if event else "") + "\n")
+            self.stream.write((event + "\n" if event else "") + self.line() + "\n")
         self.stream.flush()
         self.last_print = time.monotonic()
 
+    def _epochs(self, trial) -> float | None:
+        value = trial.config.get("trainer.epochs", self.epochs)
+        return float(value) if isinstance(value, (int, float)) else None
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.counts = {}
+        self.running = []
         for trial in trials:
             state = STATES.get(trial.status, trial.status.lower())
             self.counts[state] = self.counts.get(state, 0) + 1
+            if state == "running":
+                epoch = (getattr(trial, "last_result", None) or {}).get("epoch", 0)
+                self.running.append((trial.trial_id, float(epoch), self._epochs(trial)))
         if time.monotonic() - self.last_print >= self.interval:
             self.show()
 
@@ -70,16 +119,44 @@ class Progress(Callback):
         if isinstance(value, (int, float)) and math.isfinite(value) and self._better(float(value)):
             self.best = (float(value), dict(trial.config))
 
+    def _leaves(self, trial, state: str) -> None:
+        """``trial`` stopped running (Tune updates its status after the callbacks): count it as ``state``."""
+        if any(entry[0] == trial.trial_id for entry in self.running):
+            self.running = [entry for entry in self.running if entry[0] != trial.trial_id]
+            self.counts["running"] = max(0, self.counts.get("running", 0) - 1)
+            self.counts[state] = self.counts.get(state, 0) + 1
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self.show(f"finished {_describe(trial)}")
+        self._leaves(trial, "done")
+        seconds = (getattr(trial, "last_result", None) or {}).get("time_total_s")
+        if isinstance(seconds, (int, float)):
+            self.durations.append(float(seconds))
+        self.show(f"finished {_describe(trial)}" + (f" in {_clock(seconds)}" if isinstance(seconds, (int, float))
+                                                     else ""))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self.show(f"failed {_describe(trial)}: {_error_line(trial)}; retrying from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self.show(f"failed {_describe(trial)} (retried from its last checkpoint while retries remain)")
+        self._leaves(trial, "errored")
+        self.show(f"FAILED {_describe(trial)}: {_error_line(trial)}; no retries left (symsweep resume continues it)")
 
 
 def _describe(trial) -> str:
     params = ", ".join(f"{k}={v}" for k, v in trial.config.items())
     return f"{trial.trial_id}" + (f" [{params}]" if params else "")
+
+
+def _error_line(trial) -> str:
+    """The exception of a failed trial as one line ("Type: message"), from Tune's error file."""
+    from orchestrator.records import ANSI, EXCEPTION_LINE
+
+    try:
+        lines = [ANSI.sub("", line).strip() for line in Path(trial.error_file).read_text().splitlines()]
+    except (OSError, TypeError):
+        return "see its error file"
+    found = [line for line in lines if EXCEPTION_LINE.match(line)]
+    return found[-1][:200] if found else "see its error file"
 
 
 def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) -> Callback | None:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,6 +24,8 @@ TUNE_KEYS = frozenset({  # Ray Tune's bookkeeping in every result, not metrics o
     "node_ip", "checkpoint_dir_name", "experiment_tag", "experiment_id", "timesteps_total", "episodes_total",
     "timesteps_since_restore", "warmup_time"})
 SEPARATION_METRIC = "test_unseparated_pairs"  # separation tasks report once, at epoch 0
+CURVE_KEY = "eval_samples_curve"  # {<split>_<metric>: {<N>: {mean, std}}} in a trial's last report
+EVALUATED_FILE = "eval_samples.json"  # the same written into a trial directory by `symsweep evaluate`
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(\([\w.]+\))?: ")
 
@@ -40,6 +42,7 @@ class TrialRecord:
     last: dict[str, float]  # the last report's metrics
     error: str  # "ExceptionType: first line of the message", or ""
     num_failures: int
+    curve: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # metric at N eval samples
 
 
 
@@ -113,6 +116,20 @@ def _error(trial_dir: Path | None) -> tuple[str, int]:
     return message[:300], failures
 
 
+def _curve(results: list[Mapping[str, Any]], trial_dir: Path | None) -> dict[str, dict[str, dict[str, float]]]:
+    """The evaluation-sample curve of the last report that has one, with the points of
+    ``eval_samples.json`` (``symsweep evaluate``) over it."""
+    reported = next((r[CURVE_KEY] for r in reversed(results) if isinstance(r.get(CURVE_KEY), dict)), {})
+    evaluated = _read_json(trial_dir / EVALUATED_FILE) if trial_dir else None
+    curve: dict[str, dict[str, dict[str, float]]] = {}
+    for source in (reported, evaluated if isinstance(evaluated, dict) else {}):
+        for metric, points in source.items():
+            if isinstance(points, dict):
+                curve.setdefault(metric, {}).update({count: point for count, point in points.items()
+                                                     if isinstance(point, dict) and "mean" in point})
+    return curve
+
+
 def _trial_state(status: str | None, last: Mapping[str, float], epochs: Any, failed: bool) -> str:
     """Tune's status refined by the epochs reached; without a status, the trial directory alone."""
     reached = SEPARATION_METRIC in last or (isinstance(epochs, (int, float)) and last.get("epoch", -1) >= epochs)
@@ -139,7 +156,8 @@ def _record(path: Path, config: Mapping[str, Any], dirname: str, trial_id: str |
     state = _trial_state(status, last, epochs, bool(error or failures))
     return TrialRecord(trial_id=str(trial_id), dirname=dirname, params=params, state=state, history=history,
                        last=last, error="" if state == "completed" else error,  # a recovered failure is no error
-                       num_failures=int((runtime or {}).get("num_failures") or failures))
+                       num_failures=int((runtime or {}).get("num_failures") or failures),
+                       curve=_curve(results, trial_dir))
 
 
 def _tune_trials(path: Path) -> list[tuple[dict, dict]]:

@@ -26,8 +26,9 @@ _MAX_CHECKED = 2000  # configurations checked one by one; beyond, each value is 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
 DERIVED_KEYS = ("name", "metric", "key", "numerator", "denominator")
 LOGLOG_KEYS = ("metric", "key", "complement")  # complement is optional (default false)
-LOOP_METRICS = ("train_loss", "entropy", "equivariance_error", "elapsed_s", "samples_per_s", "examples_per_s", "lr",
-                "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
+COMPARE_KEYS = ("key", "reference", "metric")  # metric is optional (default: the sweep metric)
+LOOP_METRICS = ("train_loss", "entropy", "equivariance_gap", "mc_equivariance_error", "elapsed_s", "samples_per_s",
+                "examples_per_s", "lr", "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -102,6 +103,7 @@ def check_sweep(config: Mapping[str, Any]) -> None:
             _fail("sweep.seeds", sweep["seeds"], "1 with sweep.search='optuna' (Optuna proposes each trial once)")
     check_derived(config)
     check_loglog(config)
+    check_compare(config)
     cluster = config["cluster"]
     if cluster["address"] is not None and not isinstance(cluster["address"], str):
         _fail("cluster.address", cluster["address"], "null (embedded local Ray), 'auto' or 'ray://host:port'")
@@ -133,7 +135,7 @@ def _check_metric(where: str, metric: Any, config: Mapping[str, Any]) -> None:
     split_metric = re.compile(rf"^(best_)?(val|test|test_ood)_({'|'.join(map(re.escape, words))})$")
     if not (isinstance(metric, str) and (split_metric.match(metric) or metric in LOOP_METRICS)):
         example = f"test_{task.metric}" if not task.trainable else f"best_test_{task.metric}, best_val_{task.metric}"
-        _fail(where, metric, f"a metric the trials of task {task.name!r} report, e.g. {example}, equivariance_error")
+        _fail(where, metric, f"a metric the trials of task {task.name!r} report, e.g. {example}, equivariance_gap")
 
 
 def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str, list]:
@@ -190,6 +192,25 @@ def check_loglog(config: Mapping[str, Any]) -> None:
                   f"{entry['key']} has {kind}: {values})")
         if not isinstance(entry.get("complement", False), bool):
             _fail(f"{where}.complement", entry["complement"], "true (fit 1 - metric, e.g. an error rate) or false")
+
+
+def check_compare(config: Mapping[str, Any]) -> None:
+    """``sweep.compare``: every value of a swept key against a reference value, paired by seed (compare.csv)."""
+    entry = config["sweep"].get("compare")
+    if entry is None:
+        return
+    shape = "null or {key: <swept key>, reference: <one of its values>} and optionally metric: <reported metric>"
+    if not isinstance(entry, Mapping) or not {"key", "reference"} <= set(entry) <= set(COMPARE_KEYS):
+        _fail("sweep.compare", entry, shape)
+    kind, values = _swept_domain(config, "sweep.compare.key", entry["key"])
+    if kind not in ("grid", "choice") or len(values) < 2:
+        _fail("sweep.compare.key", entry["key"], "a key swept with {grid: [...]} or {choice: [...]} over at least two "
+              "values (configurations are paired by equal values)")
+    if entry["reference"] not in values:
+        _fail("sweep.compare.reference", entry["reference"], f"one of the values of sweep.params.{entry['key']}: "
+              f"{values}")
+    if entry.get("metric") is not None:
+        _check_metric("sweep.compare.metric", entry["metric"], config)
 
 
 def _check_values(domain: Mapping[str, list]) -> list[Any]:

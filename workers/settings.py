@@ -15,6 +15,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "grad_clip": None, "eval_every": 1, "checkpoint_every": 1, "seed": 0, "device": "auto",
     "precision": "fp32", "devices": 1, "threads": None, "equivariance_every": 1,
     "equivariance_samples": 4, "equivariance_batch": 16, "separation_seeds": 100,
+    "eval_samples_curve": None, "eval_samples_repeats": 5,
 }
 REMUL_DEFAULTS: dict[str, Any] = {"alpha": 1.0, "beta": 1.0, "balance": "constant", "gradnorm_lr": 0.01,
                                   "gradnorm_gamma": 1.0}
@@ -54,6 +55,11 @@ def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
     for key in ("epochs", "batch_size", "eval_every", "checkpoint_every", "devices", "equivariance_samples",
                 "equivariance_batch", "separation_seeds"):
         _require(_is_int(trainer[key]) and trainer[key] >= 1, f"trainer.{key}", trainer[key], "an integer ≥ 1")
+    curve = trainer["eval_samples_curve"]
+    _require(curve is None or (isinstance(curve, list) and curve and all(_is_int(n) and n >= 1 for n in curve)),
+             "trainer.eval_samples_curve", curve, "null or a non-empty list of integers ≥ 1, e.g. [1, 2, 5, 10]")
+    _require(_is_int(trainer["eval_samples_repeats"]) and trainer["eval_samples_repeats"] >= 1,
+             "trainer.eval_samples_repeats", trainer["eval_samples_repeats"], "an integer ≥ 1")
     for key in ("eval_batch_size", "threads"):
         _require(trainer[key] is None or (_is_int(trainer[key]) and trainer[key] >= 1), f"trainer.{key}",
                  trainer[key], "null or an integer ≥ 1")

@@ -7,6 +7,8 @@
       -> every ``eval_every`` epochs: every evaluation split with the eval sample count, best
          validation and the test metrics at it, entropy of P̄, a cheap equivariance error
       -> every ``checkpoint_every`` epochs: an atomic checkpoint -> ``report(metrics, checkpoint)``
+      -> after the last epoch, on the weights of the best validation epoch: the exact (coupled, float64)
+         equivariance gap and, when asked, the metric at several evaluation sample counts
 
 All randomness is explicit: group-sample noise of step s comes from a generator seeded by
 (seed, s), evaluation noise from (seed, epoch, split), batch order from (seed, epoch), and the
@@ -27,9 +29,10 @@ from typing import Any, Callable, Mapping
 import torch
 
 from workers.models.factory import build_model
-from workers.settings import check_config
+from workers.settings import TRAINER_DEFAULTS, check_config
 from workers.sharding import Shard, take_noise
-from workers.symmetry import Symmetrizer, equivariance_errors, permutation_entropy, transform_inputs
+from workers.symmetry import (Symmetrizer, coupled_equivariance_gap, equivariance_errors, permutation_entropy,
+                              transform_inputs)
 from workers.tasks import Task, iterate_batches
 from workers.tasks.separation import separation_count
 
@@ -201,8 +204,18 @@ def transformed_split(model, task: Task, split: Mapping[str, torch.Tensor], seed
     return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
+def evaluate_transformed(model, task: Task, transformed: Mapping[str, torch.Tensor], trainer: Mapping[str, Any],
+                         device, seed: int, epoch: int, shard: Shard) -> dict[str, float]:
+    """``test_<metric>_transformed``: the task metrics on the transformed copy of the test split."""
+    values, _ = evaluate(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
+    return {f"{TRANSFORMED_SPLIT}_{key}_transformed": value for key, value in values.items()}
+
+
 def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], trainer, device, seed: int) -> float:
-    """E (PS paper eq. 12) on the first examples of ``split`` with a few group samples."""
+    """E (REMUL eq. 12) on the first examples of ``split`` with a few group samples and fresh noise for
+    every call: for a sampled symmetrization (PS, GA, FA) mostly the Monte-Carlo spread of the N-sample
+    estimate, not a departure from equivariance (reported as ``mc_equivariance_error``; the exact check
+    is ``exact_equivariance_gap``)."""
     model.eval()
     batch = to_device({k: v[: trainer["equivariance_batch"]] for k, v in split.items()}, device)
     inputs = {name: batch[name] for name in task.input_kinds}
@@ -214,6 +227,133 @@ def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], tra
     errors = equivariance_errors(apply, inputs, model.group, task.input_kinds, task.target_kind, batch.get("mask"),
                                  samples=trainer["equivariance_samples"], generator=step_generator(seed, 8))
     return errors["E"]
+
+
+# -- end of training: the best weights, measured once ----------------------------------------------------
+def exact_equivariance_gap(model, task: Task, split: Mapping[str, torch.Tensor], trainer, device, seed: int) -> float:
+    """The coupled gap (noise moved with the input) in float64 on the first examples of ``split``:
+    round-off for an exactly equivariant symmetrization, the real departure from equivariance otherwise
+    (``none``, ``augment``, ``remul``, interpolated rotations). Unlike E with fresh noise, no
+    Monte-Carlo spread enters it."""
+    model = model.double().eval()
+    rows = {k: v[: trainer["equivariance_batch"]] for k, v in split.items()}
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in to_device(rows, device).items()}
+    inputs = {name: batch[name] for name in task.input_kinds}
+    return coupled_equivariance_gap(model, inputs, batch.get("mask"), generator=step_generator(seed, 9))
+
+
+def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, seed: int, counts, repeats: int,
+                  splits) -> dict[str, dict[str, dict[str, float]]]:
+    """``{<split>_<metric>: {<N>: {mean, std}}}``: the task metric of every split evaluated with N group
+    samples per input, for each N of ``counts``, mean and std (ddof 1) over ``repeats`` fresh draws of the
+    noise (the spread a single evaluation with N samples has)."""
+    curve: dict[str, dict[str, dict[str, float]]] = {}
+    kept = model.eval_samples
+    try:
+        for index, split in enumerate(splits):
+            points = curve.setdefault(f"{split}_{task.metric}", {})
+            for count in counts:
+                model.eval_samples = int(count)
+                values = torch.tensor([evaluate(model, task, data.splits[split], trainer, device,
+                                                step_generator(seed, 3_000 + index, count, draw), Shard())[0][task.metric]
+                                       for draw in range(repeats)], dtype=torch.float64)
+                points[str(int(count))] = {"mean": float(values.mean()),
+                                           "std": float(values.std()) if repeats > 1 else 0.0}
+    finally:
+        model.eval_samples = kept
+    return curve
+
+
+def end_of_trial(config: Mapping[str, Any], task: Task, data, trainer: Mapping[str, Any], weights: Mapping,
+                 device, splits) -> dict[str, Any]:
+    """What is measured once on the best validation epoch's ``weights``: ``equivariance_gap`` on test
+    inputs and, with ``trainer.eval_samples_curve``, ``eval_samples_curve`` on every evaluation split."""
+    seed = trainer["seed"]
+    model = build_seeded(task, config, seed).to(device)
+    model.load_state_dict(weights)
+    out: dict[str, Any] = {}
+    if trainer["eval_samples_curve"]:
+        out["eval_samples_curve"] = samples_curve(model, task, data, trainer, device, seed,
+                                                  trainer["eval_samples_curve"], trainer["eval_samples_repeats"],
+                                                  splits)
+    split = data.splits["test" if "test" in data.splits else splits[0]]
+    out["equivariance_gap"] = exact_equivariance_gap(model, task, split, trainer, device, seed)
+    return out
+
+
+def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"), ("trainer", "eval_samples_repeats"))
+
+
+def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config."""
+    def value(source, section, key):
+        default = TRAINER_DEFAULTS.get(key) if section == "trainer" else 1  # check_config's defaults
+        return (source.get(section) or {}).get(key, default)
+
+    return [f"{section}.{key}={value(config, section, key)!r} (checkpoint: {value(saved, section, key)!r})"
+            for section, key in EVALUATION_KEYS if value(config, section, key) != value(saved, section, key)]
+
+
+def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:
+    """The weights of a checkpoint's best validation epoch (the final ones when that epoch is the last);
+    a ValueError saying ``purpose`` cannot be served when a checkpoint of an older symsweep lacks them."""
+    state = saved["loop"]
+    weights = saved.get("best_model")
+    if weights is None and state["best"].get("best_epoch") == state["epoch"]:
+        weights = saved["model"]
+    if weights is None:
+        raise ValueError(f"the checkpoint of epoch {state['epoch']} holds no weights of its best epoch "
+                         f"({state['best'].get('best_epoch')}) (written by an older symsweep), so it cannot be "
+                         f"{purpose}")
+    return weights
+
+
+def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, device: str = "auto"
+                        ) -> dict[str, dict[str, dict[str, float]]]:
+    """A finished trial's best model evaluated at each number of evaluation samples in ``counts`` on
+    ``splits`` (``samples_curve``), without training: ``symsweep evaluate``."""
+    config = saved["config"]
+    task, trainer, _ = check_config(config)
+    data = task.load()
+    missing = [split for split in splits if split not in data.splits or split == "train"]
+    if missing:
+        allowed = ", ".join(name for name in data.splits if name != "train")
+        raise ValueError(f"--split={missing[0]} is not an evaluation split of task {task.name!r}; allowed: {allowed}")
+    where = pick_device(device)
+    model = build_seeded(task, config, trainer["seed"]).to(where)
+    model.load_state_dict(best_weights(saved, "evaluated at other sample counts"))
+    return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
+
+
+def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
+               splits) -> dict[str, Any]:
+    """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best
+    validation epoch's weights on every evaluation split, and the end-of-trial measurements."""
+    state = saved["loop"]
+    weights = best_weights(saved, f"evaluated with {', '.join(evaluation_changes(saved['config'], config))}; "
+                                  "allowed: the checkpoint's own evaluation settings")
+    model.load_state_dict(weights)
+    metrics: dict[str, Any] = {"epoch": state["epoch"], "step": state["step"],
+                               "eval_samples": int(getattr(model, "eval_samples", 1))}
+    for index, split in enumerate(splits):
+        values, entropy = evaluate(model, task, data.splits[split], trainer, device,
+                                   step_generator(trainer["seed"], state["epoch"], 1_000 + index), Shard())
+        metrics.update({f"{split}_{key}": value for key, value in values.items()})
+        if entropy is not None and split == "val":
+            metrics["entropy"] = entropy
+    if TRANSFORMED_SPLIT in data.splits:
+        transformed = transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
+        metrics.update(evaluate_transformed(model, task, transformed, trainer, device, trainer["seed"],
+                                            state["epoch"], Shard()))
+    metrics.update({f"best_{k}": v for k, v in metrics.items() if k.split("_")[0] in splits})
+    metrics["best_epoch"] = state["best"].get("best_epoch", state["epoch"])
+    metrics.update(end_of_trial(config, task, data, trainer, weights, device, splits))
+    metrics["elapsed_s"] = state["elapsed"]
+    return metrics
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
@@ -338,6 +478,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
         gradnorm = GradNorm(remul["alpha"], remul["beta"], remul["gradnorm_lr"], remul["gradnorm_gamma"])
     torch.manual_seed(seed + 1)  # the global stream: dropout
     state = {"epoch": 0, "step": 0, "best": {}, "metrics": {}, "evaluations": 0, "elapsed": 0.0, "history": []}
+    evaluation_splits = [name for name in data.splits if name != "train"]
+    best_weights = None  # the model at the best validation epoch: what the end-of-trial measurements use
     if resume is not None:
         saved = load_checkpoint(resume)
         model.load_state_dict(saved["model"])
@@ -347,13 +489,17 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             gradnorm.load_state_dict(saved["gradnorm"])
         set_rng_state(saved["rng"], device)
         state = saved["loop"]
+        best_weights = saved.get("best_model")
         for metrics in state["history"] if replay else []:
             report(metrics, None)
         if state["epoch"] >= trainer["epochs"] and state["history"]:  # finished before the interruption
+            if evaluation_changes(saved["config"], config):  # never replay results of other settings
+                metrics = reevaluate(model, config, task, data, trainer, saved, device, evaluation_splits)
+                report(metrics, None)
+                return metrics
             if not replay:
                 report(state["history"][-1], None)
             return state["history"][-1]
-    evaluation_splits = [name for name in data.splits if name != "train"]
     transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], seed)
                    if TRANSFORMED_SPLIT in data.splits else None)
     autocast = trainer["precision"] == "bf16" and device.type == "cuda"
@@ -400,19 +546,22 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                 if entropy is not None and split == "val":
                     metrics["entropy"] = entropy
             if transformed is not None:
-                values, _ = evaluate(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
-                metrics.update({f"{TRANSFORMED_SPLIT}_{key}_transformed": value for key, value in values.items()})
+                metrics.update(evaluate_transformed(model, task, transformed, trainer, device, seed, epoch, shard))
             every = trainer["equivariance_every"]
             if every and state["evaluations"] % every == 0:
-                metrics["equivariance_error"] = equivariance_error(model, task, data.splits["val"], trainer, device,
+                metrics["mc_equivariance_error"] = equivariance_error(model, task, data.splits["val"], trainer, device,
                                                                    seed * 7919 + epoch)
             state["best"] = best_so_far(state["best"], metrics, task, epoch, evaluation_splits)
+            if state["best"].get("best_epoch") == epoch:
+                best_weights = weights_copy(model)
             state["metrics"] = {k: v for k, v in metrics.items() if k.split("_")[0] in evaluation_splits
-                                or k in ("entropy", "equivariance_error")}
+                                or k in ("entropy", "mc_equivariance_error")}
         metrics.update(state["metrics"])
         metrics.update(state["best"])
         state["epoch"], state["elapsed"] = epoch, time.perf_counter() - start
         metrics["elapsed_s"] = state["elapsed"]
+        if epoch == trainer["epochs"] and best_weights is not None:
+            metrics.update(end_of_trial(config, task, data, trainer, best_weights, device, evaluation_splits))
         checkpoint = None
         checkpoint_now = epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]
         if evaluate_now or checkpoint_now:
@@ -422,7 +571,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                 checkpoint = save_checkpoint(workdir / f"checkpoint_{epoch:06d}", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "gradnorm": None if gradnorm is None else gradnorm.state_dict(),
-                    "rng": rng_state(device), "loop": dict(state), "config": dict(config)})
+                    "rng": rng_state(device), "loop": dict(state), "config": dict(config),
+                    "best_model": best_weights})
         if evaluate_now or checkpoint_now:  # every worker of a sharded trial reports together
             report(metrics, checkpoint)
     return metrics

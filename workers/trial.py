@@ -54,6 +54,14 @@ class DeterministicFailure(RuntimeError):
     """A failure that a retry repeats exactly (a non-finite loss, a configuration error): not retried."""
 
 
+def _quiet() -> None:
+    """No "Checkpoint successfully created" line per checkpoint from Ray's storage (INFO in every trial)."""
+    import logging
+
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _write_error(trial_dir: Path) -> None:
     """The failure's traceback next to the trial's results (``trials.csv`` shows its last line)."""
     try:
@@ -72,6 +80,7 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
 
     from workers.train import NonFiniteLoss
 
+    _quiet()
     config = merge(base, params)
     trial_dir = Path(tune.get_context().get_trial_dir())
     own_dir = Path(experiment_dir) / trial_dir.name  # the trial's directory in the experiment's storage
@@ -208,6 +217,7 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
     from workers.sharding import Shard
     from workers.train import run
 
+    _quiet()
     config = loop_config["config"]
     context = ray.train.get_context()
     shard = Shard(context.get_world_rank(), context.get_world_size())

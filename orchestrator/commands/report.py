@@ -19,5 +19,6 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path).expanduser().resolve()
     written = aggregate.write_report(path)
     print(aggregate.summary_table(path))
-    print(f"\n{written['trials']} trial(s) {written['by_state']}; wrote {len(written['files'])} file(s) in {path}")
+    counts = ", ".join(f"{count} {state}" for state, count in written["by_state"].items() if count)
+    print(f"\n{written['trials']} trial(s) ({counts or 'none yet'}); wrote {len(written['files'])} file(s) in {path}")
     return 0

@@ -76,6 +76,7 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
     from orchestrator.session import Session
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables and hints off: Progress is the view
     with Session(embedded=config["cluster"]["address"] is None) as session:
         started = start_ray(config["cluster"])
         session.started(started)

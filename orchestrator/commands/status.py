@@ -21,10 +21,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(state, default=str))
         return 0
-    counts = ", ".join(f"{count} {name}" for name, count in sorted(state["by_state"].items()))
+    counts = ", ".join(f"{count} {name}" for name, count in state["by_state"].items() if count)
     print(f"{state['trials']} trial(s): {counts or 'none yet'}")
     best = state.get("best")
     if best:
         params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items())
-        print(f"best {best['metric']} = {best['value']:.4g}" + (f" ({params})" if params else ""))
+        print(f"best {state['metric']} = {best['value']:.4g} ({best['state']} trial {best['trial_id']}"
+              + (f": {params})" if params else ")"))
+    else:
+        print(f"no {state['metric'] or 'result'} reported yet")
     return 0

@@ -47,7 +47,7 @@ def epoch_metrics(epoch: int, quality: float, seed: int, entropy: float | None =
     val = quality - 0.1 * (3 - epoch)
     return {"epoch": epoch, "step": 10 * epoch, "train_loss": 2.0 - quality - 0.1 * epoch, "lr": 0.001,
             "samples_per_s": 1000.0, "examples_per_s": 100.0, "val_accuracy": val, "test_accuracy": val - 0.05,
-            "entropy": 1.0 + seed if entropy is None else entropy, "equivariance_error": 0.01 * (seed + 1),
+            "entropy": 1.0 + seed if entropy is None else entropy, "mc_equivariance_error": 0.01 * (seed + 1),
             "best_val_accuracy": val, "best_test_accuracy": val - 0.05, "best_epoch": epoch,
             "elapsed_s": 10.0 * epoch + seed}
 
@@ -164,8 +164,8 @@ def test_report_return_value_and_files(report):
     assert result["by_state"] == {"completed": 6, "errored": 1, "running": 1, "pending": 1, "unfinished": 1}
     names = {Path(file).relative_to(path).as_posix() for file in result["files"]}
     assert {"trials.csv", "summary.csv", "summary.md", "plots/learning_curves.png",
-            "plots/best_val_accuracy_vs_symmetrizer.noise_scale.png",
-            "plots/entropy_vs_symmetrizer.noise_scale.png"} <= names
+            "plots/metrics_vs_symmetrizer.noise_scale.png"} <= names
+    assert len([name for name in names if name.endswith(".png")]) == 2  # one figure per question
     assert not any("trainer.seed" in name or "vs_symmetrizer.method" in name for name in names)
     for file in result["files"]:
         assert Path(file).stat().st_size > 0
@@ -272,7 +272,7 @@ def test_empty_experiment_and_separation_task(tmp_path):
     assert status(fake.path)["mode"] == "min" and status(fake.path)["best"]["value"] == 0.0
     assert read_csv(fake.path / "summary.csv")[0]["symmetrizer.noise_scale"] == "1.0"  # fewest unseparated first
     names = [Path(file).name for file in result["files"]]
-    assert "test_unseparated_pairs_vs_symmetrizer.noise_scale.png" in names
+    assert "metrics_vs_symmetrizer.noise_scale.png" in names
     assert "learning_curves.png" not in names  # nothing trained
 
 
@@ -325,7 +325,7 @@ def test_plot_helpers():
 # -- derived results: sweep.derived ratios and sweep.loglog fits -------------------------------------------
 def mse_report(mse: float) -> dict:
     return {"epoch": 2, "train_loss": mse, "val_mse": mse, "test_mse": mse, "best_val_mse": mse, "best_test_mse": mse,
-            "equivariance_error": 0.0, "elapsed_s": 1.0}
+            "mc_equivariance_error": 0.0, "elapsed_s": 1.0}
 
 
 def ratio_experiment(path: Path) -> Path:
@@ -447,3 +447,79 @@ def test_learning_curves_show_the_entropy(report):
     path = report[0]
     config = json.loads((path / "config.json").read_text())
     assert curve_metrics(summarize(path, config, read_trials(path, config))) == ["val_accuracy", "train_loss", "entropy"]
+
+
+# -- sweep.compare and evaluation-sample curves --------------------------------------------------------------
+def curve(mse: float, draws: float = 0.01) -> dict:
+    return {"test_mse": {str(n): {"mean": mse / n, "std": draws / n} for n in (1, 2, 4)}}
+
+
+def compare_experiment(path: Path, seeds: int) -> Path:
+    """PS vs GA at noise scales {0.1, 1}; PS at 0.1 is better than GA on every seed, at 1 the seeds disagree."""
+    params = {"symmetrizer.method": {"grid": ["ps", "ga"]}, "symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}
+    config = base_config(path.parent, params, epochs=2, seeds=seeds, task="nbody")
+    config["sweep"]["compare"] = {"key": "symmetrizer.method", "reference": "ga"}
+    fake = FakeExperiment(path, config)
+    mse = {("ps", 0.1): [0.10, 0.12, 0.11], ("ga", 0.1): [0.20, 0.23, 0.21],
+           ("ps", 1.0): [0.30, 0.10, 0.20], ("ga", 1.0): [0.20, 0.20, 0.21]}
+    for (method, noise), values in mse.items():
+        for seed in range(seeds):
+            params = {"symmetrizer.method": method, "symmetrizer.noise_scale": noise}
+            params |= {"trainer.seed": seed} if seeds > 1 else {}
+            fake.trial(params, "TERMINATED", [{**mse_report(values[seed]), "eval_samples_curve": curve(values[seed])}])
+    fake.save_state()
+    return path
+
+
+def test_paired_comparison_with_a_t_interval(tmp_path):
+    from scipy import stats
+
+    path = compare_experiment(tmp_path / "cmp", seeds=3)
+    result = write_report(path)
+    rows = read_csv(path / "compare.csv")
+    assert [(r["value"], r["reference"], r["symmetrizer.noise_scale"], r["pairs"]) for r in rows] == [
+        ("ps", "ga", "0.1", "3"), ("ps", "ga", "1.0", "3")]
+    differences = np.array([0.10 - 0.20, 0.12 - 0.23, 0.11 - 0.21])
+    error = differences.std(ddof=1) / math.sqrt(3)
+    half = stats.t.ppf(0.975, 2) * error
+    assert float(rows[0]["mean_difference"]) == pytest.approx(differences.mean())
+    assert float(rows[0]["std_error"]) == pytest.approx(error)
+    assert float(rows[0]["ci95_low"]) == pytest.approx(differences.mean() - half)
+    assert float(rows[0]["ci95_high"]) == pytest.approx(differences.mean() + half)
+    assert rows[0]["verdict"] == "ps better than ga (95 %)"  # MSE: lower is better
+    assert rows[1]["verdict"] == "no significant difference (95 %)"
+    assert rows[0]["metric"] == "best_val_mse"  # the sweep metric by default
+    markdown = (path / "summary.md").read_text()
+    assert "## best_val_mse: each symmetrizer.method against ga, paired by seed" in markdown
+    assert "| ps | 0.1 | 3 |" in markdown and "ps better than ga (95 %)" in markdown
+    assert "plots/compare_best_val_mse.png" in {Path(f).relative_to(path).as_posix() for f in result["files"]}
+
+
+def test_one_seed_says_so_instead_of_zero_uncertainty(tmp_path):
+    path = compare_experiment(tmp_path / "one", seeds=1)
+    write_report(path)
+    rows = read_csv(path / "compare.csv")
+    assert [r["pairs"] for r in rows] == ["1", "1"] and rows[0]["std_error"] == "nan"
+    assert rows[0]["verdict"].startswith("one seed: no uncertainty")
+    markdown = (path / "summary.md").read_text()
+    assert "one seed: no uncertainty" in markdown.split("paired by seed")[1] and "± 0 " not in markdown
+    assert "| ps | 0.1 | 1 | 0.1 |" in markdown  # the summary row: the value alone
+
+
+def test_evaluation_sample_curves_table_and_plot(tmp_path):
+    path = compare_experiment(tmp_path / "curves", seeds=3)
+    result = write_report(path)
+    rows = read_csv(path / "eval_samples.csv")
+    assert len(rows) == 4 * 3  # four configurations × three sample counts
+    ps = [r for r in rows if r["symmetrizer.method"] == "ps" and r["symmetrizer.noise_scale"] == "0.1"]
+    assert [int(r["eval_samples"]) for r in ps] == [1, 2, 4]
+    assert float(ps[1]["mean"]) == pytest.approx(np.mean([0.10, 0.12, 0.11]) / 2)
+    assert float(ps[1]["seed_std"]) == pytest.approx(np.std([0.05, 0.06, 0.055], ddof=1))
+    assert float(ps[1]["draw_std"]) == pytest.approx(0.005) and ps[1]["seeds"] == "3"
+    assert "## Metric against the number of evaluation samples N" in (path / "summary.md").read_text()
+    names = {Path(f).relative_to(path).as_posix() for f in result["files"]}
+    assert "plots/eval_samples_test_mse.png" in names and "eval_samples.csv" in names
+    # `symsweep evaluate` adds points (and replaces reported ones) through eval_samples.json
+    trial_dir = next(path.glob("trainable_abcde_00000_*"))
+    (trial_dir / "eval_samples.json").write_text(json.dumps({"test_mse": {"8": {"mean": 0.5, "std": 0.0}}}))
+    assert set(load_trials(path)[0].curve["test_mse"]) == {"1", "2", "4", "8"}

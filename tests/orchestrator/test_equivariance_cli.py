@@ -76,3 +76,19 @@ def test_bad_options_exit_2(capsys):
     assert "--samples=0" in capsys.readouterr().err
     assert main(["equivariance", *NBODY_PS, "symmetrizer.temperature=0"]) == 2
     assert "symmetrizer.temperature" in capsys.readouterr().err
+
+
+def test_exact_gap_separates_exactness_from_monte_carlo_spread(capsys):
+    noisy = measure(capsys, [*NBODY_PS, "symmetrizer.eval_samples=2", "--exact", *MEASURE])
+    assert noisy["E"] > 1e-3  # fresh noise: a Monte-Carlo spread ...
+    assert noisy["exact_gap"] < 1e-9  # ... of an exactly equivariant model (float64 round-off)
+    assert noisy["exact_gap_base"] > 1e-3  # the bare base model is not equivariant
+    assert "exact_gap" not in measure(capsys, [*NBODY_PS, *MEASURE])
+
+
+def test_exact_gap_text_output(capsys):
+    assert main(["equivariance", *NBODY_PS, "--exact", "--samples", "2", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Monte-Carlo spread" in out and "exact (coupled, float64) gap: symmetrized" in out
+    gap = float(out.split("gap: symmetrized ")[1].split()[0])
+    assert gap < 1e-9

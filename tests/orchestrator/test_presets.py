@@ -112,6 +112,10 @@ BAD_SWEEPS = [  # (extra overrides of candidate_nbody_dims_cpu, the key the erro
     (["sweep.loglog=[{metric: best_test_mse, key: task.dim}]", "task.dim=3,3"], "sweep.loglog[0].key"),
     (["+sweep.params.trainer.lr={uniform: [0.0, 0.1]}", "sweep.derived=[]",
       "sweep.loglog=[{metric: test_mse, key: trainer.lr}]"], "sweep.loglog[0].key"),
+    (["sweep.compare={key: model.name, reference: mlp}"], "sweep.compare.reference"),
+    (["sweep.compare={key: trainer.lr, reference: 0.001}"], "sweep.compare.key"),
+    (["sweep.compare={key: model.name}"], "sweep.compare"),
+    (["sweep.compare={key: model.name, reference: egnn, metric: best_test_mes}"], "sweep.compare.metric"),
 ]
 
 
@@ -123,5 +127,6 @@ def test_derived_and_loglog_errors_name_the_key(overrides, key):
 
 
 def test_good_derived_and_loglog_specs_pass():
-    config = compose(["experiment=candidate_nbody_dims_cpu", "sweep.loglog=[{metric: equivariance_error, key: task.dim}]"])
+    config = compose(["experiment=candidate_nbody_dims_cpu", "sweep.loglog=[{metric: mc_equivariance_error, key: task.dim}]",
+                      "sweep.compare={key: model.name, reference: egnn, metric: equivariance_gap}"])
     assert validate(config) == 10

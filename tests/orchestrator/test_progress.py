@@ -86,3 +86,59 @@ def test_a_wandb_error_is_reported_once_and_logging_stops(fake_wandb, tmp_path, 
 def test_disabled_wandb_gives_no_callback(tmp_path):
     assert safe_wandb({"enabled": False}, "exp", tmp_path) is None
     assert safe_wandb({"enabled": True, "mode": "disabled"}, "exp", tmp_path) is None
+
+
+# -- the status line -----------------------------------------------------------------------------------------
+class TuneTrial:
+    """What Progress reads of a Tune trial."""
+
+    def __init__(self, trial_id, status, epoch=None, seconds=None, error_file=None, config=None):
+        self.trial_id, self.status, self.error_file = trial_id, status, error_file
+        self.config = config if config is not None else {"symmetrizer.method": "ps"}
+        self.last_result = {} if epoch is None else {"epoch": epoch, "time_total_s": seconds}
+
+
+def test_status_line_counts_running_epochs_eta_and_best():
+    import io
+
+    from orchestrator.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress("best_val_mse", "min", stream=stream, interval=1e9, epochs=10)
+    progress.setup(total_num_samples=6)
+    done = TuneTrial("t_0", "TERMINATED", epoch=10, seconds=100.0)
+    trials = [done, TuneTrial("t_1", "RUNNING", epoch=5), TuneTrial("t_2", "RUNNING", epoch=0),
+              TuneTrial("t_3", "PENDING")]
+    progress.on_step_end(0, trials)
+    assert progress.line().endswith("1/6 done, 2 running (t_1 epoch 5/10, t_2 epoch 0/10), 1 pending, "
+                                    "ETA after the first trial | no result yet")
+    progress.on_trial_result(0, trials, done, {"best_val_mse": 0.25})
+    progress.on_trial_result(0, trials, trials[1], {"best_val_mse": 0.5})  # worse: not the best
+    progress.durations = [100.0]
+    # work left: 1 pending + 0.5 + 1.0 of the running ones + 2 trials not created yet = 4.5 trials of 100 s, 2 at once
+    assert "ETA 00:03:45 | best best_val_mse = 0.25 (symmetrizer.method=ps)" in progress.line()
+
+
+def test_finished_and_failed_trials_get_their_own_lines(tmp_path):
+    import io
+
+    from orchestrator.progress import Progress
+
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 1\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+                     "NonFiniteLoss: non-finite training loss (nan) at epoch 3, step 30\n")
+    stream = io.StringIO()
+    progress = Progress("best_val_mse", "min", stream=stream, interval=1e9, epochs=4)
+    trial = TuneTrial("t_0", "RUNNING", epoch=4, seconds=65.0)
+    failing = TuneTrial("t_1", "RUNNING", epoch=3, error_file=str(error))
+    progress.on_step_end(0, [trial, failing])
+    progress.on_trial_complete(0, [], trial)
+    progress.on_trial_recover(0, [], failing)
+    progress.on_trial_error(0, [], failing)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "finished t_0 [symmetrizer.method=ps] in 00:01:05"
+    assert lines[1].endswith("1/2 done, 1 running (t_1 epoch 3/4), 0 pending, ETA 00:00:16 | no result yet")
+    assert lines[2] == ("failed t_1 [symmetrizer.method=ps]: NonFiniteLoss: non-finite training loss (nan) at "
+                        "epoch 3, step 30; retrying from its last checkpoint")
+    assert lines[4].startswith("FAILED t_1 [symmetrizer.method=ps]: NonFiniteLoss")
+    assert lines[5].endswith("1/2 done, 0 pending, 1 failed, ETA 00:00:00 | no result yet")

@@ -52,12 +52,18 @@ def wait_for(condition, timeout: float = 300.0, every: float = 0.5):
 
 def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
     done = symsweep("launch", f"storage={tmp_path}", "name=small", *TINY, "trainer.epochs=2",
-                    "symmetrizer.method=ps,ga", "sweep.seeds=2")
+                    "symmetrizer.method=ps,ga", "sweep.seeds=2", "trainer.eval_samples_curve=[1,4]",
+                    "trainer.eval_samples_repeats=2", "sweep.compare={key: symmetrizer.method, reference: ga}")
     assert done.returncode == 0, done.stdout + done.stderr
     path = tmp_path / "small"
-    for name in ("config.json", "trials.csv", "summary.csv", "summary.md"):
+    for name in ("config.json", "trials.csv", "summary.csv", "summary.md", "compare.csv", "eval_samples.csv"):
         assert (path / name).is_file(), name
-    assert list((path / "plots").glob("*.png"))
+    assert {p.name for p in (path / "plots").glob("*.png")} == {
+        "learning_curves.png", "compare_best_val_mse.png", "eval_samples_val_mse.png", "eval_samples_test_mse.png"}
+    output = done.stdout + done.stderr
+    assert "4/4 done" in output and output.count("finished ") == 4  # symsweep's progress view ...
+    assert "Checkpoint successfully created" not in output and "tensorboard" not in output.lower()  # ... not Ray's
+    assert "paired by seed" in done.stdout and "| ps | 2 |" in done.stdout
     rows = (path / "trials.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 and all(",completed," in row for row in rows[1:])
     table = (path / "summary.md").read_text()
@@ -74,6 +80,10 @@ def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
     assert before == {name: (path / name).read_bytes() for name in before}
     status = symsweep("status", str(path), "--json")
     assert json.loads(status.stdout)["by_state"]["completed"] == 4
+    assert symsweep("status", str(path)).stdout.startswith("4 trial(s): 4 completed\nbest best_val_mse = ")
+    header = rows[0].split(",")
+    gaps = [float(row.split(",")[header.index("equivariance_gap")]) for row in rows[1:]]
+    assert all(gap < 1e-9 for gap in gaps)  # PS and GA are exactly equivariant
 
 
 def test_a_killed_trial_is_resumed_from_its_checkpoint(tmp_path):

@@ -43,12 +43,12 @@ def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
     max_entropy = math.log(5)  # five particles
     for metrics, _ in reports:
         for key in ("train_loss", "train_task_loss", "train_entropy_penalty", "val_mse", "test_mse", "best_val_mse",
-                    "best_test_mse", "best_epoch", "entropy", "equivariance_error", "samples_per_s",
+                    "best_test_mse", "best_epoch", "entropy", "mc_equivariance_error", "samples_per_s",
                     "examples_per_s", "elapsed_s", "lr"):
             assert key in metrics, key
         assert all(math.isfinite(value) for value in metrics.values())
         assert 0 < metrics["entropy"] <= max_entropy + 1e-9
-        assert metrics["equivariance_error"] >= 0
+        assert metrics["mc_equivariance_error"] >= 0
         assert metrics["samples_per_s"] == pytest.approx(2 * metrics["examples_per_s"])  # N = 2 train samples
         assert metrics["train_loss"] > 0
     elapsed = [metrics["elapsed_s"] for metrics, _ in reports]
@@ -93,9 +93,9 @@ def test_evaluation_and_equivariance_intervals(tmp_path):
     run(config, report, tmp_path)
     # reports: evaluations at epochs 2 and 4, the last epoch (evaluated and checkpointed) at 5
     assert [(m["epoch"], c is not None) for m, c in reports] == [(2, False), (4, False), (5, True)]
-    assert "equivariance_error" not in reports[0][0]  # the first evaluation: 1 % 2 != 0
-    assert "equivariance_error" in reports[1][0]  # the second evaluation
-    assert "equivariance_error" not in reports[2][0]  # the third evaluation: measured every second one
+    assert "mc_equivariance_error" not in reports[0][0]  # the first evaluation: 1 % 2 != 0
+    assert "mc_equivariance_error" in reports[1][0]  # the second evaluation
+    assert "mc_equivariance_error" not in reports[2][0]  # the third evaluation: measured every second one
     assert checkpoint_dirs(tmp_path) == ["checkpoint_000005"]
 
 
@@ -103,9 +103,9 @@ def test_entropy_only_for_permutation_groups(tmp_path):
     config = compose_trial(*NBODY_MLP, "group=e", "symmetrizer=ga", "trainer.epochs=1")
     metrics = run(config, None, tmp_path)
     assert "entropy" not in metrics and "train_entropy_penalty" not in metrics
-    assert "val_mse" in metrics and "equivariance_error" in metrics
+    assert "val_mse" in metrics and "mc_equivariance_error" in metrics
     # GA over E(3) is equivariant in distribution only: E is a Monte-Carlo error, small but not 0
-    assert 0 < metrics["equivariance_error"] < 10
+    assert 0 < metrics["mc_equivariance_error"] < 10
 
 
 def record_learning_rates(monkeypatch) -> list[float]:

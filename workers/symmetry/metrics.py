@@ -94,22 +94,26 @@ def coupled_equivariance_gap(model, inputs: Inputs, mask: torch.Tensor | None = 
                              generator: torch.Generator | None = None, translation_scale: float = 3.0) -> float:
     """max |φ(h·x; h·ε) − h·φ(x; ε)| for a ``Symmetrizer``, one random h per input, with the noise
     ε transformed together with the input. Zero up to rounding for an exactly equivariant
-    symmetrization, whatever the number of samples (Monte-Carlo error cancels)."""
+    symmetrization, whatever the number of samples (Monte-Carlo error cancels). A model without
+    noise (``Unsymmetrized``: no ``draw_noise``) gets max |f(h·x) − h·f(x)|, its real error."""
     group, kinds = model.group, model.input_kinds
+    noisy = hasattr(model, "draw_noise")
     batch = int(next(iter(inputs.values())).shape[0])
     size = None if mask is None else int(mask.shape[1])
     if size is None and group.permutations:
         size = int(next(iter(inputs.values())).shape[1])
     like = next(v for v in inputs.values() if v.is_floating_point())
     with torch.no_grad():
-        noise = model.draw_noise(inputs, mask, generator=generator)
+        noise = model.draw_noise(inputs, mask, generator=generator) if noisy else None
         out = model(inputs, mask, noise=noise).output
         h = group.sample(batch, size, mask, generator, like.dtype, like.device, translation_scale)
         moved, moved_mask = transform_inputs(group, h, inputs, kinds, mask)
-        samples = model.num_samples()
-        h_rows = h.index(torch.arange(batch).repeat_interleave(samples))
-        rows_mask = None if mask is None else mask.repeat_interleave(samples, 0)
-        moved_noise = transform_noise(group, h_rows, noise, model.distribution.noise_kinds, rows_mask)
+        moved_noise = None
+        if noisy:
+            samples = model.num_samples()
+            h_rows = h.index(torch.arange(batch).repeat_interleave(samples))
+            rows_mask = None if mask is None else mask.repeat_interleave(samples, 0)
+            moved_noise = transform_noise(group, h_rows, noise, model.distribution.noise_kinds, rows_mask)
         out_moved = model(moved, moved_mask, noise=moved_noise).output
         expected = group.act(h, out, model.output_kind, mask)
     return float((out_moved - expected).abs().max())
