@@ -151,6 +151,21 @@ def run_config(config: Mapping[str, Any], path: Path):
         callbacks=callbacks(config, path), verbose=0)
 
 
+def asha_epochs(trainer: Mapping[str, Any]) -> tuple[int, int]:
+    """(grace period, max_t) of ASHA, in epochs: a trial runs at least to its first evaluation."""
+    epochs = max(1, int(trainer["epochs"]))
+    return min(max(1, int(trainer.get("eval_every", 1))), epochs), epochs
+
+
+def make_scheduler(config: Mapping[str, Any]):
+    """ASHA on the epoch (every report carries it): rungs, ``max_t`` and the grace period are epochs, so
+    ``trainer.eval_every`` > 1 does not shift them (a count of reports would)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    grace, max_t = asha_epochs(config["trainer"])
+    return ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=grace)
+
+
 def make_tuner(config: Mapping[str, Any], path: Path):
     """A Tuner for a new experiment."""
     from ray import tune
@@ -166,10 +181,7 @@ def make_tuner(config: Mapping[str, Any], path: Path):
         if sweep["max_concurrent"]:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=sweep["max_concurrent"])
     if sweep["scheduler"] == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, int(config["trainer"]["epochs"])),
-                                  grace_period=1)
+        scheduler = make_scheduler(config)
     use_metric = sweep["search"] == "optuna" or scheduler is not None
     tune_config = tune.TuneConfig(
         metric=metric if use_metric else None, mode=mode if use_metric else None, search_alg=search_alg,

@@ -97,3 +97,21 @@ def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
                 raise ValueError(f"symmetrizer.{key}={samples} cannot be split evenly over trainer.devices="
                                  f"{trainer['devices']}; allowed: a multiple of {trainer['devices']}")
     return task, trainer, remul
+
+
+def check_build(task: Task, config: Mapping[str, Any]) -> None:
+    """Build the trial's model on PyTorch's meta device (no memory, no data): the model and interface
+    constructors check their own hyperparameters (``model.widths=[-1]``, ``symmetrizer.interface.hidden=0``)
+    and raise a ValueError naming the key, before any trial starts. A model that cannot be built on the
+    meta device (a constructor reading tensor values) is left to the trial itself."""
+    import torch
+
+    from workers.models.factory import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(task, config)
+    except ValueError:
+        raise
+    except (RuntimeError, NotImplementedError):  # meta tensors have no values to read
+        return
