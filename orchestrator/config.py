@@ -72,14 +72,11 @@ def sweep_domain(override, text: str) -> dict[str, list]:
 
 def parse_command_line(overrides: list[str]) -> CommandLine:
     """Sort the command-line overrides (Hydra's grammar; any text: a ValueError, never a traceback)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception as err:  # noqa: BLE001 - Hydra raises several kinds for malformed text
-        raise ValueError(f"cannot parse the overrides {' '.join(overrides)!r}: {str(err).splitlines()[0]}; "
-                         "quote values with spaces or parentheses, e.g. group.name='S_n x E(d)'") from None
+    from orchestrator.overrides import parse_hydra
+
+    parsed = parse_hydra(list(overrides))
     line = CommandLine()
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
