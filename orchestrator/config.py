@@ -127,7 +127,11 @@ def compose(overrides: list[str]) -> dict[str, Any]:
                              + (f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else "")
                              ) from None
         raise ValueError(f"invalid override{f' of {key}' if key else ''}: {message}") from None
-    params = flatten_params(config["sweep"].get("params") or {})
+    params = config["sweep"].get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"sweep.params={params!r} is not allowed; expected a mapping of dotted keys to domains, "
+                         "e.g. {symmetrizer.noise_scale: {grid: [0.1, 1.0]}}")
+    params = flatten_params(params)
     for key in line.unswept:
         if key not in params:
             raise ValueError(f"~sweep.params.{key}: {key!r} is not swept here; allowed: one of the swept keys "

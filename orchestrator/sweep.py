@@ -76,6 +76,8 @@ def check_sweep(config: Mapping[str, Any]) -> None:
     """Sweep, cluster, logging and naming settings (not the trial configs)."""
     sweep = config["sweep"]
     params = sweep.get("params") or {}
+    if not isinstance(params, Mapping):
+        _fail("sweep.params", params, "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
     trial = trial_config(dict(config))
     for key, domain in params.items():
         if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(trial, key):
@@ -287,7 +289,11 @@ def validate(config: Mapping[str, Any]) -> int:
     Each distinct model (task, group, symmetrizer, model sections) is also built on the meta device."""
     from workers.settings import check_build, check_config
 
-    check_sweep(config)
+    try:
+        check_sweep(config)
+    except (TypeError, AttributeError, KeyError) as err:  # a value of an unexpected shape: still one line
+        raise ValueError(f"the sweep, cluster or logging settings cannot be read ({type(err).__name__}: {err}); "
+                         "see README, Config reference") from None
     checked, built = 0, set()
     for values, trial in trial_configs(config):
         try:
@@ -297,9 +303,11 @@ def validate(config: Mapping[str, Any]) -> int:
             if model not in built:
                 check_build(task, trial)
                 built.add(model)
-        except ValueError as err:
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            message = str(err) if isinstance(err, ValueError) else (
+                f"a trial setting cannot be read ({type(err).__name__}: {err}); see README, Config reference")
             where = ", ".join(f"{k}={v!r}" for k, v in values.items())
-            raise ValueError(f"{err} (in the sweep configuration {where})" if where else str(err)) from None
+            raise ValueError(f"{message} (in the sweep configuration {where})" if where else message) from None
         checked += 1
     return checked
 
