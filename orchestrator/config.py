@@ -34,7 +34,8 @@ class CommandLine:
     plain: list[str] = field(default_factory=list)  # passed to Hydra's compose as they are
     pinned: dict[str, Any] = field(default_factory=dict)  # key=value: the value, and the key leaves sweep.params
     sweeps: dict[str, dict[str, list]] = field(default_factory=dict)  # key=a,b / choice(...) / ...: its domain
-    unswept: list[str] = field(default_factory=list)  # ~sweep.params.<key>: the key leaves sweep.params
+    unswept: dict[str, bool] = field(default_factory=dict)  # ~sweep.params.<key>: it leaves sweep.params
+    # (True: the key must be swept by the config; False: an earlier command-line sweep of it is undone)
 
 
 def _refuse_sweep(text: str, what: str) -> None:
@@ -81,7 +82,8 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
         if override.type == OverrideType.DEL and key.startswith(SWEEP_PARAMS):
-            line.unswept.append(key[len(SWEEP_PARAMS):])
+            swept = key[len(SWEEP_PARAMS):]
+            line.unswept[swept] = line.sweeps.pop(swept, None) is None
         elif override.is_sweep_override():
             if key in GROUPS:
                 raise ValueError(f"{text}: sweeping over whole config groups is not supported; sweep one of "
@@ -90,10 +92,12 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
                 raise ValueError(f"{text}: a command-line sweep sets an existing trial key, e.g. "
                                  "symmetrizer.noise_scale=0.1,1,10")
             line.sweeps[key] = sweep_domain(override, text)
+            line.pinned.pop(key, None)
         else:
             line.plain.append(text)
             if override.type != OverrideType.DEL and key not in GROUPS and not key.startswith("sweep."):
                 line.pinned[key] = override.value()
+                line.sweeps.pop(key, None)
     return line
 
 
@@ -132,7 +136,9 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         raise ValueError(f"sweep.params={params!r} is not allowed; expected a mapping of dotted keys to domains, "
                          "e.g. {symmetrizer.noise_scale: {grid: [0.1, 1.0]}}")
     params = flatten_params(params)
-    for key in line.unswept:
+    for key, required in line.unswept.items():
+        if key not in params and not required:
+            continue
         if key not in params:
             raise ValueError(f"~sweep.params.{key}: {key!r} is not swept here; allowed: one of the swept keys "
                              f"({', '.join(params) or 'none'})")
