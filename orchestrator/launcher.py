@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestrator.config import trial_config
-from orchestrator.sweep import metric_and_mode, search_space
+from orchestrator.sweep import collapse, metric_and_mode, search_space
 
 
 def experiment_dir(config: Mapping[str, Any]) -> Path:
@@ -180,12 +180,20 @@ def make_tuner(config: Mapping[str, Any], path: Path):
         search_alg = OptunaSearch(metric=metric, mode=mode, seed=int(config["trainer"]["seed"]))
         if sweep["max_concurrent"]:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=sweep["max_concurrent"])
+    collapsed = collapse(config)
+    samples = int(sweep["num_samples"])
+    if collapsed is not None and collapsed.collapsed:  # the distinct configurations, each with every seed
+        from ray.tune.search import BasicVariantGenerator
+
+        search_alg = BasicVariantGenerator(points_to_evaluate=collapsed.points,
+                                           max_concurrent=sweep["max_concurrent"] or 0)
+        samples = len(collapsed.points)
     if sweep["scheduler"] == "asha":
         scheduler = make_scheduler(config)
     use_metric = sweep["search"] == "optuna" or scheduler is not None
     tune_config = tune.TuneConfig(
         metric=metric if use_metric else None, mode=mode if use_metric else None, search_alg=search_alg,
-        scheduler=scheduler, num_samples=int(sweep["num_samples"]), reuse_actors=True,
+        scheduler=scheduler, num_samples=samples, reuse_actors=True,
         max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None)
     return tune.Tuner(wrapped_trainable(config, path), param_space=search_space(config), tune_config=tune_config,
                       run_config=run_config(config, path))

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from orchestrator.config import trial_config
@@ -336,10 +337,15 @@ def search_space(config: Mapping[str, Any]) -> dict[str, Any]:
     """Tune's param_space: one domain per swept dotted key, plus the seeds."""
     from ray import tune
 
+    from workers.settings import UNUSED
+
     space: dict[str, Any] = {}
+    collapsed = collapse(config)
     for key, domain in (config["sweep"].get("params") or {}).items():
         (kind, values), = domain.items()
-        if kind == "grid":
+        if collapsed is not None and collapsed.collapsed:  # every value comes from points_to_evaluate
+            space[key] = tune.choice(list(values) + [UNUSED])
+        elif kind == "grid":
             space[key] = tune.grid_search(list(values))
         elif kind == "choice":
             space[key] = tune.choice(list(values))
@@ -369,9 +375,63 @@ def seeds_of(config: Mapping[str, Any]) -> list[int]:
     return list(range(first, first + int(config["sweep"]["seeds"])))
 
 
+@dataclass(frozen=True)
+class Collapse:
+    """A grid sweep's configurations with the swept keys each one does not read set to ``UNUSED``
+    (``workers.settings.unused_keys``), duplicates removed: what Tune runs (every seed of each)."""
+
+    points: list[dict[str, Any]]  # the distinct configurations, in grid order
+    before: int  # configurations of the full grid
+    reasons: dict[str, list[str]]  # swept key -> why it was dropped ("not used by ga"), in first-seen order
+
+    @property
+    def collapsed(self) -> bool:
+        return len(self.points) < self.before
+
+    def describe(self, seeds: int) -> str:
+        """``16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)``."""
+        why = "; ".join(f"{key} is {' / '.join(reasons)}" for key, reasons in self.reasons.items())
+        return f"{self.before * seeds} configurations -> {len(self.points) * seeds} distinct trials ({why})"
+
+
+def collapse(config: Mapping[str, Any]) -> Collapse | None:
+    """The distinct configurations of a grid sweep (only ``{grid: [...]}`` domains, one sample, no
+    Optuna); None for other sweeps, which run as Tune draws them. Seeds are never collapsed."""
+    from workers.settings import UNUSED, unused_keys
+    from workers.trial import merge
+
+    params = config["sweep"].get("params") or {}
+    sweep = config["sweep"]
+    if (not params or sweep["search"] == "optuna" or int(sweep["num_samples"]) != 1
+            or any(next(iter(domain)) != "grid" for domain in params.values())):
+        return None
+    base = trial_config(dict(config))
+    keys = list(params)
+    points, seen, reasons = [], set(), {}
+    combinations = list(itertools.product(*(params[key]["grid"] for key in keys)))
+    for values in combinations:
+        point = dict(zip(keys, values))
+        unused = unused_keys(merge(base, point))
+        for key in keys:
+            if key in unused and key != "trainer.seed":
+                point[key] = UNUSED
+                reasons.setdefault(key, [])
+                if unused[key] not in reasons[key]:
+                    reasons[key].append(unused[key])
+        identity = json.dumps(point, sort_keys=True, default=str)
+        if identity not in seen:
+            seen.add(identity)
+            points.append(point)
+    return Collapse(points, len(combinations), reasons if len(points) < len(combinations) else {})
+
+
 def planned_trials(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The distinct configurations a launch runs (each with every seed): the grid's product; a sampled
-    domain (choice, uniform, ...) appears as its domain, drawn ``sweep.num_samples`` times."""
+    """The distinct configurations a launch runs (each with every seed): the grid's product, without
+    configurations that differ only in keys they do not read (``collapse``); a sampled domain
+    (choice, uniform, ...) appears as its domain, drawn ``sweep.num_samples`` times."""
+    collapsed = collapse(config)
+    if collapsed is not None:
+        return [dict(point) for point in collapsed.points]
     params = config["sweep"].get("params") or {}
     grid = {key: next(iter(d.values())) for key, d in params.items() if next(iter(d)) == "grid"}
     sampled = {key: _domain_text(d) for key, d in params.items() if next(iter(d)) != "grid"}
@@ -415,7 +475,9 @@ def plan(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
     seeds = seeds_of(config)
     _, worker = trial_resources(config)
     devices = int(config["trainer"]["devices"])
+    collapsed = collapse(config)
     return {"metric": metric, "mode": mode, "search": config["sweep"]["search"],
+            "collapsed": collapsed.describe(len(seeds)) if collapsed is not None and collapsed.collapsed else None,
             "scheduler": config["sweep"]["scheduler"],
             "swept": {key: dict(domain) for key, domain in (config["sweep"].get("params") or {}).items()},
             "pinned": pinned_values(config, defaults, command_line), "seeds": seeds, "configurations": trials,
@@ -433,6 +495,8 @@ def plan_lines(summary: Mapping[str, Any]) -> list[str]:
     for key, value in summary["pinned"].items():
         lines.append(f"pinned: {key}={value if isinstance(value, str) else json.dumps(value)}")
     resources = summary["resources_per_trial"]
+    if summary.get("collapsed"):
+        lines.append(f"collapsed: {summary['collapsed']}")
     lines.append(f"trials: {summary['n_trials']} = {len(summary['configurations'])} configuration(s) x "
                  f"{len(summary['seeds'])} seed(s) {summary['seeds']}; each {resources['cpus']:g} CPU(s), "
                  f"{resources['gpus']:g} GPU(s), {summary['epochs']} epochs")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from workers import UNUSED  # noqa: F401 - the value a sweep gives a swept key a configuration does not read
 from workers.models.factory import check
 from workers.tasks import Task, get_task
 
@@ -117,7 +118,6 @@ def check_build(task: Task, config: Mapping[str, Any]) -> None:
         return
 
 
-UNUSED = "—"  # the value a sweep gives a swept key that a configuration does not read (shown as such)
 LEARNED_METHODS = ("ps", "ps_fixed_noise", "canonical")  # methods with an interface network q_ω
 NOISY_METHODS = ("ps", "ps_fixed_noise")  # methods that draw the invariant noise
 ONE_SAMPLE_METHODS = ("canonical", "none", "augment", "remul")  # one forward pass per input, whatever N is

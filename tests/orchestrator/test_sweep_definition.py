@@ -224,3 +224,38 @@ def test_data_generate_reads_numbers_as_launch_does(capsys):
     assert main(["launch", "task=nbody", "group=sn_e", "task.train_size=1e2", "--dry-run"]) == 2
     launch = capsys.readouterr().err
     assert "task.train_size=100.0" in data and "task.train_size=100.0" in launch
+
+
+# -- no trial for a key that does not matter -----------------------------------------------------------
+def test_the_quickstart_runs_ga_once_per_sample_count():
+    from orchestrator.sweep import collapse, search_space
+
+    config = compose(["experiment=quickstart"])
+    collapsed = collapse(config)
+    assert collapsed.before == 8 and len(collapsed.points) == 6
+    assert collapsed.describe(2) == "16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)"
+    ga = [point for point in collapsed.points if point["symmetrizer.method"] == "ga"]
+    assert [point["symmetrizer.noise_scale"] for point in ga] == ["—", "—"]
+    assert search_space(config)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
+
+
+def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
+    from orchestrator.sweep import collapse
+
+    assert collapse(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])) is None
+    assert collapse(compose(["trainer.lr=interval(0.001,0.01)"])) is None
+    assert not collapse(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
+
+
+def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and_plots():
+    from orchestrator.aggregate import Configuration, Summary, expand_unused
+
+    config = {"sweep": {"params": {"symmetrizer.method": {"grid": ["ps", "ga"]},
+                                   "symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}}}
+    rows = [Configuration({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 0.1}, [], {"m": (1.0, 0.0)}),
+            Configuration({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 1.0}, [], {"m": (2.0, 0.0)}),
+            Configuration({"symmetrizer.method": "ga", "symmetrizer.noise_scale": "—"}, [], {"m": (4.0, 0.0)})]
+    summary = Summary("x", ["symmetrizer.method", "symmetrizer.noise_scale"], frozenset(), ["m"], "m", "min", rows, {})
+    expanded = expand_unused(summary, config)
+    assert [(c.values["symmetrizer.method"], c.values["symmetrizer.noise_scale"], c.stats["m"][0])
+            for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0), ("ga", 1.0, 4.0)]
