@@ -11,10 +11,11 @@ directory always gives byte-identical tables (rows in a stable order).
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from orchestrator.records import (STATES, TrialRecord, count_states, load_trials, open_experiment,  # noqa: F401
                                   read_trials)
+from workers import UNUSED
 
 SEED_KEY = "trainer.seed"
 MIN_WORDS = ("mse", "loss", "error", "unseparated")  # metric names that are minimised
@@ -139,6 +141,20 @@ def summarize(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) 
                    by_state=count_states(trials))
 
 
+def expand_unused(summary: Summary, config: Mapping[str, Any]) -> Summary:
+    """For derived results and plots: a configuration run once for a swept key it does not read (its
+    value ``UNUSED``, e.g. GA's noise scale) stands for every value of that key, so ratios and lines
+    pair it with each of them. The table (``summary.md``) shows it once, with "—"."""
+    params = (config.get("sweep") or {}).get("params") or {}
+    configurations = []
+    for configuration in summary.configurations:
+        options = [list(next(iter(params[key].values()))) if value == UNUSED and key in params else [value]
+                   for key, value in configuration.values.items()]
+        for values in itertools.product(*options):
+            configurations.append(replace(configuration, values=dict(zip(configuration.values, values))))
+    return replace(summary, configurations=configurations)
+
+
 # -- writing -------------------------------------------------------------------------------------------
 def _cell(value: Any) -> Any:
     return "" if value is None else value if _is_number(value) else text(value)
@@ -230,8 +246,9 @@ def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
     path, config, trials, summary = experiment.path, experiment.config, experiment.records, experiment.result
     files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
     (path / "summary.md").write_text(report_markdown(config, summary), encoding="utf-8")
-    files += [path / "summary.md", *write_derived(path, config, summary),
-              *write_plots(summary, path / "plots", derived_specs(config), loglog_specs(config),
+    expanded = expand_unused(summary, config)
+    files += [path / "summary.md", *write_derived(path, config, expanded),
+              *write_plots(expanded, path / "plots", derived_specs(config), loglog_specs(config),
                            experiment.compared)]
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}

@@ -27,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(token.startswith("-") for token in extra):
+        args.overrides = [*args.overrides, *extra]  # key=value after an option: `launch --dry-run a=1`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except ValueError as err:  # configuration errors: one clear line, no traceback

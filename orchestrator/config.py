@@ -2,12 +2,14 @@
 
 Only the driver composes: trials receive plain dicts (never call ``@hydra.main``, ``HydraConfig``
 or ``GlobalHydra`` inside Ray actors). Hydra's sweep syntax on the command line
-(``symmetrizer.noise_scale=0.1,1,10``, ``trainer.lr=range(...)``) becomes grid entries of
-``sweep.params``; the config is composed with the remaining overrides.
+(``symmetrizer.noise_scale=0.1,1,10``, ``trainer.lr=tag(log,interval(1e-4,1e-2))``) becomes entries
+of ``sweep.params``; the config is composed with the remaining overrides. The command line wins over
+a preset's ``sweep.params`` (see ``compose``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,46 +21,107 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[Any]]]:
-    """Plain overrides, and command-line sweeps as ``{key: [values]}`` (grid)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+SWEEP_PARAMS = "sweep.params."
+SWEEP_FUNCTIONS = ("a,b,c (grid)", "choice(a,b) (grid)", "tag(sample, choice(a,b)) (choice)", "range(start,stop[,step]) (grid)",
+                   "interval(lo,hi) (uniform)", "tag(log, interval(lo,hi)) (loguniform)",
+                   "tag(int, interval(lo,hi)) (randint)")
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except OverrideParseException as err:
-        raise ValueError(f"cannot parse the overrides {' '.join(overrides)!r}: {str(err).splitlines()[0]}; "
-                         "quote values with spaces or parentheses, e.g. group.name='S_n x E(d)'") from None
-    plain, sweeps = [], {}
+
+@dataclass
+class CommandLine:
+    """The overrides of one command, sorted by what they do to the sweep (Hydra's "later wins")."""
+
+    plain: list[str] = field(default_factory=list)  # passed to Hydra's compose as they are
+    pinned: dict[str, Any] = field(default_factory=dict)  # key=value: the value, and the key leaves sweep.params
+    sweeps: dict[str, dict[str, list]] = field(default_factory=dict)  # key=a,b / choice(...) / ...: its domain
+    unswept: dict[str, bool] = field(default_factory=dict)  # ~sweep.params.<key>: it leaves sweep.params
+    # (True: the key must be swept by the config; False: an earlier command-line sweep of it is undone)
+
+
+def _refuse_sweep(text: str, what: str) -> None:
+    raise ValueError(f"{text}: {what}; allowed sweep forms: {'; '.join(SWEEP_FUNCTIONS)}")
+
+
+def sweep_domain(override, text: str) -> dict[str, list]:
+    """A Hydra sweep override as a ``sweep.params`` domain: ``a,b``, ``choice(...)`` and ``range(...)``
+    are grids (every value, as Hydra's own sweeper runs them), ``tag(sample, choice(...))`` a sampled
+    choice, ``interval(lo, hi)`` uniform, with ``tag(log, ...)`` loguniform and ``tag(int, ...)`` randint
+    (both ends included). Anything else (``glob``, other tags) is refused in one line."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    value = override.value()
+    tags = set(getattr(value, "tags", set()) or set())
+    if isinstance(value, (ChoiceSweep, RangeSweep)):
+        if tags - {"sample"} or (tags and isinstance(value, RangeSweep)):
+            _refuse_sweep(text, f"tags {sorted(tags)} are not understood here")
+        values = list(override.sweep_iterator())
+        if not values:
+            _refuse_sweep(text, "the sweep has no values")
+        return {"choice" if "sample" in tags else "grid": values}
+    if isinstance(value, IntervalSweep):
+        if tags - {"log", "int"} or len(tags) > 1:
+            _refuse_sweep(text, f"tags {sorted(tags)} are not understood here (one of log, int)")
+        low, high = value.start, value.end
+        if "int" in tags:
+            if low != int(low) or high != int(high):
+                _refuse_sweep(text, f"tag(int, interval({low:g},{high:g})) needs whole-number ends")
+            return {"randint": [int(low), int(high)]}
+        return {"loguniform" if "log" in tags else "uniform": [low, high]}
+    _refuse_sweep(text, f"{type(value).__name__.lower()}(...) is not a sweep symsweep can run")
+    raise AssertionError  # unreachable
+
+
+def parse_command_line(overrides: list[str]) -> CommandLine:
+    """Sort the command-line overrides (Hydra's grammar; any text: a ValueError, never a traceback)."""
+    from hydra.core.override_parser.types import OverrideType
+
+    from orchestrator.overrides import parse_hydra
+
+    parsed = parse_hydra(list(overrides))
+    line = CommandLine()
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
-        if override.is_sweep_override():
+        if override.type == OverrideType.DEL and key.startswith(SWEEP_PARAMS):
+            swept = key[len(SWEEP_PARAMS):]
+            line.unswept[swept] = line.sweeps.pop(swept, None) is None
+        elif override.is_sweep_override():
             if key in GROUPS:
                 raise ValueError(f"{text}: sweeping over whole config groups is not supported; sweep one of "
                                  f"their keys instead, e.g. symmetrizer.method=ps,ga or group.name=S_n,'S_n x E(d)'")
-            sweeps[key] = list(override.sweep_iterator())
+            if override.type != OverrideType.CHANGE or key.startswith("sweep.") or override.package:
+                raise ValueError(f"{text}: a command-line sweep sets an existing trial key, e.g. "
+                                 "symmetrizer.noise_scale=0.1,1,10")
+            line.sweeps[key] = sweep_domain(override, text)
+            line.pinned.pop(key, None)
         else:
-            plain.append(text)
-    return plain, sweeps
+            line.plain.append(text)
+            if override.type != OverrideType.DEL and key not in GROUPS and not key.startswith("sweep."):
+                line.pinned[key] = override.value()
+                line.sweeps.pop(key, None)
+    return line
 
 
 def compose(overrides: list[str]) -> dict[str, Any]:
-    """The composed config as a plain dict; command-line sweeps are merged into ``sweep.params``."""
+    """The composed config as a plain dict. Later wins, as in Hydra: a preset's ``sweep.params`` entry
+    is replaced by a command-line sweep of its key, removed by a command-line ``key=value`` (the key is
+    pinned to that value) or by ``~sweep.params.<key>`` (the key keeps its base value)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    plain, sweeps = split_overrides(overrides)
+    line = parse_command_line(overrides)
+    plain = line.plain
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             composed = hydra_compose("config", overrides=plain)
+        config = OmegaConf.to_container(composed, resolve=True)
     except MissingConfigException as err:
         group = next((g for g in GROUPS if f"'{g}/" in str(err) or f"{g}=" in str(err)), None)
         allowed = f"; allowed {group}: {', '.join(_options(group))}" if group else ""
         raise ValueError(f"{str(err).splitlines()[0]}{allowed}") from None
-    except (ConfigCompositionException, OmegaConfBaseException) as err:
+    except (ConfigCompositionException, OmegaConfBaseException, HydraException) as err:
         cause = err.__cause__ or err
         key = getattr(cause, "full_key", None)
         message = str(cause).splitlines()[0]
@@ -68,10 +131,21 @@ def compose(overrides: list[str]) -> dict[str, Any]:
                              + (f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else "")
                              ) from None
         raise ValueError(f"invalid override{f' of {key}' if key else ''}: {message}") from None
-    config = OmegaConf.to_container(composed, resolve=True)
-    params = flatten_params(config["sweep"].get("params") or {})
-    for key, values in sweeps.items():
-        params[key] = {"grid": values}
+    params = config["sweep"].get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"sweep.params={params!r} is not allowed; expected a mapping of dotted keys to domains, "
+                         "e.g. {symmetrizer.noise_scale: {grid: [0.1, 1.0]}}")
+    params = flatten_params(params)
+    for key, required in line.unswept.items():
+        if key not in params and not required:
+            continue
+        if key not in params:
+            raise ValueError(f"~sweep.params.{key}: {key!r} is not swept here; allowed: one of the swept keys "
+                             f"({', '.join(params) or 'none'})")
+        del params[key]
+    for key in line.pinned:
+        params.pop(key, None)
+    params.update(line.sweeps)
     config["sweep"]["params"] = params
     return config
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestrator.config import trial_config
-from orchestrator.sweep import metric_and_mode, search_space
+from orchestrator.sweep import collapse, metric_and_mode, search_space
 
 
 def experiment_dir(config: Mapping[str, Any]) -> Path:
@@ -206,6 +206,21 @@ def run_config(config: Mapping[str, Any], path: Path):
         callbacks=callbacks(config, path), verbose=0)
 
 
+def asha_epochs(trainer: Mapping[str, Any]) -> tuple[int, int]:
+    """(grace period, max_t) of ASHA, in epochs: a trial runs at least to its first evaluation."""
+    epochs = max(1, int(trainer["epochs"]))
+    return min(max(1, int(trainer.get("eval_every", 1))), epochs), epochs
+
+
+def make_scheduler(config: Mapping[str, Any]):
+    """ASHA on the epoch (every report carries it): rungs, ``max_t`` and the grace period are epochs, so
+    ``trainer.eval_every`` > 1 does not shift them (a count of reports would)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    grace, max_t = asha_epochs(config["trainer"])
+    return ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=grace)
+
+
 def make_tuner(config: Mapping[str, Any], path: Path, scratch: str | None = None):
     """A Tuner for a new experiment."""
     from ray import tune
@@ -220,15 +235,20 @@ def make_tuner(config: Mapping[str, Any], path: Path, scratch: str | None = None
         search_alg = OptunaSearch(metric=metric, mode=mode, seed=int(config["trainer"]["seed"]))
         if sweep["max_concurrent"]:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=sweep["max_concurrent"])
-    if sweep["scheduler"] == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+    collapsed = collapse(config)
+    samples = int(sweep["num_samples"])
+    if collapsed is not None and collapsed.collapsed:  # the distinct configurations, each with every seed
+        from ray.tune.search import BasicVariantGenerator
 
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, int(config["trainer"]["epochs"])),
-                                  grace_period=1)
+        search_alg = BasicVariantGenerator(points_to_evaluate=collapsed.points,
+                                           max_concurrent=sweep["max_concurrent"] or 0)
+        samples = len(collapsed.points)
+    if sweep["scheduler"] == "asha":
+        scheduler = make_scheduler(config)
     use_metric = sweep["search"] == "optuna" or scheduler is not None
     tune_config = tune.TuneConfig(
         metric=metric if use_metric else None, mode=mode if use_metric else None, search_alg=search_alg,
-        scheduler=scheduler, num_samples=int(sweep["num_samples"]), reuse_actors=True,
+        scheduler=scheduler, num_samples=samples, reuse_actors=True,
         max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None,
         trial_dirname_creator=trial_dirname)
     return tune.Tuner(wrapped_trainable(config, path, scratch), param_space=search_space(config), tune_config=tune_config,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.aggregate import Summary, summarize, summary_rows, swept_keys, trials_table
+from orchestrator.aggregate import Summary, expand_unused, summarize, summary_rows, swept_keys, trials_table
 from orchestrator.derived import (Comparison, SamplesPoint, base_seed, compare_spec, compare_table, comparisons,
                                   samples_points, samples_table)
 from orchestrator.records import TrialRecord, open_experiment, read_trials
@@ -76,5 +76,6 @@ def load_experiment(experiment_dir: str | os.PathLike) -> Experiment:
     path, config = open_experiment(experiment_dir)
     records = read_trials(path, config)
     result = summarize(path, config, records)
-    return Experiment(path, config, records, result, comparisons(result, compare_spec(config, result), base_seed(config)),
-                      samples_points(result))
+    expanded = expand_unused(result, config)  # a configuration run once for an unused key pairs with each value
+    return Experiment(path, config, records, result,
+                      comparisons(expanded, compare_spec(config, expanded), base_seed(config)), samples_points(result))

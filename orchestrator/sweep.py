@@ -11,9 +11,11 @@ checked with the trial's own validation, so a bad combination fails here, not ho
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
 from orchestrator.config import trial_config
 
@@ -29,6 +31,8 @@ LOGLOG_KEYS = ("metric", "key", "complement")  # complement is optional (default
 COMPARE_KEYS = ("key", "reference", "metric")  # metric is optional (default: the sweep metric)
 LOOP_METRICS = ("train_loss", "entropy", "equivariance_gap", "mc_equivariance_error", "elapsed_s", "samples_per_s",
                 "examples_per_s", "lr", "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
+MAXIMISED_LOOP_METRICS = ("samples_per_s", "examples_per_s")  # throughput; the other loop metrics are minimised
+EVERY_REPORT = ("train_loss", "elapsed_s", "samples_per_s", "examples_per_s", "lr", "epoch")  # in every report
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -74,6 +78,8 @@ def check_sweep(config: Mapping[str, Any]) -> None:
     """Sweep, cluster, logging and naming settings (not the trial configs)."""
     sweep = config["sweep"]
     params = sweep.get("params") or {}
+    if not isinstance(params, Mapping):
+        _fail("sweep.params", params, "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
     trial = trial_config(dict(config))
     for key, domain in params.items():
         if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(trial, key):
@@ -92,8 +98,9 @@ def check_sweep(config: Mapping[str, Any]) -> None:
         _fail("sweep.scheduler", sweep["scheduler"], f"one of {', '.join(SCHEDULERS)}")
     if sweep["mode"] not in (None, "min", "max"):
         _fail("sweep.mode", sweep["mode"], "null, min or max")
-    if sweep["metric"] is not None and not isinstance(sweep["metric"], str):
-        _fail("sweep.metric", sweep["metric"], "null or a reported metric name, e.g. best_val_accuracy")
+    if sweep["metric"] is not None:
+        _check_metric("sweep.metric", sweep["metric"], config)
+    check_metric_every_report(config)
     if sweep["max_concurrent"] is not None and not (_is_int(sweep["max_concurrent"]) and sweep["max_concurrent"] >= 1):
         _fail("sweep.max_concurrent", sweep["max_concurrent"], "null or an integer ≥ 1")
     if sweep["search"] == "optuna":
@@ -117,25 +124,92 @@ def check_sweep(config: Mapping[str, Any]) -> None:
         _fail("cluster.max_failures", cluster["max_failures"], "an integer ≥ 0 (or -1: retry forever)")
     if not isinstance(cluster["dashboard"], bool):
         _fail("cluster.dashboard", cluster["dashboard"], "true or false")
-    wandb = config["logging"]["wandb"]
-    if wandb["mode"] not in WANDB_MODES:
-        _fail("logging.wandb.mode", wandb["mode"], "null, offline, online or disabled")
+    check_logging(config["logging"])
+    check_trainer_device(config)
     if config["name"] is not None and not (isinstance(config["name"], str) and _NAME.match(config["name"])):
         _fail("name", config["name"], "letters, digits and _ . = , + - (no slashes or spaces)")
     if not isinstance(config["storage"], str) or not config["storage"]:
         _fail("storage", config["storage"], "a directory path (shared by every node on a multi-node cluster)")
 
 
-def _check_metric(where: str, metric: Any, config: Mapping[str, Any]) -> None:
-    """A metric name the trials of this task report: [best_]<split>_<task metric> or a loop metric."""
+def check_logging(logging: Mapping[str, Any]) -> None:
+    """``logging``: W&B settings and the progress line (typos like ``enabled=maybe`` are refused)."""
+    wandb = logging["wandb"]
+    if not isinstance(wandb.get("enabled"), bool):
+        _fail("logging.wandb.enabled", wandb.get("enabled"), "true or false")
+    for key in ("project", "entity"):
+        if wandb.get(key) is not None and not (isinstance(wandb[key], str) and wandb[key]):
+            _fail(f"logging.wandb.{key}", wandb[key], "null or a non-empty name")
+    if wandb["mode"] not in WANDB_MODES:
+        _fail("logging.wandb.mode", wandb["mode"], "null, offline, online or disabled")
+    if not isinstance(logging.get("progress"), bool):
+        _fail("logging.progress", logging.get("progress"), "true or false")
+
+
+def check_trainer_device(config: Mapping[str, Any]) -> None:
+    """``trainer.device=cuda`` in a trial that Ray gives no GPU: Ray hides every GPU from it, so every
+    trial would fail."""
+    trainer, cluster = config["trainer"], config["cluster"]
+    if trainer.get("device") == "cuda" and _is_number(cluster["gpus_per_trial"]) and cluster["gpus_per_trial"] == 0:
+        _fail("trainer.device", "cuda", "auto or cpu with cluster.gpus_per_trial=0 (Ray shows a trial only the "
+              "GPUs it asks for); or set cluster.gpus_per_trial > 0")
+
+
+def reported_metrics(config: Mapping[str, Any]) -> list[str]:
+    """The metric names the trials of this task report (what ``sweep.metric`` may name)."""
     from workers.tasks import task_class
 
     task = task_class(config["task"]["name"])
-    words = [task.metric] + ([] if task.trainable else ["separated_fraction"])
-    split_metric = re.compile(rf"^(best_)?(val|test|test_ood)_({'|'.join(map(re.escape, words))})$")
-    if not (isinstance(metric, str) and (split_metric.match(metric) or metric in LOOP_METRICS)):
-        example = f"test_{task.metric}" if not task.trainable else f"best_test_{task.metric}, best_val_{task.metric}"
-        _fail(where, metric, f"a metric the trials of task {task.name!r} report, e.g. {example}, equivariance_gap")
+    if not task.trainable:
+        return [f"test_{word}" for word in (task.metric, "separated_fraction")] + ["elapsed_s"]
+    splits = [f"{prefix}{split}_{task.metric}" for prefix in ("best_", "") for split in ("val", "test", "test_ood")]
+    transformed = [f"{prefix}test_{task.metric}_transformed" for prefix in ("best_", "")]
+    return splits + transformed + list(LOOP_METRICS)
+
+
+def _check_metric(where: str, metric: Any, config: Mapping[str, Any]) -> None:
+    """A metric name the trials of this task report: [best_]<split>_<task metric>[_transformed] or a loop metric."""
+    allowed = reported_metrics(config)
+    if metric not in allowed:
+        from workers.tasks import task_class
+
+        _fail(where, metric, f"a metric the trials of task {task_class(config['task']['name']).name!r} report: "
+              f"{', '.join(allowed)}")
+
+
+def metric_direction(config: Mapping[str, Any], metric: str) -> str:
+    """min or max for ``metric``: the task's direction for its own metric (and its split variants),
+    max for throughput and the separated fraction, min for every other loop metric (losses, errors,
+    time)."""
+    from workers.tasks import task_class
+
+    if metric in LOOP_METRICS:
+        return "max" if metric in MAXIMISED_LOOP_METRICS else "min"
+    if metric.endswith("separated_fraction"):
+        return "max"
+    return task_class(config["task"]["name"]).mode
+
+
+def check_metric_every_report(config: Mapping[str, Any]) -> None:
+    """ASHA and Optuna read ``sweep.metric`` in every report: an evaluation metric must be in the first
+    report too (Tune fails every trial otherwise)."""
+    sweep, trainer = config["sweep"], config["trainer"]
+    if sweep["scheduler"] == "none" and sweep["search"] != "optuna":
+        return
+    metric, _ = metric_and_mode(config)
+    user = "sweep.scheduler=asha" if sweep["scheduler"] == "asha" else "sweep.search=optuna"
+    if metric == "equivariance_gap":
+        _fail("sweep.metric", metric, f"a metric of every evaluation with {user} (equivariance_gap is measured "
+              "once, at the end of a trial); e.g. mc_equivariance_error or the task's validation metric")
+    if metric == "mc_equivariance_error" and trainer.get("equivariance_every", 1) != 1:
+        _fail("trainer.equivariance_every", trainer.get("equivariance_every"), f"1 with {user} and "
+              "sweep.metric=mc_equivariance_error (it is read in every report)")
+    if metric in EVERY_REPORT or not all(_is_int(trainer.get(k)) for k in ("checkpoint_every", "eval_every", "epochs")):
+        return
+    if trainer["checkpoint_every"] < min(trainer["eval_every"], trainer["epochs"]):
+        _fail("trainer.checkpoint_every", trainer["checkpoint_every"], f"at least trainer.eval_every="
+              f"{trainer['eval_every']} with {user}: a checkpoint report before the first evaluation has no "
+              f"{metric}, which {user} reads in every report")
 
 
 def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str, list]:
@@ -236,38 +310,66 @@ def trial_configs(config: Mapping[str, Any]):
 
 
 def validate(config: Mapping[str, Any]) -> int:
-    """Everything checkable before Ray starts; returns the number of distinct configurations checked."""
-    from workers.settings import check_config
+    """Everything checkable before Ray starts; returns the number of distinct configurations checked.
+    Each distinct model (task, group, symmetrizer, model sections) is also built on the meta device."""
+    from workers.settings import check_build, check_config
 
-    check_sweep(config)
-    checked = 0
+    try:
+        check_sweep(config)
+    except (TypeError, AttributeError, KeyError) as err:  # a value of an unexpected shape: still one line
+        raise ValueError(f"the sweep, cluster or logging settings cannot be read ({type(err).__name__}: {err}); "
+                         "see README, Config reference") from None
+    checked, built = 0, set()
     for values, trial in trial_configs(config):
         try:
-            check_config(trial)
-        except ValueError as err:
+            task, _, _ = check_config(trial)
+            model = json.dumps([trial.get(key) for key in ("task", "group", "symmetrizer", "model")], sort_keys=True,
+                               default=str)
+            if model not in built:
+                check_build(task, trial)
+                built.add(model)
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            message = str(err) if isinstance(err, ValueError) else (
+                f"a trial setting cannot be read ({type(err).__name__}: {err}); see README, Config reference")
             where = ", ".join(f"{k}={v!r}" for k, v in values.items())
-            raise ValueError(f"{err} (in the sweep configuration {where})" if where else str(err)) from None
+            raise ValueError(f"{message} (in the sweep configuration {where})" if where else message) from None
         checked += 1
     return checked
 
 
 def metric_and_mode(config: Mapping[str, Any]) -> tuple[str, str]:
-    """The sweep's headline metric: ``sweep.metric`` or best_val_<task metric> (separation: the count)."""
+    """The sweep's headline metric and direction: ``sweep.metric`` or best_val_<task metric> (separation:
+    test_<task metric>), and ``sweep.mode`` or the metric's own direction (``metric_direction``)."""
     from workers.tasks import task_class
 
     task = task_class(config["task"]["name"])
     default = f"test_{task.metric}" if not task.trainable else f"best_val_{task.metric}"
-    return config["sweep"]["metric"] or default, config["sweep"]["mode"] or task.mode
+    metric = config["sweep"]["metric"] or default
+    return metric, config["sweep"]["mode"] or metric_direction(config, metric)
+
+
+def resolve_metric(config: dict[str, Any]) -> tuple[str, str]:
+    """Write the resolved (metric, mode) into ``config["sweep"]``: decided once at launch, saved in the
+    experiment's config.json, and read from there by the Tuner, ASHA, Optuna, the progress line, the
+    summary's ordering and ``status``."""
+    metric, mode = metric_and_mode(config)
+    config["sweep"]["metric"], config["sweep"]["mode"] = metric, mode
+    return metric, mode
 
 
 def search_space(config: Mapping[str, Any]) -> dict[str, Any]:
     """Tune's param_space: one domain per swept dotted key, plus the seeds."""
     from ray import tune
 
+    from workers.settings import UNUSED
+
     space: dict[str, Any] = {}
+    collapsed = collapse(config)
     for key, domain in (config["sweep"].get("params") or {}).items():
         (kind, values), = domain.items()
-        if kind == "grid":
+        if collapsed is not None and collapsed.collapsed:  # every value comes from points_to_evaluate
+            space[key] = tune.choice(list(values) + [UNUSED])
+        elif kind == "grid":
             space[key] = tune.grid_search(list(values))
         elif kind == "choice":
             space[key] = tune.choice(list(values))
@@ -282,3 +384,158 @@ def search_space(config: Mapping[str, Any]) -> dict[str, Any]:
         first = int(config["trainer"]["seed"])
         space["trainer.seed"] = tune.grid_search(list(range(first, first + seeds)))
     return space
+
+
+# -- the plan: what a launch will run ------------------------------------------------------------------
+def _domain_text(domain: Mapping[str, list]) -> str:
+    (kind, values), = domain.items()
+    shown = ", ".join(value if isinstance(value, str) else json.dumps(value) for value in values)
+    return f"{kind} [{shown}]"
+
+
+def seeds_of(config: Mapping[str, Any]) -> list[int]:
+    """The seeds every configuration runs with."""
+    first = int(config["trainer"]["seed"])
+    return list(range(first, first + int(config["sweep"]["seeds"])))
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """A grid sweep's configurations with the swept keys each one does not read set to ``UNUSED``
+    (``workers.settings.unused_keys``), duplicates removed: what Tune runs (every seed of each)."""
+
+    points: list[dict[str, Any]]  # the distinct configurations, in grid order
+    before: int  # configurations of the full grid
+    reasons: dict[str, list[str]]  # swept key -> why it was dropped ("not used by ga"), in first-seen order
+
+    @property
+    def collapsed(self) -> bool:
+        return len(self.points) < self.before
+
+    def describe(self, seeds: int) -> str:
+        """``16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)``."""
+        why = "; ".join(f"{key} is {' / '.join(reasons)}" for key, reasons in self.reasons.items())
+        return f"{self.before * seeds} configurations -> {len(self.points) * seeds} distinct trials ({why})"
+
+
+def collapse(config: Mapping[str, Any]) -> Collapse | None:
+    """The distinct configurations of a grid sweep (only ``{grid: [...]}`` domains, one sample, no
+    Optuna); None for other sweeps, which run as Tune draws them. Seeds are never collapsed."""
+    from workers.settings import UNUSED, unused_keys
+    from workers.trial import merge
+
+    params = config["sweep"].get("params") or {}
+    sweep = config["sweep"]
+    if (not params or sweep["search"] == "optuna" or int(sweep["num_samples"]) != 1
+            or any(next(iter(domain)) != "grid" for domain in params.values())):
+        return None
+    base = trial_config(dict(config))
+    keys = list(params)
+    points, seen, reasons = [], set(), {}
+    combinations = list(itertools.product(*(params[key]["grid"] for key in keys)))
+    for values in combinations:
+        point = dict(zip(keys, values))
+        unused = unused_keys(merge(base, point))
+        for key in keys:
+            if key in unused and key != "trainer.seed":
+                point[key] = UNUSED
+                reasons.setdefault(key, [])
+                if unused[key] not in reasons[key]:
+                    reasons[key].append(unused[key])
+        identity = json.dumps(point, sort_keys=True, default=str)
+        if identity not in seen:
+            seen.add(identity)
+            points.append(point)
+    return Collapse(points, len(combinations), reasons if len(points) < len(combinations) else {})
+
+
+def planned_trials(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The distinct configurations a launch runs (each with every seed): the grid's product, without
+    configurations that differ only in keys they do not read (``collapse``); a sampled domain
+    (choice, uniform, ...) appears as its domain, drawn ``sweep.num_samples`` times."""
+    collapsed = collapse(config)
+    if collapsed is not None:
+        return [dict(point) for point in collapsed.points]
+    params = config["sweep"].get("params") or {}
+    grid = {key: next(iter(d.values())) for key, d in params.items() if next(iter(d)) == "grid"}
+    sampled = {key: _domain_text(d) for key, d in params.items() if next(iter(d)) != "grid"}
+    samples = int(config["sweep"]["num_samples"])
+    configurations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if config["sweep"]["search"] == "optuna":
+        return [{**sampled, "sample": index + 1} for index in range(samples)]
+    return [{**values, **sampled, **({"sample": index + 1} if samples > 1 else {})}
+            for index in range(samples) for values in configurations]
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, Mapping) or not node:
+        return {prefix.rstrip("."): node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def pinned_values(config: Mapping[str, Any], defaults: Mapping[str, Any] | None,
+                  command_line: Iterable[str] = ()) -> dict[str, Any]:
+    """Trial keys set on the command line, and those whose value differs from ``defaults`` (the same
+    config groups without key overrides); swept keys left out."""
+    swept = set(config["sweep"].get("params") or {})
+    ours = _flat(trial_config(dict(config)))
+    theirs = _flat(trial_config(dict(defaults))) if defaults is not None else ours
+    named = {key for key in command_line if key in ours}
+    return {key: value for key, value in ours.items()
+            if key not in swept and not any(key.startswith(k + ".") for k in swept)
+            and (key in named or theirs.get(key) != value)}
+
+
+def plan(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
+         command_line: Iterable[str] = ()) -> dict[str, Any]:
+    """Everything a launch of ``config`` will do, as one JSON-ready dict (``--dry-run --json``)."""
+    from orchestrator.launcher import trial_resources
+
+    metric, mode = metric_and_mode(config)
+    trials = planned_trials(config)
+    seeds = seeds_of(config)
+    _, worker = trial_resources(config)
+    devices = int(config["trainer"]["devices"])
+    collapsed = collapse(config)
+    return {"metric": metric, "mode": mode, "search": config["sweep"]["search"],
+            "collapsed": collapsed.describe(len(seeds)) if collapsed is not None and collapsed.collapsed else None,
+            "scheduler": config["sweep"]["scheduler"],
+            "swept": {key: dict(domain) for key, domain in (config["sweep"].get("params") or {}).items()},
+            "pinned": pinned_values(config, defaults, command_line), "seeds": seeds, "configurations": trials,
+            "n_trials": len(trials) * len(seeds),
+            "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},
+            "max_concurrent": config["sweep"]["max_concurrent"], "epochs": config["trainer"]["epochs"]}
+
+
+def plan_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The plan as the launch prints it: swept keys with their domains, pinned values, trials, metric."""
+    lines = [f"metric: {summary['metric']} ({summary['mode']}); search {summary['search']}, "
+             f"scheduler {summary['scheduler']}"]
+    for key, domain in summary["swept"].items():
+        lines.append(f"swept:  {key}: {_domain_text(domain)}")
+    for key, value in summary["pinned"].items():
+        lines.append(f"pinned: {key}={value if isinstance(value, str) else json.dumps(value)}")
+    resources = summary["resources_per_trial"]
+    if summary.get("collapsed"):
+        lines.append(f"collapsed: {summary['collapsed']}")
+    lines.append(f"trials: {summary['n_trials']} = {len(summary['configurations'])} configuration(s) x "
+                 f"{len(summary['seeds'])} seed(s) {summary['seeds']}; each {resources['cpus']:g} CPU(s), "
+                 f"{resources['gpus']:g} GPU(s), {summary['epochs']} epochs")
+    return lines
+
+
+def plan_table(summary: Mapping[str, Any]) -> str:
+    """The distinct configurations as a Markdown table (one row each; every row runs every seed)."""
+    rows = summary["configurations"]
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    header = ["#", *keys, "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    seeds = ",".join(map(str, summary["seeds"]))
+    for index, row in enumerate(rows, 1):
+        cells = [row.get(key) for key in keys]
+        lines.append("| " + " | ".join([str(index)] + [c if isinstance(c, str) else json.dumps(c) for c in cells]
+                                       + [seeds]) + " |")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from workers import UNUSED  # noqa: F401 - the value a sweep gives a swept key a configuration does not read
 from workers.models.factory import check
 from workers.tasks import Task, get_task
 
@@ -103,3 +104,63 @@ def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
                 raise ValueError(f"symmetrizer.{key}={samples} cannot be split evenly over trainer.devices="
                                  f"{trainer['devices']}; allowed: a multiple of {trainer['devices']}")
     return task, trainer, remul
+
+
+def check_build(task: Task, config: Mapping[str, Any]) -> None:
+    """Build the trial's model on PyTorch's meta device (no memory, no data): the model and interface
+    constructors check their own hyperparameters (``model.widths=[-1]``, ``symmetrizer.interface.hidden=0``)
+    and raise a ValueError naming the key, before any trial starts. A model that cannot be built on the
+    meta device (a constructor reading tensor values) is left to the trial itself."""
+    import torch
+
+    from workers.models.factory import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(task, config)
+    except ValueError:
+        raise
+    except (RuntimeError, NotImplementedError):  # meta tensors have no values to read
+        return
+
+
+LEARNED_METHODS = ("ps", "ps_fixed_noise", "canonical")  # methods with an interface network q_ω
+NOISY_METHODS = ("ps", "ps_fixed_noise")  # methods that draw the invariant noise
+ONE_SAMPLE_METHODS = ("canonical", "none", "augment", "remul")  # one forward pass per input, whatever N is
+INTERFACE_OPTIONS = ("name", "layers", "hidden", "dropout", "knn")
+
+
+def unused_keys(config: Mapping[str, Any]) -> dict[str, str]:
+    """The settings this trial configuration never reads, each with the reason (``"not used by ga"``).
+
+    Two configurations that differ only in these keys train the same model on the same data with the
+    same random streams, so a sweep runs them once. Deliberately short and conservative: a key is
+    listed only where the code that would read it is not reached (``tests/train/test_unused_keys.py``
+    trains both ways and compares every metric)."""
+    symmetrizer = config.get("symmetrizer") or {}
+    method = symmetrizer.get("method", "ps")
+    group = str((config.get("group") or {}).get("name") or "").replace(" ", "")
+    unused: dict[str, str] = {}
+    if method not in NOISY_METHODS:
+        unused["symmetrizer.noise_scale"] = f"not used by {method}"
+    relaxed = method in LEARNED_METHODS and group.startswith("S_n")  # a trained S_n relaxation (Sinkhorn)
+    for key in ("sinkhorn_iters", "entropy_weight"):
+        if not relaxed:
+            unused[f"symmetrizer.{key}"] = f"not used by {method} over {group or 'this group'}"
+    if not (relaxed or (method in LEARNED_METHODS and group[:2] in ("C_", "D_"))):  # softmax over C_k/D_k
+        unused["symmetrizer.temperature"] = f"not used by {method} over {group or 'this group'}"
+    if method in ONE_SAMPLE_METHODS:
+        unused["symmetrizer.train_samples"] = unused["symmetrizer.eval_samples"] = f"not used by {method}"
+    if method not in LEARNED_METHODS:
+        for key in INTERFACE_OPTIONS:
+            unused[f"symmetrizer.interface.{key}"] = f"not used by {method}"
+    if method != "remul":
+        for key in REMUL_DEFAULTS:
+            unused[f"remul.{key}"] = f"not used by {method}"
+    elif (config.get("remul") or {}).get("balance", "constant") != "gradnorm":
+        unused["remul.gradnorm_lr"] = unused["remul.gradnorm_gamma"] = "not used by remul.balance=constant"
+    if "(" not in group:
+        unused["group.dim"] = f"not used by {group or 'this group'}"
+    if not group.endswith("_k"):
+        unused["group.order"] = f"not used by {group or 'this group'}"
+    return unused

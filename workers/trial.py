@@ -1,7 +1,9 @@
 """The only bridge to Ray: a Ray Tune function trainable around ``workers.train.run``.
 
 ``trainable(params, base, experiment_dir)`` is one trial. ``base`` is the trial part of the
-composed config (a plain dict), ``params`` the values Tune sampled for the swept dotted keys. The
+composed config (a plain dict), ``params`` the values Tune sampled for the swept dotted keys; a key
+whose value is ``UNUSED`` ("—": the configuration does not read it, see ``workers.settings``)
+keeps its base value. The
 trial resumes from ``ray.tune.get_checkpoint()`` (a retry after a failure, or ``symsweep resume``),
 reports every evaluation with ``ray.tune.report`` (plus ``node_id``, the Ray node that ran it) and
 attaches a checkpoint when the loop wrote one.
@@ -78,10 +80,11 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     which the driver removes when the sweep ends, whatever killed a worker."""
     from ray import tune
 
+    from workers.settings import UNUSED
     from workers.train import NonFiniteLoss
 
     _quiet()
-    config = merge(base, params)
+    config = merge(base, {key: value for key, value in params.items() if value != UNUSED})  # unused: base value
     trial_dir = Path(tune.get_context().get_trial_dir())
     own_dir = Path(experiment_dir) / trial_dir.name  # the trial's directory in the experiment's storage
     marker = own_dir / DETERMINISTIC

@@ -3,7 +3,9 @@
 Everything is checked before anything starts (config keys and values, every trial configuration of
 the grid, resources the cluster can never give): on an error nothing is started or written. The
 experiment goes to ``<storage>/<name>``; at the end the tables and plots are written there and the
-summary is printed. Exit status 0 when every trial finished, 1 when some failed (resume them with
+summary is printed. The launch prints its plan first (swept keys and domains, pinned values, trials,
+metric and mode); ``--dry-run`` prints it with one row per configuration and stops there (``--json``:
+one JSON object). Exit status 0 when every trial finished, 1 when some failed (resume them with
 ``symsweep resume``), 2 on a configuration error (nothing started), 130 when stopped by a signal
 (Ctrl-C, SIGTERM, SIGHUP; the sweep's state is saved and ``symsweep resume PATH`` continues it).
 """
@@ -18,6 +20,9 @@ def add_parser(subparsers) -> None:
                                    description=__doc__)
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides, e.g. experiment=quickstart symmetrizer.noise_scale=0.1,1,10")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything and print the trials that would run; start nothing, write nothing")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON object")
     parser.set_defaults(func=run)
 
 
@@ -32,11 +37,27 @@ def _check_local_gpus(config: dict) -> None:
                          "(embedded local Ray); allowed here: 0, or attach to a GPU cluster with cluster.address")
 
 
+def _defaults(overrides: list[str]) -> tuple[dict | None, list[str]]:
+    """The config of the same groups (and preset) without the command line's key overrides, and the
+    keys the command line pins."""
+    from omegaconf import OmegaConf
+
+    from orchestrator.config import composed_keys, parse_command_line
+
+    line = parse_command_line(overrides)
+    composed = composed_keys(line.plain)
+    return (None if composed is None else OmegaConf.to_container(composed, resolve=True)), list(line.pinned)
+
+
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from orchestrator.config import compose
     from orchestrator.launcher import experiment_dir
-    from orchestrator.sweep import validate
+    from orchestrator.sweep import plan, plan_lines, plan_table, resolve_metric, validate
 
+    if args.json and not args.dry_run:
+        raise ValueError("--json is an option of --dry-run; allowed: launch --dry-run --json")
     config = compose(args.overrides)
     checked = validate(config)
     path = experiment_dir(config)
@@ -45,7 +66,19 @@ def run(args: argparse.Namespace) -> int:
                          f"`symsweep resume {path}` or choose another name=")
     _check_local_gpus(config)
     config["name"] = path.name
+    resolve_metric(config)
+    summary = plan(config, *_defaults(args.overrides))
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({"experiment": str(path), **summary}, default=str))
+            return 0
+        print(f"symsweep launch --dry-run: {checked} trial configuration(s) checked; nothing started or written "
+              f"(experiment would be {path})")
+        print("\n".join(plan_lines(summary)))
+        print(plan_table(summary))
+        return 0
     print(f"symsweep: {checked} trial configuration(s) checked; experiment {path}", flush=True)
+    print("\n".join(plan_lines(summary)), flush=True)
     from orchestrator.commands.resume import execute
 
     return execute(config, path, new=True)

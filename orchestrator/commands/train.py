@@ -56,9 +56,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"trainer.devices={config['trainer']['devices']} needs Ray Train workers; symsweep train "
                          "runs one process (allowed: 1); use symsweep launch to shard group samples")
     trial = trial_config(config)
-    from workers.settings import check_config
+    from workers.settings import check_build, check_config
 
-    check_config(trial)  # every error before any directory is written
+    task, trainer, _ = check_config(trial)  # every error before any directory is written
+    check_build(task, trial)
+    if trainer["device"] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("trainer.device='cuda' but this machine has no CUDA device; allowed here: auto, cpu")
     if args.resume:
         from workers.train import load_checkpoint
 

@@ -211,7 +211,7 @@ def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_
         reference = []
         run(config, lambda metrics, checkpoint: reference.append(metrics), tmp_path / f"reference-{method}")
         for ours, theirs in zip(lines, reference, strict=True):
-            for key in ("train_loss", "val_mse", "test_mse", "best_val_mse", "best_test_mse", "equivariance_error"):
+            for key in ("train_loss", "val_mse", "test_mse", "best_val_mse", "best_test_mse", "mc_equivariance_error"):
                 assert ours[key] == theirs[key], (method, ours["epoch"], key)
         assert rows[method]["state"] == "completed" and rows[method]["error"] == ""
     assert not leftovers(env)

@@ -182,6 +182,7 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
         if unknown:
             raise ValueError(f"symmetrizer.interface.{unknown[0]} is not an interface option; "
                              f"allowed: {', '.join(INTERFACE_KEYS)}")
+        _check_interface_options(symmetrizer.get("interface") or {})
     model = dict(config.get("model") or {})
     name = model.pop("name", "mlp")
     cls = model_class(name)
@@ -190,6 +191,8 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
         fitting = [other for other in MODELS if model_class(other).unsupported(specs, output) is None]
         raise ValueError(f"model.name={name!r} cannot be used on task {task.name!r}: it {reason}; "
                          f"allowed models for this task: {', '.join(fitting)}")
+    if "dropout" in model:
+        _check_dropout("model.dropout", model["dropout"])
     parameters = inspect.signature(cls.__init__).parameters
     for key in model:
         if key not in parameters or key in ("self", "inputs", "output"):
@@ -197,6 +200,21 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
             raise ValueError(f"model.{key}={model[key]!r} is not an option of model {name!r}; "
                              f"allowed: {', '.join(allowed)}")
     return Plan(task, group, method, specs, output, name, model, interface)
+
+
+def _check_dropout(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{key}={value!r} is not allowed; expected a number in [0, 1)")
+
+
+def _check_interface_options(options: Mapping[str, Any]) -> None:
+    """Values of ``symmetrizer.interface`` (null: the interface's default)."""
+    for key in ("layers", "hidden", "knn"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"symmetrizer.interface.{key}={value!r} is not allowed; expected null or an integer ≥ 1")
+    if options.get("dropout") is not None:
+        _check_dropout("symmetrizer.interface.dropout", options["dropout"])
 
 
 def build_interface(plan: Plan, options: Mapping[str, Any]) -> nn.Module:

@@ -36,9 +36,9 @@ class GINInterface(nn.Module):
     def __init__(self, adjacency_field: str = "adj", node_field: str | None = "x", node_channels: int = 1,
                  layers: int = 3, hidden: int = 64, dropout: float = 0.0):
         super().__init__()
-        if layers < 1 or hidden < 1:
-            raise ValueError(f"symmetrizer.interface layers={layers!r}, hidden={hidden!r} are not allowed; "
-                             "expected integers ≥ 1")
+        for key, value in (("layers", layers), ("hidden", hidden)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"symmetrizer.interface.{key}={value!r} is not allowed; expected an integer ≥ 1")
         self.adjacency_field, self.node_field = adjacency_field, node_field
         self.noise_channels = max(int(node_channels), 1)
         self.virtual = nn.Parameter(torch.zeros(self.noise_channels))  # the virtual node's embedding

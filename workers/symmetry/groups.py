@@ -89,14 +89,14 @@ class Group:
         sym, matrix, mdim, finite, forder = match.groups()
         if matrix is not None:
             value = dim if mdim == "d" else int(mdim)
-            if value is None or value < 2:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
                 raise ValueError(f"group.dim={value!r} is not allowed for {name}; expected an integer ≥ 2")
             if dim is not None and mdim != "d" and dim != value:
                 raise ValueError(f"group.dim={dim} contradicts group.name={name!r}")
             return cls(bool(sym), value, matrix in ("SO", "SE"), matrix in ("E", "SE"))
         if finite is not None:
             value = order if forder == "k" else int(forder)
-            if sym or value is None or value < 1:
+            if sym or not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"group.order={value!r} is not allowed for {name}; expected an integer ≥ 1")
             return cls(finite=(finite, value))
         return cls(permutations=True)

@@ -20,7 +20,7 @@ REGISTRY: dict[str, str] = {
 
 
 def task_class(name: str) -> type[Task]:
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(f"task.name={name!r} is not a task; allowed: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), cls)

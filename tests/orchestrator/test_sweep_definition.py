@@ -1,0 +1,261 @@
+"""The sweep runs what the command line says: Hydra's precedence over a preset's sweep, Hydra's sweep
+functions, ``launch --dry-run``, one metric and mode resolved at launch, ASHA counted in epochs, and
+one override parser for every command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.config import compose
+from orchestrator.sweep import metric_and_mode, plan, resolve_metric, validate
+
+
+# -- precedence -----------------------------------------------------------------------------------------
+def test_a_command_line_value_pins_a_key_the_preset_sweeps():
+    config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5"])
+    assert "symmetrizer.noise_scale" not in config["sweep"]["params"]
+    assert config["symmetrizer"]["noise_scale"] == 0.5
+    assert validate(config) == 4  # 2 methods x 2 sample counts
+
+
+def test_a_pinned_invalid_value_is_refused_like_any_other(tmp_path, capsys):
+    status = main(["launch", f"storage={tmp_path}", "name=x", "experiment=quickstart", "symmetrizer.noise_scale=-1"])
+    err = capsys.readouterr().err
+    assert status == 2 and "symmetrizer.noise_scale=-1" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pinning_the_method_of_a_preset_runs_only_that_method():
+    config = compose(["experiment=ps_nbody_cpu", "symmetrizer.method=ps"])
+    assert "symmetrizer.method" not in config["sweep"]["params"]
+    assert config["symmetrizer"]["method"] == "ps"
+
+
+def test_a_command_line_sweep_replaces_the_preset_domain():
+    config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5,2"])
+    assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.5, 2]}
+
+
+def test_a_swept_key_is_removed_with_a_tilde():
+    config = compose(["experiment=quickstart", "~sweep.params.symmetrizer.noise_scale"])
+    assert list(config["sweep"]["params"]) == ["symmetrizer.method", "symmetrizer.train_samples"]
+    assert config["symmetrizer"]["noise_scale"] == 1.0  # the base value
+
+
+def test_removing_a_key_that_is_not_swept_names_the_swept_ones():
+    with pytest.raises(ValueError, match=r"~sweep.params.trainer.lr: .*symmetrizer.method"):
+        compose(["experiment=quickstart", "~sweep.params.trainer.lr"])
+
+
+def test_later_wins_between_command_line_overrides():
+    config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5,2", "symmetrizer.noise_scale=3"])
+    assert "symmetrizer.noise_scale" not in config["sweep"]["params"] and config["symmetrizer"]["noise_scale"] == 3
+    config = compose(["experiment=quickstart", "symmetrizer.noise_scale=3", "symmetrizer.noise_scale=0.5,2"])
+    assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.5, 2]}
+    config = compose(["trainer.lr=0.1,0.2", "~sweep.params.trainer.lr"])
+    assert config["sweep"]["params"] == {}
+
+
+# -- Hydra's sweep functions ----------------------------------------------------------------------------
+DOMAINS = [
+    ("trainer.lr=0.1,0.01", {"grid": [0.1, 0.01]}),
+    ("trainer.lr=choice(0.1,0.01)", {"grid": [0.1, 0.01]}),
+    ("trainer.lr=tag(sample,choice(0.1,0.01))", {"choice": [0.1, 0.01]}),
+    ("trainer.epochs=range(1,4)", {"grid": [1, 2, 3]}),
+    ("trainer.lr=interval(1e-4,1e-2)", {"uniform": [1e-4, 1e-2]}),
+    ("trainer.lr=tag(log,interval(1e-4,1e-2))", {"loguniform": [1e-4, 1e-2]}),
+    ("trainer.epochs=tag(int,interval(1,3))", {"randint": [1, 3]}),
+]
+
+
+@pytest.mark.parametrize("override,domain", DOMAINS)
+def test_hydra_sweep_functions_become_tune_domains(override, domain):
+    config = compose([override])
+    key = override.split("=")[0]
+    assert config["sweep"]["params"][key] == domain
+    validate(config)
+
+
+BAD_TEXT = ["trainer.lr=glob(*)", "trainer.lr=tag(foo,interval(1,2))", "trainer.lr=interval(1e-4,1e-2",
+            "trainer.lr=1,2)", "group.name=S_n x E(3)", "'=x'", "a=${", "trainer.lr=[1,", "symmetrizer=ps,ga",
+            "+sweep.params.x=1,2", "trainer.epochs=tag(int,interval(1.5,3))", "~sweep.params.nothing",
+            "trainer.lr=tag(log,range(1,3))", "sweep.params=x", "trainer.lr=interval(1e-2,1e-4)"]
+
+
+@pytest.mark.parametrize("override", BAD_TEXT)
+def test_no_override_text_gives_a_traceback(override, tmp_path, capsys):
+    import ray
+
+    status = main(["launch", f"storage={tmp_path}", "name=x", override])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == [] and not ray.is_initialized()
+
+
+# -- --dry-run ------------------------------------------------------------------------------------------
+def test_dry_run_prints_the_trials_and_writes_nothing(tmp_path, capsys):
+    import ray
+
+    status = main(["launch", f"storage={tmp_path}", "name=dry", "experiment=quickstart", "--dry-run", "--json"])
+    out = capsys.readouterr().out
+    assert status == 0
+    summary = json.loads(out)
+    assert summary["metric"] == "best_val_mse" and summary["mode"] == "min"
+    assert summary["n_trials"] == len(summary["configurations"]) * 2 and summary["seeds"] == [0, 1]
+    assert {"symmetrizer.method", "symmetrizer.train_samples"} <= set(summary["configurations"][0])
+    assert summary["resources_per_trial"] == {"cpus": 1.0, "gpus": 0.0}
+    assert list(tmp_path.iterdir()) == [] and not ray.is_initialized()
+
+
+def test_dry_run_text_shows_plan_and_table(tmp_path, capsys):
+    status = main(["launch", f"storage={tmp_path}", "experiment=ps_nbody_cpu", "symmetrizer.method=ps",
+                   "trainer.lr=tag(log,interval(1e-4,1e-2))", "--dry-run"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "pinned: symmetrizer.method=ps" in out and "swept:  trainer.lr: loguniform [0.0001, 0.01]" in out
+    assert "| # | trainer.lr | seeds |" in out and "metric: best_val_mse (min)" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_fails_exactly_as_launch(tmp_path, capsys):
+    args = [f"storage={tmp_path}", "name=x", "experiment=quickstart", "trainer.epochs=0"]
+    assert main(["launch", *args, "--dry-run"]) == 2
+    dry = capsys.readouterr().err
+    assert main(["launch", *args]) == 2
+    assert capsys.readouterr().err == dry and "trainer.epochs=0" in dry
+
+
+# -- one metric and mode ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("metric,mode", [("train_loss", "min"), ("mc_equivariance_error", "min"), ("elapsed_s", "min"),
+                                         ("samples_per_s", "max"), ("best_val_mse", "min"),
+                                         ("best_test_mse_transformed", "min")])
+def test_loop_metrics_are_minimised_and_task_metrics_follow_the_task(metric, mode):
+    config = compose(["task=nbody", "group=sn_e", f"sweep.metric={metric}"])
+    assert metric_and_mode(config) == (metric, mode)
+    classify = compose(["sweep.metric=best_val_accuracy"])
+    assert metric_and_mode(classify) == ("best_val_accuracy", "max")
+
+
+def test_sweep_mode_overrides_the_direction():
+    config = compose(["task=nbody", "group=sn_e", "sweep.metric=mc_equivariance_error", "sweep.mode=max"])
+    assert metric_and_mode(config) == ("mc_equivariance_error", "max")
+
+
+def test_a_metric_the_trials_do_not_report_is_refused_with_the_list():
+    config = compose(["task=nbody", "group=sn_e", "sweep.metric=bogus_metric", "sweep.scheduler=asha"])
+    with pytest.raises(ValueError, match=r"^sweep.metric='bogus_metric' .*best_val_mse.*train_loss"):
+        validate(config)
+
+
+def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, monkeypatch):
+    """What the Tuner, ASHA, Optuna, the progress line, the summary and status read."""
+    import orchestrator.commands.resume as resume
+    from orchestrator.launcher import save_config
+
+    def execute(config, path, tuner=None):
+        save_config(config, path)
+        return 0
+
+    monkeypatch.setattr(resume, "execute", execute)
+    assert main(["launch", f"storage={tmp_path}", "name=m", "task=nbody", "group=sn_e",
+                 "sweep.metric=mc_equivariance_error"]) == 0
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (saved["sweep"]["metric"], saved["sweep"]["mode"]) == ("mc_equivariance_error", "min")
+
+
+def test_the_summary_ranks_by_the_saved_mode():
+    from orchestrator.aggregate import sweep_metric
+
+    config = compose(["task=nbody", "group=sn_e", "sweep.metric=elapsed_s"])
+    resolve_metric(config)
+    assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "min")
+
+
+def test_asha_and_optuna_need_the_metric_in_the_first_report():
+    config = compose(["task=nbody", "group=sn_e", "sweep.scheduler=asha", "trainer.eval_every=4",
+                      "trainer.checkpoint_every=2"])
+    with pytest.raises(ValueError, match=r"^trainer.checkpoint_every=2 "):
+        validate(config)
+
+
+# -- ASHA in epochs --------------------------------------------------------------------------------------
+class _Trial:
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+def test_asha_stops_trials_at_epoch_rungs_with_eval_every():
+    """eval_every = 3, 12 epochs: reports at epochs 3, 6, 9, 12. ASHA's grace period is the first
+    evaluation (epoch 3) and max_t the last epoch, both in epochs: the worst trials stop at epoch 3,
+    the others run to epoch 12."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from orchestrator.launcher import make_scheduler
+
+    config = compose(["task=nbody", "group=sn_e", "sweep.scheduler=asha", "trainer.epochs=12", "trainer.eval_every=3",
+                      "trainer.checkpoint_every=3"])
+    metric, mode = resolve_metric(config)
+    scheduler = make_scheduler(config)
+    scheduler.set_search_properties(metric, mode)
+    assert (scheduler._time_attr, scheduler._max_t) == ("epoch", 12)
+    trials = [_Trial(f"t{i}") for i in range(8)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    stopped: dict[str, int] = {}
+    for epoch in (3, 6, 9, 12):
+        for index, trial in enumerate(trials):
+            if trial.trial_id in stopped:
+                continue
+            result = {"epoch": epoch, "training_iteration": epoch // 3, metric: float(index)}  # t0 best
+            if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
+                stopped[trial.trial_id] = epoch
+    assert set(stopped.values()) <= {3, 12}
+    assert stopped["t0"] == 12 and stopped["t7"] == 3
+
+
+# -- one override parser ---------------------------------------------------------------------------------
+def test_data_generate_reads_numbers_as_launch_does(capsys):
+    assert main(["data", "generate", "task=nbody", "train_size=1e2"]) == 2
+    data = capsys.readouterr().err
+    assert main(["launch", "task=nbody", "group=sn_e", "task.train_size=1e2", "--dry-run"]) == 2
+    launch = capsys.readouterr().err
+    assert "task.train_size=100.0" in data and "task.train_size=100.0" in launch
+
+
+# -- no trial for a key that does not matter -----------------------------------------------------------
+def test_the_quickstart_runs_ga_once_per_sample_count():
+    from orchestrator.sweep import collapse, search_space
+
+    config = compose(["experiment=quickstart"])
+    collapsed = collapse(config)
+    assert collapsed.before == 8 and len(collapsed.points) == 6
+    assert collapsed.describe(2) == "16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)"
+    ga = [point for point in collapsed.points if point["symmetrizer.method"] == "ga"]
+    assert [point["symmetrizer.noise_scale"] for point in ga] == ["—", "—"]
+    assert search_space(config)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
+
+
+def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
+    from orchestrator.sweep import collapse
+
+    assert collapse(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])) is None
+    assert collapse(compose(["trainer.lr=interval(0.001,0.01)"])) is None
+    assert not collapse(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
+
+
+def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and_plots():
+    from orchestrator.aggregate import Configuration, Summary, expand_unused
+
+    config = {"sweep": {"params": {"symmetrizer.method": {"grid": ["ps", "ga"]},
+                                   "symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}}}
+    rows = [Configuration({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 0.1}, [], {"m": (1.0, 0.0)}),
+            Configuration({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 1.0}, [], {"m": (2.0, 0.0)}),
+            Configuration({"symmetrizer.method": "ga", "symmetrizer.noise_scale": "—"}, [], {"m": (4.0, 0.0)})]
+    summary = Summary("x", ["symmetrizer.method", "symmetrizer.noise_scale"], frozenset(), ["m"], "m", "min", rows, {})
+    expanded = expand_unused(summary, config)
+    assert [(c.values["symmetrizer.method"], c.values["symmetrizer.noise_scale"], c.stats["m"][0])
+            for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0), ("ga", 1.0, 4.0)]
