@@ -67,8 +67,8 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
     if cluster["address"] is None:  # Ray's own default temp root is <RAY_TMPDIR or TMPDIR or /tmp>/ray
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
         options["_temp_dir"] = os.path.join(socket_safe_base(preferred, len("/ray")), "ray")
-        # Reachable from this machine only: the node's address is loopback, so Ray binds what it can there.
-        ray.init(address="local", num_cpus=cluster["num_cpus"], _node_ip_address=LOOPBACK, **options)
+        loopback_only()
+        ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
         return True
     check_reachable(cluster["address"])
     try:
@@ -81,7 +81,20 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
     return False
 
 
-LOOPBACK = "127.0.0.1"
+def loopback_only() -> None:
+    """Make the embedded Ray reachable from this machine only: node address 127.0.0.1, and with it every port
+    of its control store, raylet, agents, driver and workers bound to loopback.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` does not do it: Ray replaces a loopback node address by the
+    machine's address. Ray's own switch for single-machine use (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the
+    default on macOS and Windows) does; it is set for this process and inherited by the Ray processes it
+    starts (the constant is also set in case Ray was imported before)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 CONNECT_TIMEOUT_S = 10.0
 
 

@@ -58,13 +58,44 @@ def csv_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def listening(pids) -> list[str]:
+    """The TCP addresses ``pids`` listen on ("ip:port"), from /proc."""
+    import ipaddress
+
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw, port = fields[1].split(":")
+            packed = bytes.fromhex(raw)
+            words = b"".join(packed[i:i + 4][::-1] for i in range(0, len(packed), 4))
+            address = ipaddress.ip_address(words)
+            if address.version == 6 and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.append(f"{address}:{int(port, 16)}")
+    return found
+
+
 def kill_driver_when(path: Path, launch: subprocess.Popen, condition) -> dict[int, int]:
     """SIGKILL the driver process alone (not its group) once ``condition()`` holds; returns the Ray processes
-    that were running under it."""
+    that were running under it. Checks on the way that every one of them listens on loopback only."""
     try:
         wait_for(condition, timeout=240)
         ray_processes = descendants(launch.pid)
         assert ray_processes, "an embedded Ray runs under the driver"
+        addresses = listening([launch.pid, *ray_processes])
+        assert addresses and all(address.startswith("127.") for address in addresses), addresses
     finally:
         os.kill(launch.pid, signal.SIGKILL)
         launch.communicate(timeout=60)

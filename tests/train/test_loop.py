@@ -73,7 +73,8 @@ def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     """A write that fails half-way leaves the previous complete state.pt in place."""
-    directory = train.save_checkpoint(tmp_path / "checkpoint_000001", {"loop": {"epoch": 1}})
+    first = {**{key: {} for key in train.CHECKPOINT_KEYS}, "loop": {"epoch": 1}}
+    directory = train.save_checkpoint(tmp_path / "checkpoint_000001", first)
 
     def broken(state, path):
         Path(path).write_bytes(b"half a checkpoint")
@@ -81,9 +82,9 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken)
     with pytest.raises(OSError):
-        train.save_checkpoint(directory, {"loop": {"epoch": 2}})
+        train.save_checkpoint(directory, {**first, "loop": {"epoch": 2}})
     monkeypatch.undo()
-    assert load_checkpoint(directory) == {"loop": {"epoch": 1}}
+    assert load_checkpoint(directory) == first
 
 
 def test_evaluation_and_equivariance_intervals(tmp_path):
