@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
 def _line(metrics: dict) -> str:
     shown = [f"epoch {metrics.get('epoch', 0)}"]
     for key, value in metrics.items():
-        if key.startswith(("train_loss", "val_", "test_", "best_val", "entropy", "equivariance", "mc_equivariance")):
+        if key.startswith(("train_loss", "val_", "test_", "best_val", "entropy", "equivariance", "mc_equivariance",
+                           "eval_samples")) and not isinstance(value, dict):
             shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
     return "  ".join(shown)
 
