@@ -76,5 +76,5 @@ def load_experiment(experiment_dir: str | os.PathLike) -> Experiment:
     path, config = open_experiment(experiment_dir)
     records = read_trials(path, config)
     result = summarize(path, config, records)
-    return Experiment(path, config, records, result, comparisons(result, compare_spec(config, result), base_seed(config)),
-                      samples_points(result))
+    compared = comparisons(result, compare_spec(config, result), base_seed(config))
+    return Experiment(path, config, records, result, compared, samples_points(result))

@@ -216,9 +216,10 @@ def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, s
             points = curve.setdefault(f"{split}_{task.metric}", {})
             for count in counts:
                 model.eval_samples = int(count)
-                values = torch.tensor([evaluate(model, task, data.splits[split], trainer, device,
-                                                step_generator(seed, 3_000 + index, count, draw), Shard())[0][task.metric]
-                                       for draw in range(repeats)], dtype=torch.float64)
+                values = torch.tensor([
+                    evaluate(model, task, data.splits[split], trainer, device,
+                             step_generator(seed, 3_000 + index, count, draw), Shard())[0][task.metric]
+                    for draw in range(repeats)], dtype=torch.float64)
                 points[str(int(count))] = {"mean": float(values.mean()),
                                            "std": float(values.std()) if repeats > 1 else 0.0}
     finally:
@@ -247,7 +248,8 @@ def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"), ("trainer", "eval_samples_repeats"))
+EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"),
+                   ("trainer", "eval_samples_repeats"))
 
 
 def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
