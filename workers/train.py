@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from workers.models.factory import build_model
-from workers.settings import TRAINER_DEFAULTS, check_config
+from workers.settings import TRAINER_DEFAULTS, check_config, settings
 from workers.sharding import Shard, take_noise
 from workers.symmetry import (Symmetrizer, coupled_equivariance_gap, equivariance_errors, permutation_entropy,
                               transform_inputs)
@@ -293,6 +293,18 @@ def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, 
     return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
 
 
+def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Refuse to continue an unfinished checkpoint with another ``symmetrizer.eval_samples``: its best_* so
+    far were measured with its own count, and the two would be mixed (a finished one is evaluated anew)."""
+    state, epochs = saved["loop"], settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
+    changed = [change for change in evaluation_changes(saved["config"], config)
+               if change.startswith("symmetrizer.eval_samples=")]
+    if changed and not (state["epoch"] >= epochs and state["history"]):
+        raise ValueError(f"{changed[0]}: the checkpoint of epoch {state['epoch']} is not finished (trainer.epochs="
+                         f"{epochs}) and its best_* metrics were measured with its own count; allowed: the "
+                         "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
+
+
 def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
                splits) -> dict[str, Any]:
     """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best
@@ -420,6 +432,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             if not replay:
                 report(state["history"][-1], None)
             return state["history"][-1]
+        check_resume(saved, config)
     autocast = trainer["precision"] == "bf16" and device.type == "cuda"
     symmetrizer = config.get("symmetrizer") or {}
     start = time.perf_counter() - state["elapsed"]

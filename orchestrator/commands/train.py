@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from workers.settings import check_config
 
     check_config(trial)  # every error before any directory is written
+    if args.resume:
+        from workers.train import check_resume, load_checkpoint
+
+        check_resume(load_checkpoint(args.resume), trial)
     workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(trial, indent=2))
