@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -212,13 +213,14 @@ def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, s
     curve: dict[str, dict[str, dict[str, float]]] = {}
     kept = model.eval_samples
     try:
-        for index, split in enumerate(splits):
+        for split in splits:
             points = curve.setdefault(f"{split}_{task.metric}", {})
+            stream = zlib.crc32(split.encode())  # the draws of a split do not depend on the other splits asked
             for count in counts:
                 model.eval_samples = int(count)
                 values = torch.tensor([
                     evaluate(model, task, data.splits[split], trainer, device,
-                             step_generator(seed, 3_000 + index, count, draw), Shard())[0][task.metric]
+                             step_generator(seed, 3_000, stream, count, draw), Shard())[0][task.metric]
                     for draw in range(repeats)], dtype=torch.float64)
                 points[str(int(count))] = {"mean": float(values.mean()),
                                            "std": float(values.std()) if repeats > 1 else 0.0}

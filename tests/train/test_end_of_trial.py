@@ -10,7 +10,7 @@ import torch
 from tests.train import NBODY_MLP, collector, compose_trial
 from tests.train import one_thread  # noqa: F401 (autouse fixture)
 from workers.settings import check_config
-from workers.train import load_checkpoint, run
+from workers.train import evaluate_checkpoint, load_checkpoint, run
 
 CURVE = ("trainer.eval_samples_curve=[1,4]", "trainer.eval_samples_repeats=3")
 
@@ -39,6 +39,9 @@ def test_samples_curve_on_every_split_with_its_spread(tmp_path):
         assert all(point["mean"] > 0 and point["std"] > 0 for point in points.values())  # PS: noise matters
     again = run(config, collector()[1], tmp_path / "b")
     assert again["eval_samples_curve"] == curve  # deterministic given the seed
+    # `symsweep evaluate` on the finished checkpoint gives the very same points, for any choice of splits
+    saved = load_checkpoint(tmp_path / "a" / "checkpoint_000001")
+    assert evaluate_checkpoint(saved, [4], 3, ["test"], "cpu") == {"test_mse": {"4": curve["test_mse"]["4"]}}
 
 
 def test_best_epoch_weights_are_kept_in_every_checkpoint(tmp_path):
