@@ -101,7 +101,8 @@ def headline_metrics(names: list[str], metric: str | None) -> list[str]:
     """The sweep metric, best_* metrics, final val/test metrics, equivariance error, entropy, elapsed time."""
     chosen = ([name for name in names if name.startswith("best_")]
               + [name for name in names if name.startswith(("val_", "test_"))]
-              + [name for name in ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s") if name in names])
+              + [name for name in ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s")
+                 if name in names])
     return [metric] * (metric in names) + [name for name in chosen if name != metric]
 
 
@@ -219,7 +220,8 @@ def summary_table(source: str | os.PathLike | Summary) -> str:
         cells = [_markdown(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
         for metric in source.metrics:
             mean, std = configuration.stats.get(metric, (None, None))
-            cells.append("-" if mean is None else f"{mean:.4g}" if configuration.n_seeds < 2 else f"{mean:.4g} ± {std:.4g}")
+            spread = f" ± {std:.4g}" if configuration.n_seeds >= 2 else ""  # one seed: no spread is known
+            cells.append("-" if mean is None else f"{mean:.4g}{spread}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -64,7 +64,8 @@ def short_names(summary: Summary):
     """A function shortening the swept keys in a label to their last part (``symmetrizer.method=ps`` ->
     ``method=ps``) where that part names one key only: legends and tick labels stay readable."""
     last = [key.rsplit(".", 1)[-1] for key in summary.keys]
-    renames = [(f"{key}=", f"{short}=") for key, short in zip(summary.keys, last) if last.count(short) == 1]
+    renames = [(f"{key}=", f"{short}=") for key, short in zip(summary.keys, last)
+               if last.count(short) == 1 and short != "name"]  # model.name=egnn, not name=egnn
     renames.sort(key=lambda pair: -len(pair[0]))
 
     def shorten(label: str) -> str:
@@ -127,20 +128,28 @@ def _points_figure(lines: dict[str, list[tuple[float, float, float]]], key: str,
                    path: Path, unit_line: bool = False) -> Path | None:
     """Error-bar lines (x, mean, std) per label against ``key`` (log x for a wide positive range),
     saved to ``path``; None when there is no point. ``unit_line`` marks y = 1 (ratios)."""
-    figure, (axes,) = _panels(1, 6, 4)
+    figure, (axes,) = _panels(1, 6, 4, legend=any(lines))
     xs = _errorbar_lines(axes, lines)
     if not xs:
         return None
     if unit_line:
         axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
-    if log_axis(xs):
-        axes.set_xscale("log")
+    _x_axis(axes, xs)
     axes.set_xlabel(key)
     axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize="medium")
     if any(lines):
         _legend_outside(figure, [axes])
     return _save(figure, path)
+
+
+def _x_axis(axes, xs: list[float]) -> None:
+    """Log scale for a wide positive range; ticks at the swept values themselves when there are few."""
+    if xs and log_axis(xs):
+        axes.set_xscale("log")
+    if 0 < len(set(xs)) <= 8:
+        axes.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+        axes.minorticks_off()
 
 
 def panel_metrics(summary: Summary) -> list[str]:
@@ -177,11 +186,7 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
                          if metric in c.stats and math.isfinite(c.stats[metric][0])]
                  for label, members in groups.items()}
         xs = _errorbar_lines(axes, lines, colors)
-        if xs and log_axis(xs):
-            axes.set_xscale("log")
-        if 0 < len(set(xs)) <= 8:
-            axes.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
-            axes.minorticks_off()
+        _x_axis(axes, xs)
         means = [mean for points in lines.values() for _, mean, _ in points]
         if means and min(means) > 0 and max(means) / min(means) > 100:
             axes.set_yscale("log")  # e.g. equivariance gaps: round-off next to real errors

@@ -77,5 +77,5 @@ def load_experiment(experiment_dir: str | os.PathLike) -> Experiment:
     records = read_trials(path, config)
     result = summarize(path, config, records)
     expanded = expand_unused(result, config)  # a configuration run once for an unused key pairs with each value
-    return Experiment(path, config, records, result,
-                      comparisons(expanded, compare_spec(config, expanded), base_seed(config)), samples_points(result))
+    compared = comparisons(expanded, compare_spec(config, expanded), base_seed(config))
+    return Experiment(path, config, records, result, compared, samples_points(result))

@@ -29,8 +29,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
 DERIVED_KEYS = ("name", "metric", "key", "numerator", "denominator")
 LOGLOG_KEYS = ("metric", "key", "complement")  # complement is optional (default false)
 COMPARE_KEYS = ("key", "reference", "metric")  # metric is optional (default: the sweep metric)
+# reported by every trainable trial besides <split>_<task metric>
 LOOP_METRICS = ("train_loss", "entropy", "equivariance_gap", "mc_equivariance_error", "elapsed_s", "samples_per_s",
-                "examples_per_s", "lr", "best_epoch", "epoch")  # reported by every trainable trial besides <split>_<task metric>
+                "examples_per_s", "lr", "best_epoch", "epoch")
 MAXIMISED_LOOP_METRICS = ("samples_per_s", "examples_per_s")  # throughput; the other loop metrics are minimised
 EVERY_REPORT = ("train_loss", "elapsed_s", "samples_per_s", "examples_per_s", "lr", "epoch")  # in every report
 

@@ -23,13 +23,14 @@ import json
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
 from workers.models.factory import build_model
-from workers.settings import TRAINER_DEFAULTS, check_config
+from workers.settings import TRAINER_DEFAULTS, check_config, settings
 from workers.sharding import Shard, take_noise
 from workers.symmetry import (Symmetrizer, coupled_equivariance_gap, equivariance_errors, permutation_entropy,
                               transform_inputs)
@@ -250,13 +251,15 @@ def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, s
     curve: dict[str, dict[str, dict[str, float]]] = {}
     kept = model.eval_samples
     try:
-        for index, split in enumerate(splits):
+        for split in splits:
             points = curve.setdefault(f"{split}_{task.metric}", {})
+            stream = zlib.crc32(split.encode())  # the draws of a split do not depend on the other splits asked
             for count in counts:
                 model.eval_samples = int(count)
-                values = torch.tensor([evaluate(model, task, data.splits[split], trainer, device,
-                                                step_generator(seed, 3_000 + index, count, draw), Shard())[0][task.metric]
-                                       for draw in range(repeats)], dtype=torch.float64)
+                values = torch.tensor([
+                    evaluate(model, task, data.splits[split], trainer, device,
+                             step_generator(seed, 3_000, stream, count, draw), Shard())[0][task.metric]
+                    for draw in range(repeats)], dtype=torch.float64)
                 points[str(int(count))] = {"mean": float(values.mean()),
                                            "std": float(values.std()) if repeats > 1 else 0.0}
     finally:
@@ -285,7 +288,8 @@ def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"), ("trainer", "eval_samples_repeats"))
+EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"),
+                   ("trainer", "eval_samples_repeats"))
 
 
 def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
@@ -327,6 +331,18 @@ def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, 
     model = build_seeded(task, config, trainer["seed"]).to(where)
     model.load_state_dict(best_weights(saved, "evaluated at other sample counts"))
     return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
+
+
+def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Refuse to continue an unfinished checkpoint with another ``symmetrizer.eval_samples``: its best_* so
+    far were measured with its own count, and the two would be mixed (a finished one is evaluated anew)."""
+    state, epochs = saved["loop"], settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
+    changed = [change for change in evaluation_changes(saved["config"], config)
+               if change.startswith("symmetrizer.eval_samples=")]
+    if changed and not (state["epoch"] >= epochs and state["history"]):
+        raise ValueError(f"{changed[0]}: the checkpoint of epoch {state['epoch']} is not finished (trainer.epochs="
+                         f"{epochs}) and its best_* metrics were measured with its own count; allowed: the "
+                         "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
 
 
 def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
@@ -500,6 +516,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             if not replay:
                 report(state["history"][-1], None)
             return state["history"][-1]
+        check_resume(saved, config)
     transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], seed)
                    if TRANSFORMED_SPLIT in data.splits else None)
     autocast = trainer["precision"] == "bf16" and device.type == "cuda"

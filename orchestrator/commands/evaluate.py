@@ -36,7 +36,8 @@ def parse_counts(text: str) -> list[int]:
     except ValueError:
         counts = []
     if not counts or min(counts) < 1:
-        raise ValueError(f"--eval-samples={text!r} is not allowed; expected comma-separated integers ≥ 1, e.g. 1,2,5,10")
+        raise ValueError(f"--eval-samples={text!r} is not allowed; expected comma-separated integers ≥ 1, "
+                         "e.g. 1,2,5,10")
     return sorted(set(counts))
 
 

@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
 def _line(metrics: dict) -> str:
     shown = [f"epoch {metrics.get('epoch', 0)}"]
     for key, value in metrics.items():
-        if key.startswith(("train_loss", "val_", "test_", "best_val", "entropy", "equivariance", "mc_equivariance")):
+        if key.startswith(("train_loss", "val_", "test_", "best_val", "entropy", "equivariance", "mc_equivariance",
+                           "eval_samples")) and not isinstance(value, dict):
             shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
     return "  ".join(shown)
 
@@ -66,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise ValueError("trainer.device='cuda' but this machine has no CUDA device; allowed here: auto, cpu")
     if args.resume:
-        from workers.train import load_checkpoint
+        from workers.train import check_resume, load_checkpoint
 
-        load_checkpoint(args.resume)  # a missing or unreadable checkpoint is refused before anything is written
+        check_resume(load_checkpoint(args.resume), trial)  # refused before anything is written
     workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))
     make_workdir(workdir)
     (workdir / "config.json").write_text(json.dumps(trial, indent=2))

@@ -523,3 +523,59 @@ def test_evaluation_sample_curves_table_and_plot(tmp_path):
     trial_dir = next(path.glob("trainable_abcde_00000_*"))
     (trial_dir / "eval_samples.json").write_text(json.dumps({"test_mse": {"8": {"mean": 0.5, "std": 0.0}}}))
     assert set(load_trials(path)[0].curve["test_mse"]) == {"1", "2", "4", "8"}
+
+
+# -- figures: one per question, legends outside, the task loss apart from the penalty --------------------------
+def test_panels_leave_out_best_epoch_final_values_and_duplicates(report):
+    from orchestrator.aggregate import read_trials, summarize
+    from orchestrator.plots import panel_metrics
+
+    path = report[0]
+    config = json.loads((path / "config.json").read_text())
+    summary = summarize(path, config, read_trials(path, config))
+    assert "best_epoch" in summary.metrics and "val_accuracy" in summary.metrics
+    assert panel_metrics(summary) == ["best_val_accuracy", "best_test_accuracy", "mc_equivariance_error", "entropy",
+                                      "elapsed_s"]
+
+
+def penalised_experiment(path: Path) -> Path:
+    """PS reports its task loss and its entropy penalty apart; GA has no penalty."""
+    params = {"symmetrizer.method": {"grid": ["ps", "ga"]}, "symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}
+    fake = FakeExperiment(path, base_config(path.parent, params, epochs=2, seeds=1, task="nbody"))
+    for method in ("ps", "ga"):
+        for noise in (0.1, 1.0):
+            reports = [{**mse_report(0.1 / epoch), "epoch": epoch, "train_task_loss": 0.1 / epoch,
+                        **({"train_entropy_penalty": 1.0 + noise, "train_loss": 0.1 / epoch + 0.1 * (1.0 + noise)}
+                           if method == "ps" else {})} for epoch in (1, 2)]
+            fake.trial({"symmetrizer.method": method, "symmetrizer.noise_scale": noise}, "TERMINATED", reports)
+    fake.save_state()
+    return path
+
+
+def test_learning_curves_task_loss_and_penalty_apart_one_colour_per_configuration(tmp_path, monkeypatch):
+    from orchestrator import plots
+    from orchestrator.aggregate import read_trials, summarize
+
+    path = penalised_experiment(tmp_path / "pen")
+    config = json.loads((path / "config.json").read_text())
+    summary = summarize(path, config, read_trials(path, config))
+    assert plots.curve_metrics(summary) == ["val_mse", "train_task_loss", "train_entropy_penalty"]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, file: figures.append(figure) or file)
+    plots.learning_curves(summary, tmp_path / "curves.png")
+    plots.metrics_vs_key(summary, "symmetrizer.noise_scale", tmp_path / "metrics.png")
+    for figure in figures:
+        panels = [axes for axes in figure.axes if axes.get_visible()]
+        assert all(axes.get_legend() is None for axes in panels) and len(figure.legends) == 1  # outside the data
+        colours = {}
+        for axes in panels:
+            drawn = [(line.get_label(), line.get_color()) for line in axes.get_lines()]
+            drawn += [(bars.get_label(), bars.lines[0].get_color()) for bars in axes.containers]  # error bars
+            for label, colour in drawn:
+                if not label.startswith("_"):
+                    assert colours.setdefault(label, colour) == colour, label
+        assert len(colours) == len(figure.legends[0].get_texts())
+    penalty = figures[0].axes[2]
+    assert penalty.get_title() == "train_entropy_penalty"
+    assert {line.get_label() for line in penalty.get_lines()} == {"method=ps, noise_scale=0.1",
+                                                                  "method=ps, noise_scale=1.0"}

@@ -128,6 +128,7 @@ def test_derived_and_loglog_errors_name_the_key(overrides, key):
 
 
 def test_good_derived_and_loglog_specs_pass():
-    config = compose(["experiment=candidate_nbody_dims_cpu", "sweep.loglog=[{metric: mc_equivariance_error, key: task.dim}]",
+    config = compose(["experiment=candidate_nbody_dims_cpu",
+                      "sweep.loglog=[{metric: mc_equivariance_error, key: task.dim}]",
                       "sweep.compare={key: model.name, reference: egnn, metric: equivariance_gap}"])
     assert validate(config) == 10

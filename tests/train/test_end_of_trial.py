@@ -10,7 +10,7 @@ import torch
 from tests.train import NBODY_MLP, collector, compose_trial
 from tests.train import one_thread  # noqa: F401 (autouse fixture)
 from workers.settings import check_config
-from workers.train import load_checkpoint, run
+from workers.train import evaluate_checkpoint, load_checkpoint, run
 
 CURVE = ("trainer.eval_samples_curve=[1,4]", "trainer.eval_samples_repeats=3")
 
@@ -39,6 +39,9 @@ def test_samples_curve_on_every_split_with_its_spread(tmp_path):
         assert all(point["mean"] > 0 and point["std"] > 0 for point in points.values())  # PS: noise matters
     again = run(config, collector()[1], tmp_path / "b")
     assert again["eval_samples_curve"] == curve  # deterministic given the seed
+    # `symsweep evaluate` on the finished checkpoint gives the very same points, for any choice of splits
+    saved = load_checkpoint(tmp_path / "a" / "checkpoint_000001")
+    assert evaluate_checkpoint(saved, [4], 3, ["test"], "cpu") == {"test_mse": {"4": curve["test_mse"]["4"]}}
 
 
 def test_best_epoch_weights_are_kept_in_every_checkpoint(tmp_path):
@@ -69,9 +72,34 @@ def test_finished_checkpoint_resumed_with_other_eval_samples_is_evaluated_anew(t
     assert len({trained["best_test_mse"], values[1]["test_mse"], values[16]["test_mse"]}) == 3
 
 
+def test_unfinished_checkpoint_resumed_with_other_eval_samples_is_refused(tmp_path):
+    run(compose_trial(*NBODY_MLP, "trainer.epochs=1"), collector()[1], tmp_path)
+    longer = compose_trial(*NBODY_MLP, "trainer.epochs=2", "symmetrizer.eval_samples=4")
+    reports, report = collector()
+    with pytest.raises(ValueError, match=r"^symmetrizer\.eval_samples=4 \(checkpoint: 2\): the checkpoint of epoch 1 is "
+                                         r"not finished"):
+        run(longer, report, tmp_path / "more", resume=tmp_path / "checkpoint_000001")
+    assert reports == [] and not (tmp_path / "more").exists()
+    same = compose_trial(*NBODY_MLP, "trainer.epochs=2")  # the same count: training continues
+    assert run(same, collector()[1], tmp_path / "more", resume=tmp_path / "checkpoint_000001")["epoch"] == 2
+
+
 def test_bad_curve_settings_are_rejected_naming_the_key():
     for override, key in (("trainer.eval_samples_curve=[0,2]", "trainer.eval_samples_curve"),
                           ("trainer.eval_samples_curve=[]", "trainer.eval_samples_curve"),
                           ("trainer.eval_samples_repeats=0", "trainer.eval_samples_repeats")):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             check_config(compose_trial(*NBODY_MLP, override))
+
+
+def test_cli_refuses_before_writing_anything(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    run(compose_trial(*NBODY_MLP, "trainer.epochs=1"), collector()[1], tmp_path)
+    workdir = tmp_path / "more"
+    argv = ["train", *NBODY_MLP, "trainer.epochs=2", "symmetrizer.eval_samples=4", "--workdir", str(workdir),
+            "--resume", str(tmp_path / "checkpoint_000001")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("symsweep train: error: symmetrizer.eval_samples=4") and len(error.splitlines()) == 1
+    assert not workdir.exists()
