@@ -78,7 +78,8 @@ def check_sweep(config: Mapping[str, Any]) -> None:
     sweep = config["sweep"]
     params = sweep.get("params") or {}
     if not isinstance(params, Mapping):
-        _fail("sweep.params", params, "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
+        _fail("sweep.params", params,
+              "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
     trial = trial_config(dict(config))
     for key, domain in params.items():
         if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(trial, key):

@@ -12,7 +12,8 @@ from tests.orchestrator.test_sweep_e2e import TINY, symsweep
 
 pytestmark = pytest.mark.slow
 
-RATIO = "sweep.derived=[{name: ga_over_ps, metric: best_val_mse, key: symmetrizer.method, numerator: ga, denominator: ps}]"
+RATIO = ("sweep.derived=[{name: ga_over_ps, metric: best_val_mse, key: symmetrizer.method, numerator: ga, "
+         "denominator: ps}]")
 
 
 def test_configurations_differing_only_in_unused_keys_run_once(tmp_path):

@@ -233,7 +233,8 @@ def test_the_quickstart_runs_ga_once_per_sample_count():
     config = compose(["experiment=quickstart"])
     collapsed = collapse(config)
     assert collapsed.before == 8 and len(collapsed.points) == 6
-    assert collapsed.describe(2) == "16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)"
+    assert collapsed.describe(2) == ("16 configurations -> 12 distinct trials "
+                                     "(symmetrizer.noise_scale is not used by ga)")
     ga = [point for point in collapsed.points if point["symmetrizer.method"] == "ga"]
     assert [point["symmetrizer.noise_scale"] for point in ga] == ["—", "—"]
     assert search_space(config)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
@@ -258,4 +259,5 @@ def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and
     summary = Summary("x", ["symmetrizer.method", "symmetrizer.noise_scale"], frozenset(), ["m"], "m", "min", rows, {})
     expanded = expand_unused(summary, config)
     assert [(c.values["symmetrizer.method"], c.values["symmetrizer.noise_scale"], c.stats["m"][0])
-            for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0), ("ga", 1.0, 4.0)]
+            for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0),
+                                                  ("ga", 1.0, 4.0)]
