@@ -23,8 +23,8 @@ def _options(group: str) -> list[str]:
 
 SWEEP_PARAMS = "sweep.params."
 SWEEP_FUNCTIONS = ("a,b,c (grid)", "choice(a,b) (grid)", "tag(sample, choice(a,b)) (choice)",
-                   "range(start,stop[,step]) (grid)", "interval(lo,hi) (uniform)", "tag(log, interval(lo,hi)) (loguniform)",
-                   "tag(int, interval(lo,hi)) (randint)")
+                   "range(start,stop[,step]) (grid)", "interval(lo,hi) (uniform)",
+                   "tag(log, interval(lo,hi)) (loguniform)", "tag(int, interval(lo,hi)) (randint)")
 
 
 @dataclass
