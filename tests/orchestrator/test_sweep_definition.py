@@ -173,6 +173,16 @@ def test_the_summary_ranks_by_the_saved_mode():
     config = compose(["task=nbody", "group=sn_e", "sweep.metric=elapsed_s"])
     resolve_metric(config)
     assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "min")
+    config["sweep"]["mode"] = "max"  # what config.json says wins
+    assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "max")
+
+
+def test_an_experiment_saved_before_resolution_is_ranked_like_its_tuner():
+    from orchestrator.aggregate import sweep_metric
+
+    config = compose(["sweep.metric=equivariance_error"])  # EXP-classify: the task maximises accuracy
+    assert config["sweep"]["mode"] is None
+    assert sweep_metric(config, ["equivariance_error", "best_val_accuracy"]) == ("equivariance_error", "min")
 
 
 def test_asha_and_optuna_need_the_metric_in_the_first_report():
