@@ -431,7 +431,7 @@ def planned_trials(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     configurations that differ only in keys they do not read (``collapse``); a sampled domain
     (choice, uniform, ...) appears as its domain, drawn ``sweep.num_samples`` times."""
     collapsed = collapse(config)
-    if collapsed is not None:
+    if collapsed is not None and collapsed.collapsed:
         return [dict(point) for point in collapsed.points]
     params = config["sweep"].get("params") or {}
     grid = {key: next(iter(d.values())) for key, d in params.items() if next(iter(d)) == "grid"}

@@ -256,6 +256,10 @@ def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
     assert collapse(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])) is None
     assert collapse(compose(["trainer.lr=interval(0.001,0.01)"])) is None
     assert not collapse(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
+    only_ga = compose(["experiment=quickstart", "symmetrizer.method=ga"])
+    assert plan(only_ga)["n_trials"] == 4  # the two noise scales run once: 2 sample counts x 2 seeds
+    no_duplicate = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5"])
+    assert plan(no_duplicate)["n_trials"] == 8 and plan(no_duplicate)["collapsed"] is None
 
 
 def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and_plots():
