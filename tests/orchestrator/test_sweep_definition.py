@@ -82,7 +82,9 @@ def test_hydra_sweep_functions_become_tune_domains(override, domain):
 BAD_TEXT = ["trainer.lr=glob(*)", "trainer.lr=tag(foo,interval(1,2))", "trainer.lr=interval(1e-4,1e-2",
             "trainer.lr=1,2)", "group.name=S_n x E(3)", "'=x'", "a=${", "trainer.lr=[1,", "symmetrizer=ps,ga",
             "+sweep.params.x=1,2", "trainer.epochs=tag(int,interval(1.5,3))", "~sweep.params.nothing",
-            "trainer.lr=tag(log,range(1,3))", "sweep.params=x", "trainer.lr=interval(1e-2,1e-4)"]
+            "trainer.lr=tag(log,range(1,3))", "sweep.params=x", "trainer.lr=interval(1e-2,1e-4)", "~sweep",
+            "~trainer.epochs", "logging.wandb=3", "task=", "experiment=nope", "task.name=${oc.env:NOPE}",
+            "model.widths={a: 1}", "trainer.lr=choice()"]
 
 
 @pytest.mark.parametrize("override", BAD_TEXT)
