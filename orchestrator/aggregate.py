@@ -89,8 +89,17 @@ def metric_names(trials: Iterable[TrialRecord]) -> list[str]:
 
 
 def sweep_metric(config: Mapping[str, Any], names: list[str]) -> tuple[str | None, str]:
-    """(metric, mode): ``sweep.metric``/``sweep.mode``, else the first best_val_* metric; min for losses."""
+    """(metric, mode) as resolved at launch (``config.json``); for an experiment launched before that,
+    the same resolution (``orchestrator.sweep.metric_and_mode``), else the first best_val_* metric."""
     sweep = config.get("sweep") or {}
+    if sweep.get("metric") and sweep.get("mode"):
+        return sweep["metric"], sweep["mode"]
+    try:
+        from orchestrator.sweep import metric_and_mode
+
+        return metric_and_mode(config)
+    except (KeyError, TypeError, ValueError):  # no task in this config: fall back on the metric names
+        pass
     metric = sweep.get("metric") or next((name for name in names if name.startswith("best_val_")), None) or next(
         (name for name in names if name.startswith(("val_", "test_"))), None)
     mode = sweep.get("mode") or ("min" if metric and any(word in metric for word in MIN_WORDS) else "max")

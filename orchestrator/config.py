@@ -22,9 +22,9 @@ def _options(group: str) -> list[str]:
 
 
 SWEEP_PARAMS = "sweep.params."
-SWEEP_FUNCTIONS = ("a,b,c (grid)", "choice(a,b) (grid)", "tag(sample, choice(a,b)) (choice)", "range(start,stop[,step]) (grid)",
-                   "interval(lo,hi) (uniform)", "tag(log, interval(lo,hi)) (loguniform)",
-                   "tag(int, interval(lo,hi)) (randint)")
+SWEEP_FUNCTIONS = ("a,b,c (grid)", "choice(a,b) (grid)", "tag(sample, choice(a,b)) (choice)",
+                   "range(start,stop[,step]) (grid)", "interval(lo,hi) (uniform)",
+                   "tag(log, interval(lo,hi)) (loguniform)", "tag(int, interval(lo,hi)) (randint)")
 
 
 @dataclass
@@ -131,6 +131,10 @@ def compose(overrides: list[str]) -> dict[str, Any]:
                              + (f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else "")
                              ) from None
         raise ValueError(f"invalid override{f' of {key}' if key else ''}: {message}") from None
+    for section in GROUPS[:-1]:  # every group but the optional experiment
+        if not isinstance(config.get(section), dict):
+            raise ValueError(f"{section}={config.get(section)!r} is not allowed; expected the {section} settings "
+                             f"(a mapping, e.g. {section}={_options(section)[0]}); ~{section} deletes all of them")
     params = config["sweep"].get("params") or {}
     if not isinstance(params, dict):
         raise ValueError(f"sweep.params={params!r} is not allowed; expected a mapping of dotted keys to domains, "

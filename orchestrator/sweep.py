@@ -80,7 +80,8 @@ def check_sweep(config: Mapping[str, Any]) -> None:
     sweep = config["sweep"]
     params = sweep.get("params") or {}
     if not isinstance(params, Mapping):
-        _fail("sweep.params", params, "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
+        _fail("sweep.params", params,
+              "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
     trial = trial_config(dict(config))
     for key, domain in params.items():
         if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(trial, key):
@@ -455,7 +456,7 @@ def planned_trials(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     configurations that differ only in keys they do not read (``collapse``); a sampled domain
     (choice, uniform, ...) appears as its domain, drawn ``sweep.num_samples`` times."""
     collapsed = collapse(config)
-    if collapsed is not None:
+    if collapsed is not None and collapsed.collapsed:
         return [dict(point) for point in collapsed.points]
     params = config["sweep"].get("params") or {}
     grid = {key: next(iter(d.values())) for key, d in params.items() if next(iter(d)) == "grid"}

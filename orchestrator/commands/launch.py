@@ -49,16 +49,15 @@ def _defaults(overrides: list[str]) -> tuple[dict | None, list[str]]:
     return (None if composed is None else OmegaConf.to_container(composed, resolve=True)), list(line.pinned)
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
-
+def prepare(overrides: list[str]):
+    """Everything before Ray: (config with name and metric resolved, experiment path, configurations
+    checked, the plan). Any error is a ValueError (one line, exit 2), also for a key deleted with ``~``
+    that the sweep needs."""
     from orchestrator.config import compose
     from orchestrator.launcher import experiment_dir
-    from orchestrator.sweep import plan, plan_lines, plan_table, resolve_metric, validate
+    from orchestrator.sweep import plan, resolve_metric, validate
 
-    if args.json and not args.dry_run:
-        raise ValueError("--json is an option of --dry-run; allowed: launch --dry-run --json")
-    config = compose(args.overrides)
+    config = compose(overrides)
     checked = validate(config)
     path = experiment_dir(config)
     if path.exists():
@@ -66,8 +65,24 @@ def run(args: argparse.Namespace) -> int:
                          f"`symsweep resume {path}` or choose another name=")
     _check_local_gpus(config)
     config["name"] = path.name
-    resolve_metric(config)
-    summary = plan(config, *_defaults(args.overrides))
+    try:
+        resolve_metric(config)
+        summary = plan(config, *_defaults(overrides))
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"the configuration cannot be read ({type(err).__name__}: {err}); was a key the sweep "
+                         "needs deleted with ~ or given a value of another shape? See README, Config reference"
+                         ) from None
+    return config, path, checked, summary
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator.sweep import plan_lines, plan_table
+
+    if args.json and not args.dry_run:
+        raise ValueError("--json is an option of --dry-run; allowed: launch --dry-run --json")
+    config, path, checked, summary = prepare(args.overrides)
     if args.dry_run:
         if args.json:
             print(json.dumps({"experiment": str(path), **summary}, default=str))

@@ -1,18 +1,21 @@
 """A sweep over PS and GA at two noise scales runs GA once (GA does not read the noise scale): the
 launch says so, the summary shows GA's noise scale as "—", and the derived GA/PS ratio still pairs
-GA with PS at each noise scale."""
+GA with PS at each noise scale. Such a sweep resumes after its driver is killed."""
 
 from __future__ import annotations
 
 import csv
+import os
+import signal
 
 import pytest
 
-from tests.orchestrator.test_sweep_e2e import TINY, symsweep
+from tests.orchestrator.test_sweep_e2e import TINY, results, symsweep, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
 
-RATIO = "sweep.derived=[{name: ga_over_ps, metric: best_val_mse, key: symmetrizer.method, numerator: ga, denominator: ps}]"
+RATIO = ("sweep.derived=[{name: ga_over_ps, metric: best_val_mse, key: symmetrizer.method, numerator: ga, "
+         "denominator: ps}]")
 
 
 def test_configurations_differing_only_in_unused_keys_run_once(tmp_path):
@@ -32,3 +35,25 @@ def test_configurations_differing_only_in_unused_keys_run_once(tmp_path):
         ratios = list(csv.DictReader(handle))
     assert sorted(row["symmetrizer.noise_scale"] for row in ratios) == ["0.1", "1.0"]
     assert all(float(row["ratio"]) > 0 for row in ratios)
+
+
+def test_a_collapsed_sweep_resumes_after_a_killed_driver(tmp_path):
+    """The distinct configurations live in Tune's search state: a resumed driver runs the remaining
+    ones (and no configuration twice)."""
+    path = tmp_path / "crash"
+    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, "trainer.epochs=4",
+                      "symmetrizer.method=ps,ga", "symmetrizer.noise_scale=0.1,1.0", "sweep.seeds=2",
+                      "sweep.max_concurrent=1", "logging.wandb.enabled=false", wait=False)
+    try:
+        wait_for(lambda: [t for t in trial_dirs(path) if results(t) and results(t)[-1].get("epoch") == 4])
+    finally:
+        os.killpg(launch.pid, signal.SIGKILL)  # the driver and its embedded Ray die
+        launch.communicate(timeout=60)
+    resumed = symsweep("resume", str(path))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with (path / "trials.csv").open() as handle:
+        trials = list(csv.DictReader(handle))
+    assert all(row["state"] == "completed" for row in trials)
+    assert sorted((row["symmetrizer.method"], row["symmetrizer.noise_scale"], row["trainer.seed"]) for row in trials) \
+        == [("ga", "—", "0"), ("ga", "—", "1"), ("ps", "0.1", "0"), ("ps", "0.1", "1"), ("ps", "1.0", "0"),
+            ("ps", "1.0", "1")]

@@ -144,6 +144,7 @@ def test_a_wrong_value_of_every_key_is_refused(key, kind, value):
 
 
 CLI = ["task.name=[1]", "sweep.params=x", "group.name=1", "trainer.epochs=x", "trainer.device=tpu",
+       "trainer.device=cuda",
        "model.widths=[-1]", "symmetrizer.interface.hidden=0", "logging.wandb.enabled=maybe", "logging.progress=0",
        "sweep.metric=bogus_metric", "cluster.num_cpus=0", "remul.balance=adaptive"]
 

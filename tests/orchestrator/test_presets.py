@@ -78,7 +78,8 @@ def test_every_paper_preset_has_a_cpu_version_without_gpus(name):
 def test_preset_runs_one_tiny_trial(name, tmp_path):
     tiny = shrink(name)
     swept = compose([f"experiment={name}"])["sweep"]["params"]  # a command-line value would pin a swept key
-    config = compose([f"experiment={name}", *(_override(key, value) for key, value in tiny.items() if key not in swept)])
+    config = compose([f"experiment={name}",
+                      *(_override(key, value) for key, value in tiny.items() if key not in swept)])
     validate(config)
     pick = -1 if name.endswith("_cpu") else 0
     point = {key: next(iter(domain.values()))[pick] for key, domain in config["sweep"]["params"].items()}

@@ -82,7 +82,9 @@ def test_hydra_sweep_functions_become_tune_domains(override, domain):
 BAD_TEXT = ["trainer.lr=glob(*)", "trainer.lr=tag(foo,interval(1,2))", "trainer.lr=interval(1e-4,1e-2",
             "trainer.lr=1,2)", "group.name=S_n x E(3)", "'=x'", "a=${", "trainer.lr=[1,", "symmetrizer=ps,ga",
             "+sweep.params.x=1,2", "trainer.epochs=tag(int,interval(1.5,3))", "~sweep.params.nothing",
-            "trainer.lr=tag(log,range(1,3))", "sweep.params=x", "trainer.lr=interval(1e-2,1e-4)"]
+            "trainer.lr=tag(log,range(1,3))", "sweep.params=x", "trainer.lr=interval(1e-2,1e-4)", "~sweep",
+            "~trainer.epochs", "logging.wandb=3", "task=", "experiment=nope", "task.name=${oc.env:NOPE}",
+            "model.widths={a: 1}", "trainer.lr=choice()"]
 
 
 @pytest.mark.parametrize("override", BAD_TEXT)
@@ -173,6 +175,16 @@ def test_the_summary_ranks_by_the_saved_mode():
     config = compose(["task=nbody", "group=sn_e", "sweep.metric=elapsed_s"])
     resolve_metric(config)
     assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "min")
+    config["sweep"]["mode"] = "max"  # what config.json says wins
+    assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "max")
+
+
+def test_an_experiment_saved_before_resolution_is_ranked_like_its_tuner():
+    from orchestrator.aggregate import sweep_metric
+
+    config = compose(["sweep.metric=equivariance_error"])  # EXP-classify: the task maximises accuracy
+    assert config["sweep"]["mode"] is None
+    assert sweep_metric(config, ["equivariance_error", "best_val_accuracy"]) == ("equivariance_error", "min")
 
 
 def test_asha_and_optuna_need_the_metric_in_the_first_report():
@@ -233,7 +245,8 @@ def test_the_quickstart_runs_ga_once_per_sample_count():
     config = compose(["experiment=quickstart"])
     collapsed = collapse(config)
     assert collapsed.before == 8 and len(collapsed.points) == 6
-    assert collapsed.describe(2) == "16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)"
+    assert collapsed.describe(2) == ("16 configurations -> 12 distinct trials "
+                                     "(symmetrizer.noise_scale is not used by ga)")
     ga = [point for point in collapsed.points if point["symmetrizer.method"] == "ga"]
     assert [point["symmetrizer.noise_scale"] for point in ga] == ["—", "—"]
     assert search_space(config)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
@@ -245,6 +258,10 @@ def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
     assert collapse(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])) is None
     assert collapse(compose(["trainer.lr=interval(0.001,0.01)"])) is None
     assert not collapse(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
+    only_ga = compose(["experiment=quickstart", "symmetrizer.method=ga"])
+    assert plan(only_ga)["n_trials"] == 4  # the two noise scales run once: 2 sample counts x 2 seeds
+    no_duplicate = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5"])
+    assert plan(no_duplicate)["n_trials"] == 8 and plan(no_duplicate)["collapsed"] is None
 
 
 def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and_plots():
@@ -258,4 +275,5 @@ def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and
     summary = Summary("x", ["symmetrizer.method", "symmetrizer.noise_scale"], frozenset(), ["m"], "m", "min", rows, {})
     expanded = expand_unused(summary, config)
     assert [(c.values["symmetrizer.method"], c.values["symmetrizer.noise_scale"], c.stats["m"][0])
-            for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0), ("ga", 1.0, 4.0)]
+            for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0),
+                                                  ("ga", 1.0, 4.0)]
