@@ -158,7 +158,7 @@ def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, m
     import orchestrator.commands.resume as resume
     from orchestrator.launcher import save_config
 
-    def execute(config, path, tuner=None):
+    def execute(config, path, **options):
         save_config(config, path)
         return 0
 
@@ -182,9 +182,9 @@ def test_the_summary_ranks_by_the_saved_mode():
 def test_an_experiment_saved_before_resolution_is_ranked_like_its_tuner():
     from orchestrator.aggregate import sweep_metric
 
-    config = compose(["sweep.metric=equivariance_error"])  # EXP-classify: the task maximises accuracy
+    config = compose(["sweep.metric=mc_equivariance_error"])  # EXP-classify: the task maximises accuracy
     assert config["sweep"]["mode"] is None
-    assert sweep_metric(config, ["equivariance_error", "best_val_accuracy"]) == ("equivariance_error", "min")
+    assert sweep_metric(config, ["mc_equivariance_error", "best_val_accuracy"]) == ("mc_equivariance_error", "min")
 
 
 def test_asha_and_optuna_need_the_metric_in_the_first_report():
