@@ -159,6 +159,7 @@ def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, m
     from orchestrator.launcher import save_config
 
     def execute(config, path, **options):
+        path.mkdir(parents=True)
         save_config(config, path)
         return 0
 
