@@ -108,8 +108,9 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     own directory from its newest checkpoint, the finished one untouched, every epoch reported once."""
     env = environment(tmp_path)
     path = tmp_path / "crash"
-    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "trainer.epochs=6",
-                      "symmetrizer.method=ps,ga", "sweep.max_concurrent=1", wait=False, env=env)
+    # GA first (it finishes in a second or two), then PS, slow enough per epoch to be caught mid-training
+    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "task.train_size=160",
+                      "trainer.epochs=6", "symmetrizer.method=ga,ps", "sweep.max_concurrent=1", wait=False, env=env)
 
     def first_done_second_training():
         dirs = trial_dirs(path)
