@@ -112,8 +112,9 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
             return
     except (OSError, ValueError) as err:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-        raise ValueError(f"cluster.address={address!r}: cannot connect within {timeout:g} s ({reason}); check that "
-                         "the cluster's head node is running and the address and port are right") from None
+        raise ValueError(f"cluster.address={address!r}: cannot connect to {target} within {timeout:g} s ({reason}); "
+                         "check that the cluster's head node is running and the address and port are right (for a "
+                         "cluster with token authentication also set RAY_AUTH_MODE=token)") from None
 
 
 def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:

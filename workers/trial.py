@@ -18,6 +18,7 @@ Never compose Hydra configs here: trials see plain dicts only.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import sys
 import tempfile
@@ -112,7 +113,7 @@ def _deterministic_message(err: Exception, own_dir: Path) -> str:
     """The failure in one line, naming the trial's newest checkpoint that exists (not a temporary copy)."""
     from workers.train import NonFiniteLoss, latest_checkpoint
 
-    message = str(err).split("; the last good checkpoint")[0] if isinstance(err, NonFiniteLoss) else str(err)
+    message = str(err).split("; ")[0] if isinstance(err, NonFiniteLoss) else str(err)
     if isinstance(err, NonFiniteLoss):
         kept = latest_checkpoint(own_dir)
         message += (f"; the last good checkpoint is {kept}" if kept is not None
@@ -122,7 +123,7 @@ def _deterministic_message(err: Exception, own_dir: Path) -> str:
 
 
 def recorded_epochs(trial_dir: Path) -> set[int]:
-    """The epochs the trial's ``result.json`` already holds (Tune's driver writes and flushes it per report)."""
+    """The epochs the trial's ``result.json`` (in the experiment's storage) holds."""
     import json
 
     epochs = set()
@@ -164,6 +165,8 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
 
     _threads(config)
     own_dir = Path(experiment_dir) / trial_dir.name
+    if scratch:
+        os.makedirs(scratch, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-", dir=scratch))
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
     tune_checkpoint = tune.get_checkpoint()

@@ -98,7 +98,7 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
         finally:
             if started:
                 ray.shutdown()
-    aggregate.write_report(path)
+    states = aggregate.write_report(path)["by_state"]
     print(aggregate.summary_table(path))
     print(f"\nresults: {path} (trials.csv, summary.csv, summary.md, plots/)")
     if stop.interrupted or grid is None or _interrupted(grid):
@@ -108,6 +108,11 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
     if grid.errors:
         print(f"symsweep: {len(grid.errors)} trial(s) failed; see trials.csv. Continue them from their last "
               f"checkpoint with: symsweep resume {path}")
+        return 1
+    short = sum(states.get(state, 0) for state in ("unfinished", "running", "pending"))
+    if short and config["sweep"]["scheduler"] != "asha":  # (ASHA stops trials early on purpose)
+        # Tune calls them finished, but they did not reach their last epoch: never report that as success
+        print(f"symsweep: {short} trial(s) ended before their last epoch; see trials.csv")
         return 1
     return 0
 
