@@ -45,7 +45,10 @@ from clusters.local_cluster import (  # noqa: E402 - after the path set-up above
 from orchestrator.launcher import socket_safe_base  # noqa: E402
 
 COMMANDS = ("launch", "resume")
-STOP_GRACE_S = 60.0  # how long the driver may take to save Tune's state after a stop request
+# How long the driver may take to stop after a stop request: Tune saves its state at once, then cleans up. After
+# the time-limit warning Ray keeps running and the driver also writes the tables; after a SIGTERM (scancel, or
+# the time limit itself) SLURM is stopping Ray's processes too, and the clean-up would only wait for them.
+STOP_GRACE_S = {signal.SIGUSR1: 90.0, signal.SIGTERM: 10.0, signal.SIGINT: 10.0}
 
 
 def log(message: str) -> None:
@@ -175,7 +178,7 @@ def run_job(args: Sequence[str]) -> int:
     workers, driver, stopping = None, None, []
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
-        stopping.append(signum)
+        stopping.append((signum, time.monotonic()))
         log(f"received {signal.Signals(signum).name}: asking the driver to save the sweep's state and stop")
         if driver is not None and driver.poll() is None:
             driver.send_signal(signal.SIGUSR1)
@@ -208,26 +211,25 @@ def run_job(args: Sequence[str]) -> int:
         if stopping:
             log("interrupted; continue with: sbatch clusters/slurm/symsweep.sbatch resume <storage>/<name>")
         return status
-    finally:
-        stop(workers)
-        stop(head)
+    finally:  # after a stop request SLURM has signalled Ray too, and kills what is left after its KillWait
+        grace = 5.0 if stopping else 20.0
+        stop(workers, grace)
+        stop(head, grace)
         log("Ray stopped")
 
 
-def wait_driver(driver: subprocess.Popen, stopping: list) -> int:
-    """The driver's exit status; after a stop request it gets ``STOP_GRACE_S`` to save Tune's state, then SIGKILL."""
-    deadline = None
+def wait_driver(driver: subprocess.Popen, stopping: list[tuple[int, float]]) -> int:
+    """The driver's exit status; after a stop request it gets ``STOP_GRACE_S`` to stop, then SIGKILL."""
     while True:
         try:
-            return driver.wait(timeout=1.0)
+            return driver.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             pass
-        if stopping:
-            deadline = deadline or time.monotonic() + STOP_GRACE_S
-            if time.monotonic() > deadline:
-                log(f"the driver did not stop within {STOP_GRACE_S:g} s; killing it")
-                driver.kill()
-                return driver.wait()
+        if stopping and time.monotonic() > min(since + STOP_GRACE_S[signum] for signum, since in stopping):
+            log("the driver did not stop in time after the stop request; killing it (Tune saved its state "
+                "when the request came)")
+            driver.kill()
+            return driver.wait()
 
 
 def run_node(address: str) -> int:
@@ -235,14 +237,17 @@ def run_node(address: str) -> int:
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     temp_dir = node_temp_dir(env)
     temp_dir.mkdir(parents=True, exist_ok=True)
-    ip = socket.gethostbyname(socket.gethostname()) if not env.get("SYMSWEEP_RAY_NODE_IP") else env[
-        "SYMSWEEP_RAY_NODE_IP"]
+    ip = env.get("SYMSWEEP_RAY_NODE_IP") or socket.gethostbyname(socket.gethostname())
     os.execve(ray_executable(), ray_start(node_share(env), ip, temp_dir, head=address), env)
     return 0  # not reached
 
 
 def run_driver(args: Sequence[str]) -> int:
-    """The symsweep CLI, with SIGTERM handled like SIGUSR1: Ray Tune saves the experiment's state and stops."""
+    """The symsweep CLI, with SIGTERM handled like SIGUSR1: Ray Tune saves the experiment's state and stops.
+
+    ``ray.init`` installs a crash handler for SIGTERM that aborts the driver at once (losing Tune's latest
+    state), so the handler is installed again once Ray is initialised."""
+    import ray
 
     def as_usr1(signum, frame):
         handler = signal.getsignal(signal.SIGUSR1)
@@ -251,7 +256,15 @@ def run_driver(args: Sequence[str]) -> int:
         else:
             raise SystemExit(128 + signum)
 
+    init = ray.init
+
+    def init_keeping_sigterm(*args, **kwargs):
+        context = init(*args, **kwargs)
+        signal.signal(signal.SIGTERM, as_usr1)
+        return context
+
     signal.signal(signal.SIGTERM, as_usr1)
+    ray.init = init_keeping_sigterm
     from orchestrator.cli import main as symsweep
 
     return symsweep(list(args))
