@@ -140,8 +140,10 @@ class LocalCluster:
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment of a client of this cluster (``symsweep launch cluster.address=...``)."""
-        return {**os.environ, "RAY_AUTH_MODE": "token"}
+        """The environment of the nodes and of a client of this cluster (``symsweep launch cluster.address=...``):
+        this interpreter's scripts first on PATH, so ``symsweep`` in a job's entrypoint is this installation's."""
+        scripts = str(Path(sys.executable).parent)
+        return {**os.environ, "RAY_AUTH_MODE": "token", "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
     def node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)

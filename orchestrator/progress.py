@@ -26,13 +26,19 @@ class Progress(Callback):
 
     def __init__(self, metric: str, mode: str, stream=None, interval: float = 30.0):
         self.metric, self.mode = metric, mode
-        self.stream = stream or sys.stdout
+        self._stream = stream  # None: whatever sys.stdout is where the callback runs (with Ray Client, on the head)
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = 1.0 if self.live else interval
         self.best: tuple[float, dict] | None = None
         self.start = time.monotonic()
         self.last_print = 0.0
         self.counts: dict[str, int] = {}
+
+    @property
+    def stream(self):
+        """Looked up at each use rather than kept: Tune pickles its callbacks (Ray Client runs them on the head,
+        where this process's stdout cannot be unpickled)."""
+        return self._stream or sys.stdout
 
     def _better(self, value: float) -> bool:
         if self.best is None:
