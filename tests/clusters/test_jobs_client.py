@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(workers=2, cpus=1, head_cpus=0, client=True) as started:
+    with LocalCluster(workers=1, cpus=2, head_cpus=0, client=True) as started:  # the head runs no trial
         yield started
 
 
@@ -76,40 +77,39 @@ def without_token(env: dict, home: Path) -> dict:
 def test_ray_job_submit_runs_a_sweep_with_the_runtime_env(cluster, tmp_path):
     path, job = tmp_path / "job", "symsweep-test-job"
     submitted = time.time()
+    # the entrypoint first shows what the runtime environment gave the driver: WANDB_MODE from runtime_env.yaml,
+    # and this checkout's code unpacked from the job's package (working_dir)
+    show_env = shlex.join(["python", "-c", "import os, orchestrator; "
+                           "print('runtime env:', os.environ['WANDB_MODE'], orchestrator.__file__)"])
+    sweep = shlex.join(["symsweep", "launch", "cluster=remote", f"storage={tmp_path}", "name=job", *TINY])
     submit = ray_cli("job", "submit", "--address", cluster.dashboard_url, "--no-wait", "--submission-id", job,
-                     "--runtime-env", "clusters/runtime_env.yaml", "--", "symsweep", "launch", "cluster=remote",
-                     f"storage={tmp_path}", "name=job", *TINY, env=cluster.env, timeout=120)
+                     "--runtime-env", "clusters/runtime_env.yaml", "--", "sh", "-c", f"{show_env} && {sweep}", env=cluster.env,
+                     timeout=120)
     assert submit.returncode == 0, submit.stdout + submit.stderr
     logs = ray_cli("job", "logs", "--address", cluster.dashboard_url, "--follow", job, env=cluster.env)
     status = ray_cli("job", "status", "--address", cluster.dashboard_url, job, env=cluster.env)
     assert logs.returncode == 0 and f"Job '{job}' succeeded" in status.stdout, logs.stdout[-3000:] + status.stdout
     print(f"\nray job submit -> first trial running: {first_trial_started(path) - submitted:.1f} s")
+    shown = next(line for line in logs.stdout.splitlines() if line.startswith("runtime env:"))
+    assert shown.split()[2] == "offline" and "_ray_pkg_" in shown.split()[3], shown
     # the driver's output, followed live: the summary table and where the results are
     assert "| n_seeds | best_val_mse |" in logs.stdout and f"results: {path}" in logs.stdout, logs.stdout[-3000:]
     rows = trials(path)
     assert len(rows) == 2 and all(row["state"] == "completed" for row in rows.values()), rows
     assert json.loads((path / "config.json").read_text())["cluster"]["address"] == "auto"
-    workers = {cluster.node(name).node_id for name in ("worker1", "worker2")}
-    assert node_ids(path) <= workers and node_ids(path)  # trials ran on the worker nodes, results on the storage
-    # the runtime environment reached the driver: WANDB_MODE from clusters/runtime_env.yaml, this checkout's code
-    env_check = ray_cli("job", "submit", "--address", cluster.dashboard_url, "--runtime-env",
-                        "clusters/runtime_env.yaml", "--", "python", "-c",
-                        "import os, orchestrator; print('env', os.environ['WANDB_MODE'], orchestrator.__file__)",
-                        env=cluster.env, timeout=120)
-    assert "env offline" in env_check.stdout and "_ray_pkg_" in env_check.stdout, env_check.stdout[-2000:]
+    assert node_ids(path) == {cluster.node("worker1").node_id}  # trials ran on the worker node, results on storage
 
 
 @pytest.mark.timeout(300)
 def test_a_driver_attaches_through_ray_client(cluster, tmp_path):
     path = tmp_path / "client"
-    launch = subprocess.run([sys.executable, "-m", "orchestrator.cli", "launch", f"cluster.address={cluster.client_address}",
-                             f"storage={tmp_path}", "name=client", *TINY], capture_output=True, text=True,
-                            env=cluster.env, timeout=240, cwd=REPO)
+    launch = subprocess.run([sys.executable, "-m", "orchestrator.cli", "launch",
+                             f"cluster.address={cluster.client_address}", f"storage={tmp_path}", "name=client", *TINY],
+                            capture_output=True, text=True, env=cluster.env, timeout=240, cwd=REPO)
     assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
     rows = trials(path)
     assert len(rows) == 2 and all(row["state"] == "completed" for row in rows.values()), rows
-    workers = {cluster.node(name).node_id for name in ("worker1", "worker2")}
-    assert node_ids(path) and node_ids(path) <= workers
+    assert node_ids(path) == {cluster.node("worker1").node_id}
     assert "| n_seeds | best_val_mse |" in launch.stdout
 
 
@@ -117,7 +117,7 @@ def test_a_driver_attaches_through_ray_client(cluster, tmp_path):
 def test_clients_without_the_token_are_refused(cluster, tmp_path):
     env = without_token(cluster.env, tmp_path / "home")
     jobs = ray_cli("job", "list", "--address", cluster.dashboard_url, env=env, timeout=60)
-    assert jobs.returncode != 0 and ("401" in jobs.stdout + jobs.stderr or "nauthorized" in jobs.stdout + jobs.stderr)
+    assert jobs.returncode != 0 and "token authentication is enabled" in jobs.stderr, jobs.stderr[-2000:]
     request = urllib.request.Request(f"{cluster.dashboard_url}/api/jobs/")
     with pytest.raises(urllib.error.HTTPError) as http:
         urllib.request.urlopen(request, timeout=30)  # no token at all
