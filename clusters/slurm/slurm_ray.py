@@ -2,6 +2,7 @@
 
     sbatch [sbatch options] clusters/slurm/symsweep.sbatch launch storage=/shared/runs name=NAME [overrides]
     sbatch [sbatch options] clusters/slurm/symsweep.sbatch resume /shared/runs/NAME [--restart-errored]
+    sbatch --array=1-N [sbatch options] clusters/slurm/symsweep.sbatch launch storage=/shared/runs @experiments.txt
 
 On the first node of the allocation (where the batch script runs) it starts a Ray head, and with one ``srun``
 step a Ray worker on every other node; each node advertises the CPUs and GPUs SLURM gave the job there
@@ -26,6 +27,7 @@ driver process.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -115,6 +117,30 @@ def ray_start(share: NodeShare, ip: str, temp_dir: Path, head: str | None) -> li
     role = ["--head", f"--port={free_port()}", "--include-dashboard=false"] if head is None else [f"--address={head}"]
     return [ray_executable(), "start", "--block", *role, f"--node-ip-address={ip}", f"--num-cpus={share.cpus}",
             f"--num-gpus={share.gpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+
+
+def expand_array(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """``@FILE`` stands for the overrides on line ``SLURM_ARRAY_TASK_ID`` of FILE (counting lines that are neither
+    empty nor ``#`` comments, from 1): one experiment per task of a job array."""
+    out = []
+    for arg in args:
+        if not arg.startswith("@"):
+            out.append(arg)
+            continue
+        task = env.get("SLURM_ARRAY_TASK_ID", "")
+        if not task.isdigit():
+            raise ValueError(f"{arg}: a list of experiments needs a job array (sbatch --array=1-N); "
+                             f"SLURM_ARRAY_TASK_ID={task!r}")
+        try:
+            lines = [line.strip() for line in Path(arg[1:]).read_text().splitlines()]
+        except OSError as err:
+            raise ValueError(f"{arg}: cannot read the list of experiments ({err.strerror})") from None
+        experiments = [line for line in lines if line and not line.startswith("#")]
+        if not 1 <= int(task) <= len(experiments):
+            raise ValueError(f"{arg}: SLURM_ARRAY_TASK_ID={task} but the file lists {len(experiments)} experiments; "
+                             f"allowed: --array=1-{len(experiments)}")
+        out.extend(shlex.split(experiments[int(task) - 1]))
+    return out
 
 
 def driver_command(args: Sequence[str], address: str) -> list[str]:
@@ -277,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["driver"]:
         return run_driver(argv[1:])
     try:
+        argv = expand_array(argv, os.environ)
         driver_command(argv, "")  # bad arguments: one line, before anything starts
         node_share(os.environ)
         nodes = job_nodes(os.environ)

@@ -83,8 +83,8 @@ def test_ray_job_submit_runs_a_sweep_with_the_runtime_env(cluster, tmp_path):
                            "print('runtime env:', os.environ['WANDB_MODE'], orchestrator.__file__)"])
     sweep = shlex.join(["symsweep", "launch", "cluster=remote", f"storage={tmp_path}", "name=job", *TINY])
     submit = ray_cli("job", "submit", "--address", cluster.dashboard_url, "--no-wait", "--submission-id", job,
-                     "--runtime-env", "clusters/runtime_env.yaml", "--", "sh", "-c", f"{show_env} && {sweep}", env=cluster.env,
-                     timeout=120)
+                     "--runtime-env", "clusters/runtime_env.yaml", "--", "sh", "-c", f"{show_env} && {sweep}",
+                     env=cluster.env, timeout=120)
     assert submit.returncode == 0, submit.stdout + submit.stderr
     logs = ray_cli("job", "logs", "--address", cluster.dashboard_url, "--follow", job, env=cluster.env)
     status = ray_cli("job", "status", "--address", cluster.dashboard_url, job, env=cluster.env)

@@ -152,6 +152,18 @@ def test_the_driver_attaches_to_the_jobs_ray():
     assert resume[-4:] == ["resume", "/shared/runs/x", "--address", "10.0.0.1:6379"]
 
 
+def test_a_job_array_runs_one_experiment_per_task(tmp_path):
+    listed = tmp_path / "experiments.txt"
+    listed.write_text("# name and preset\nexperiment=ps_exp name=exp\n\nexperiment=ps_graph8c name='graph 8c'\n")
+    args = ["launch", "storage=/shared/runs", f"@{listed}"]
+    assert slurm_ray.expand_array(args, {"SLURM_ARRAY_TASK_ID": "2"}) == [
+        "launch", "storage=/shared/runs", "experiment=ps_graph8c", "name=graph 8c"]
+    with pytest.raises(ValueError, match="TASK_ID=3 but the file lists 2 experiments; allowed: --array=1-2"):
+        slurm_ray.expand_array(args, {"SLURM_ARRAY_TASK_ID": "3"})
+    with pytest.raises(ValueError, match="needs a job array"):
+        slurm_ray.expand_array(args, {})
+
+
 @pytest.mark.parametrize("args, message", [
     (["lunch", "x=1"], "command 'lunch': allowed: launch, resume"),
     (["launch", "cluster.address=auto"], "cluster= and cluster.address= are set by the batch script"),
