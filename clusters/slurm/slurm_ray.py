@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,7 +202,7 @@ def run_job(args: Sequence[str]) -> int:
     nodes = job_nodes(env)
     ensure_token(env)
     head, address, temp_dir = start_head(env, nodes)
-    workers, driver, stopping = None, None, []
+    workers, driver, stopping, status = None, None, [], 1
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
         stopping.append((signum, time.monotonic()))
@@ -242,6 +243,8 @@ def run_job(args: Sequence[str]) -> int:
         stop(workers, grace)
         stop(head, grace)
         log("Ray stopped")
+        if status == 0:  # Ray's logs on this node are kept only when something went wrong
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def wait_driver(driver: subprocess.Popen, stopping: list[tuple[int, float]]) -> int:

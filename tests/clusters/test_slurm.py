@@ -89,6 +89,7 @@ def test_a_sweep_submitted_with_sbatch_runs_on_the_jobs_ray_cluster(slurm, tmp_p
     assert json.loads((path / "config.json").read_text())["cluster"]["address"] == "auto"  # attached, not embedded
     assert all(len(results(trial)) == 2 for trial in trial_dirs(path))
     assert "Ray stopped" in out and not slurm.job_processes(job)  # nothing of the job is left running
+    assert not slurm_ray.node_temp_dir({**slurm.env, "SLURM_JOB_ID": job}).exists()  # nor its Ray temp folder
 
 
 @pytest.mark.slow
