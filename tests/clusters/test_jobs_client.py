@@ -27,8 +27,6 @@ TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "
         "logging.wandb.enabled=false"]
 WRONG_TOKEN = "0123456789abcdef0123456789abcdef"
 
-pytestmark = [pytest.mark.slow]
-
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -73,6 +71,7 @@ def without_token(env: dict, home: Path) -> dict:
     return {**env, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": WRONG_TOKEN}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_job_submit_runs_a_sweep_with_the_runtime_env(cluster, tmp_path):
     path, job = tmp_path / "job", "symsweep-test-job"
@@ -100,6 +99,7 @@ def test_ray_job_submit_runs_a_sweep_with_the_runtime_env(cluster, tmp_path):
     assert node_ids(path) == {cluster.node("worker1").node_id}  # trials ran on the worker node, results on storage
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_driver_attaches_through_ray_client(cluster, tmp_path):
     path = tmp_path / "client"
@@ -113,6 +113,7 @@ def test_a_driver_attaches_through_ray_client(cluster, tmp_path):
     assert "| n_seeds | best_val_mse |" in launch.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_clients_without_the_token_are_refused(cluster, tmp_path):
     env = without_token(cluster.env, tmp_path / "home")
@@ -160,6 +161,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_the_embedded_rays_dashboard_listens_on_loopback_with_token_authentication():
     done = subprocess.run([sys.executable, "-c", DASHBOARD, token()], capture_output=True, text=True, timeout=150,
@@ -168,3 +170,19 @@ def test_the_embedded_rays_dashboard_listens_on_loopback_with_token_authenticati
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["host"] == "127.0.0.1" and out["reached_elsewhere"] is not True, out
     assert out["no_token"] == 401 and out["token"] == 200, out
+
+
+def test_the_progress_callback_pickles_without_the_drivers_stdout(tmp_path, monkeypatch):
+    """Ray Client runs Tune, callbacks included, on the head: the callback must pickle where the driver's stdout
+    is a file (a log, a pipe) and then print to the stdout of the process it runs in."""
+    import pickle
+
+    from orchestrator.progress import Progress
+
+    with (tmp_path / "driver.log").open("a") as driver_log:
+        monkeypatch.setattr(sys, "stdout", driver_log)
+        copy = pickle.loads(pickle.dumps(Progress("best_val_mse", "min")))
+    with (tmp_path / "head.log").open("a") as head_log:
+        monkeypatch.setattr(sys, "stdout", head_log)
+        copy.show("started")
+    assert "started" in (tmp_path / "head.log").read_text() and not (tmp_path / "driver.log").read_text()
