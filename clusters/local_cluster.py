@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from orchestrator.launcher import socket_safe_base
 
@@ -55,6 +55,28 @@ while True:
     time.sleep(0.5)
 print(json.dumps([{"node_id": node["NodeID"], "resources": node["Resources"]} for node in alive]))
 """
+
+
+def wait_for_nodes(address: str, expected: int, timeout: float, env: dict[str, str],
+                   exited: Callable[[], str | None] = lambda: None, hint: str = "") -> list[dict[str, Any]]:
+    """The alive nodes of the cluster at ``address`` (node id and resources) once ``expected`` are up, or those
+    alive at the deadline. Polls from a separate driver process so this one never connects to Ray; raises
+    RuntimeError at once when ``exited()`` names a node process that ended while starting."""
+    waiter = subprocess.Popen([sys.executable, "-c", _WAIT_FOR_NODES, address, str(expected), str(timeout)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while waiter.poll() is None:
+            if reason := exited():
+                raise RuntimeError(reason)
+            time.sleep(0.2)
+        out, err = waiter.communicate()
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    if waiter.returncode != 0:
+        raise RuntimeError(f"could not connect to the head at {address}:\n{err[-2000:]}\n{hint}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @dataclass
@@ -109,15 +131,19 @@ class LocalCluster:
     head_cpus: int = 0  # 0: the head runs no trials (only the driver, GCS and dashboard)
     object_store_mb: int = 100
     keep_logs: bool = False  # keep the nodes' temporary directories (logs) after stop()
+    client: bool = False  # also run a Ray Client server on the head (``ray://127.0.0.1:<port>``)
     nodes: list[Node] = field(default_factory=list, init=False)
     address: str = field(default="", init=False)  # GCS address, "127.0.0.1:<port>"
     dashboard_url: str = field(default="", init=False)  # jobs API: ray job submit --address <this>
     root: Path | None = field(default=None, init=False)
+    client_address: str = field(default="", init=False)  # "ray://127.0.0.1:<port>" when ``client``
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment of a client of this cluster (``symsweep launch cluster.address=...``)."""
-        return {**os.environ, "RAY_AUTH_MODE": "token"}
+        """The environment of the nodes and of a client of this cluster (``symsweep launch cluster.address=...``):
+        this interpreter's scripts first on PATH, so ``symsweep`` in a job's entrypoint is this installation's."""
+        scripts = str(Path(sys.executable).parent)
+        return {**os.environ, "RAY_AUTH_MODE": "token", "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
     def node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
@@ -139,9 +165,13 @@ class LocalCluster:
         atexit.register(self.stop)
         port, dashboard = free_port(), free_port()
         self.address, self.dashboard_url = f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
+        head = ["--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"]
+        if self.client:
+            client_port = free_port()
+            self.client_address = f"ray://127.0.0.1:{client_port}"
+            head.append(f"--ray-client-server-port={client_port}")
         try:
-            self._launch("head", self.head_cpus, 0, env, ["--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                                                         f"--dashboard-port={dashboard}"])
+            self._launch("head", self.head_cpus, 0, env, head)
             for index in range(1, self.workers + 1):
                 self._launch(f"worker{index}", self.cpus, self.gpus, env, [f"--address={self.address}"])
             self._wait_alive(env, timeout)
@@ -167,24 +197,16 @@ class LocalCluster:
 
     def _wait_alive(self, env: dict[str, str], timeout: float) -> None:
         """Until every node is alive in the GCS; fails at once if a node's ``ray start`` exits."""
-        waiter = subprocess.Popen([sys.executable, "-c", _WAIT_FOR_NODES, self.address, str(len(self.nodes)),
-                                   str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        try:
-            while waiter.poll() is None:
-                for node in self.nodes:
-                    if node.process.poll() is not None:
-                        raise RuntimeError(f"node {node.name} exited with status {node.process.returncode} while "
-                                           f"starting; its log ({node.log}) ends with:\n{node.tail()}")
-                time.sleep(0.2)
-            out, err = waiter.communicate()
-        finally:
-            if waiter.poll() is None:
-                waiter.kill()
-                waiter.wait()
-        if waiter.returncode != 0:
-            raise RuntimeError(f"could not connect to the head at {self.address}:\n{err[-2000:]}\n"
-                               f"head log:\n{self.node('head').tail()}")
-        alive = json.loads(out.strip().splitlines()[-1])
+
+        def exited() -> str | None:
+            for node in self.nodes:
+                if node.process.poll() is not None:
+                    return (f"node {node.name} exited with status {node.process.returncode} while starting; "
+                            f"its log ({node.log}) ends with:\n{node.tail()}")
+            return None
+
+        alive = wait_for_nodes(self.address, len(self.nodes), timeout, env, exited,
+                               hint=f"head log:\n{self.node('head').tail()}")
         for info in alive:
             names = [key[len(RESOURCE_PREFIX):] for key in info["resources"] if key.startswith(RESOURCE_PREFIX)]
             for node in self.nodes:
@@ -273,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, default=0, help="fake GPUs each worker node advertises (default 0)")
     parser.add_argument("--head-cpus", type=int, default=0, help="CPUs of the head; 0 runs no trials there (default)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the nodes' temporary directories")
+    parser.add_argument("--client", action="store_true", help="also run a Ray Client server (ray:// address)")
     args = parser.parse_args(argv)
     cluster = LocalCluster(workers=args.workers, cpus=args.cpus, gpus=args.gpus, head_cpus=args.head_cpus,
-                           keep_logs=args.keep_logs)
+                           keep_logs=args.keep_logs, client=args.client)
 
     def stop(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt
@@ -285,13 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cluster:
             print(f"Ray cluster of {len(cluster.nodes)} nodes up: address {cluster.address}, "
-                  f"dashboard/jobs {cluster.dashboard_url} (127.0.0.1 only), logs under {cluster.root}")
+                  f"dashboard/jobs {cluster.dashboard_url} (127.0.0.1 only), logs under {cluster.root}"
+                  + (f", Ray Client {cluster.client_address}" if cluster.client else ""))
             for node in cluster.nodes:
                 print(f"  {node.name}: node id {node.node_id}, {node.resources}")
             print(f"\nexport RAY_AUTH_MODE=token  # an explicit address never turns token authentication on\n"
                   f"symsweep launch cluster.address={cluster.address} storage=./runs experiment=quickstart\n"
-                  f"ray job submit --address {cluster.dashboard_url} -- symsweep launch cluster=remote ...  "
-                  "# needs ray[default]\n"
+                  f"ray job submit --address {cluster.dashboard_url} --runtime-env clusters/runtime_env.yaml -- "
+                  "symsweep launch cluster=remote ...\n"
                   "Ctrl-C stops these nodes.", flush=True)
             while all(node.process.poll() is None for node in cluster.nodes):
                 time.sleep(1.0)

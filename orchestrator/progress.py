@@ -35,7 +35,7 @@ class Progress(Callback):
 
     def __init__(self, metric: str, mode: str, stream=None, interval: float = 30.0, epochs: int | None = None):
         self.metric, self.mode, self.epochs = metric, mode, epochs
-        self.stream = stream or sys.stdout
+        self._stream = stream  # None: whatever sys.stdout is where the callback runs (with Ray Client, on the head)
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = 1.0 if self.live else interval
         self.best: tuple[float, dict] | None = None
@@ -47,10 +47,18 @@ class Progress(Callback):
         self.durations: list[float] = []  # seconds of each trial finished in this session
 
     def __setstate__(self, state: dict) -> None:  # restored from the tuner.pkl of an older symsweep: newer fields
-        self.__dict__.update({"total": None, "epochs": None, "running": [], "durations": [], **state})
+        state.pop("stream", None)  # kept as an attribute before; now looked up at each use
+        self.__dict__.update({"total": None, "epochs": None, "running": [], "durations": [], "_stream": None,
+                              **state})
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info: Any) -> None:
         self.total = total_num_samples
+
+    @property
+    def stream(self):
+        """Looked up at each use rather than kept: Tune pickles its callbacks (Ray Client runs them on the head,
+        where this process's stdout cannot be unpickled)."""
+        return self._stream or sys.stdout
 
     def _better(self, value: float) -> bool:
         if self.best is None:
