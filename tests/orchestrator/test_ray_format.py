@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 
+import pytest
 import ray
 from ray.tune.execution import tune_controller
 from ray.tune.experiment import trial as trial_module
@@ -33,6 +34,20 @@ CHANGED = (f"Ray {ray.__version__} is installed; symsweep's experiment-state rea
 def test_the_installed_ray_is_a_tested_release():
     assert ray.__version__ in RAY_TESTED, CHANGED + "version not tested; run tests/orchestrator/test_faults.py " \
                                                     "and this file with it, then add it to RAY_TESTED"
+
+
+def test_the_project_pins_ray_to_the_supported_range():
+    """pyproject.toml's ray requirement is the range RAY_SUPPORTED names (one place says which Ray we read)."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11 on")
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    (ray_requirement,) = [Requirement(line) for line in project["dependencies"] if Requirement(line).name == "ray"]
+    assert ray_requirement.specifier == SpecifierSet(RAY_SUPPORTED), (str(ray_requirement), RAY_SUPPORTED)
 
 
 def test_experiment_state_files_are_read_as_tune_writes_them(tmp_path):
