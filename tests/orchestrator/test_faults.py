@@ -91,14 +91,22 @@ def kill_driver_when(path: Path, launch: subprocess.Popen, condition) -> dict[in
     """SIGKILL the driver process alone (not its group) once ``condition()`` holds; returns the Ray processes
     that were running under it. Checks on the way that every one of them listens on loopback only."""
     try:
-        wait_for(condition, timeout=240)
+        try:
+            wait_for(condition, timeout=240)
+        except TimeoutError:
+            if launch.poll() is None:
+                os.kill(launch.pid, signal.SIGKILL)
+            output = launch.communicate(timeout=60)[0] or ""
+            seen = {t.name: epochs_of(t) for t in trial_dirs(path)}
+            raise AssertionError(f"the moment to kill never came; trials: {seen}; launch said:\n{output[-3000:]}")
         ray_processes = descendants(launch.pid)
         assert ray_processes, "an embedded Ray runs under the driver"
         addresses = listening([launch.pid, *ray_processes])
         assert addresses and all(address.startswith("127.") for address in addresses), addresses
     finally:
-        os.kill(launch.pid, signal.SIGKILL)
-        launch.communicate(timeout=60)
+        if launch.returncode is None:  # not already collected above
+            os.kill(launch.pid, signal.SIGKILL)
+            launch.communicate(timeout=60)
     return ray_processes
 
 
@@ -113,9 +121,11 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
                       "trainer.epochs=6", "symmetrizer.method=ga,ps", "sweep.max_concurrent=1", wait=False, env=env)
 
     def first_done_second_training():
+        # result.json reaches the experiment directory in bursts (Tune copies it from its staging folder now and
+        # then), checkpoints as the trial reports them: "training" is a persisted checkpoint and no last epoch
         dirs = trial_dirs(path)
         done = [t for t in dirs if epochs_of(t)[-1:] == [6]]
-        training = [t for t in dirs if 2 <= len(epochs_of(t)) < 6]
+        training = [t for t in dirs if t not in done and any(t.glob("checkpoint_*/state.pt"))]
         return done and training
 
     ray_processes = kill_driver_when(path, launch, first_done_second_training)

@@ -30,7 +30,7 @@ def test_status_text_before_any_result(tmp_path, capsys):
     fake.trial({"symmetrizer.noise_scale": 1.0, "trainer.seed": 0}, "PENDING", [], directory=False)
     fake.save_state()
     assert main(["status", str(fake.path)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["1 trial(s): 1 pending", "no result reported yet"]
+    assert capsys.readouterr().out.splitlines() == ["1 trial(s): 1 pending", "no best_val_accuracy reported yet"]
 
 
 def test_status_json_is_the_same_state(sweep, capsys):
