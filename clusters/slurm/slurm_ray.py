@@ -17,8 +17,9 @@ driver ends.
 Signals: SLURM's warning before the time limit (``#SBATCH --signal=B:USR1@120``), ``scancel --batch
 --signal=USR1 JOB`` and a SIGTERM or SIGINT of the batch shell ask the driver to stop the way Ray Tune stops
 on Ctrl-C: it saves the experiment's state one last time and exits; then Ray is stopped. A plain ``scancel``
-also signals Ray's own processes, so the sweep stops at once; ``symsweep resume`` then continues from Tune's
-last saved state and each trial's latest checkpoint either way.
+also signals Ray's own processes: the driver tries the same, but may lose the race with Ray, and Tune's
+state is then its last periodic save. ``symsweep resume`` continues from Tune's saved state and each trial's
+latest checkpoint either way.
 
 The ``node`` and ``driver`` subcommands are internal: what ``srun`` starts on each worker node, and the
 driver process.
