@@ -1,7 +1,7 @@
 """``clusters/slurm/symsweep.sbatch`` against a real SLURM (one node, 2 CPUs, started here; see slurm_service.py):
 a tiny sweep submitted with sbatch runs on the Ray cluster the job starts and leaves its summary on the storage;
-a sweep cancelled mid-way with scancel is finished by ``resume`` in a new job, no finished trial rerun; the job
-leaves no process behind. Plus the batch helper's mapping of SLURM's variables, without SLURM."""
+a sweep stopped mid-way (scancel, or the warning before the time limit) is finished by ``resume`` in a new job,
+no finished trial rerun; no job leaves a process behind. Plus the batch helper's mapping of SLURM's variables, without SLURM."""
 
 from __future__ import annotations
 
@@ -105,10 +105,18 @@ def recorded_finished(path: Path, trial_dir: Path) -> bool:
     return False
 
 
+# how the first job is stopped: a plain scancel (SIGTERM to every process of the job, Ray's included, at once),
+# and the warning before the time limit (#SBATCH --signal=B:USR1@120; the same as `scancel --signal=USR1 --batch`)
+STOPS = {"scancel": (["scancel"], "SIGTERM", "CANCELLED"),
+         "time-limit warning": (["scancel", "--signal=USR1", "--batch"], "SIGUSR1", "FAILED")}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_a_cancelled_job_is_finished_by_resume_in_a_new_job(slurm, tmp_path):
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_a_stopped_job_is_finished_by_resume_in_a_new_job(slurm, tmp_path, stop):
     path, epochs = tmp_path / "cancel", 8
+    command, signal_name, final_state = STOPS[stop]
     job = sbatch(slurm, tmp_path, "launch", f"storage={tmp_path}", "name=cancel", *TINY, f"trainer.epochs={epochs}",
                  "task.train_size=200", "sweep.max_concurrent=1", "trainer.checkpoint_every=1")
 
@@ -122,11 +130,15 @@ def test_a_cancelled_job_is_finished_by_resume_in_a_new_job(slurm, tmp_path):
         finished, interrupted = wait_for(one_done_one_midway, 240, "a finished and a half-way trial")
     except TimeoutError:
         pytest.fail(f"no finished and half-way trial; job {job} output:\n{job_output(tmp_path, job)[-4000:]}")
-    slurm.run("scancel", job)
-    assert slurm.wait_job(job, timeout=90) == "CANCELLED"
+    slurm.run(*command, job)
+    assert slurm.wait_job(job, timeout=90) == final_state  # FAILED: the job says the sweep did not finish
     wait_for(lambda: not slurm.job_processes(job), 60, f"processes of job {job} to end")  # Ray stopped with it
     out = job_output(tmp_path, job)
-    assert "received SIGTERM: asking the driver to save" in out and "Ray stopped" in out, out[-4000:]
+    assert f"received {signal_name}: asking the driver to save" in out and "Ray stopped" in out, out[-4000:]
+    if signal_name == "SIGUSR1":  # a gentle stop: Tune's state saved, the tables written, then Ray stopped
+        request = out.index("received SIGUSR1")
+        assert "Wrote the latest version of all result files and experiment state" in out[request:], out[-4000:]
+        assert "driver exited with status 0" in out and (path / "trials.csv").is_file()
     finished_lines = (finished / "result.json").read_text()
     before = results(interrupted)
     assert before[-1]["epoch"] < epochs
