@@ -1,7 +1,8 @@
 """``clusters/slurm/symsweep.sbatch`` against a real SLURM (one node, 2 CPUs, started here; see slurm_service.py):
 a tiny sweep submitted with sbatch runs on the Ray cluster the job starts and leaves its summary on the storage;
 a sweep stopped mid-way (scancel, or the warning before the time limit) is finished by ``resume`` in a new job,
-no finished trial rerun; no job leaves a process behind. Plus the batch helper's mapping of SLURM's variables, without SLURM."""
+no finished trial rerun; no job leaves a process behind. Plus the batch helper's reading of SLURM's variables,
+without SLURM."""
 
 from __future__ import annotations
 
