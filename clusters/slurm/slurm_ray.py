@@ -262,12 +262,21 @@ def wait_driver(driver: subprocess.Popen, stopping: list[tuple[int, float]]) -> 
             return driver.wait()
 
 
+def address_towards(head: str) -> str:
+    """This node's address on the network that reaches ``head`` ("ip:port"): the source address the kernel
+    picks for it (a host name may resolve to 127.0.1.1, which the head could not reach)."""
+    host, port = head.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, int(port)))  # UDP: nothing is sent
+        return probe.getsockname()[0]
+
+
 def run_node(address: str) -> int:
     """What ``srun`` runs on each worker node: a Ray worker with this node's share, until stopped."""
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     temp_dir = node_temp_dir(env)
     temp_dir.mkdir(parents=True, exist_ok=True)
-    ip = env.get("SYMSWEEP_RAY_NODE_IP") or socket.gethostbyname(socket.gethostname())
+    ip = env.get("SYMSWEEP_RAY_NODE_IP") or address_towards(address)
     os.execve(ray_executable(), ray_start(node_share(env), ip, temp_dir, head=address), env)
     return 0  # not reached
 

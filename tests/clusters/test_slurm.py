@@ -169,6 +169,10 @@ def test_each_node_advertises_the_cpus_and_gpus_slurm_gave_the_job():
     assert "--num-cpus=8" in command and "--num-gpus=2" in command and "--address=10.0.0.1:6379" in command
 
 
+def test_a_worker_node_joins_with_its_address_towards_the_head():
+    assert slurm_ray.address_towards("127.0.0.1:6379") == "127.0.0.1"
+
+
 def test_the_driver_attaches_to_the_jobs_ray():
     launch = slurm_ray.driver_command(["launch", "experiment=quickstart"], "10.0.0.1:6379")
     assert launch[-3:] == ["launch", "cluster=remote", "experiment=quickstart"]
