@@ -17,8 +17,9 @@ driver ends.
 Signals: SLURM's warning before the time limit (``#SBATCH --signal=B:USR1@120``), ``scancel --batch
 --signal=USR1 JOB`` and a SIGTERM or SIGINT of the batch shell ask the driver to stop the way Ray Tune stops
 on Ctrl-C: it saves the experiment's state one last time and exits; then Ray is stopped. A plain ``scancel``
-also signals Ray's own processes, so the sweep stops at once; ``symsweep resume`` then continues from Tune's
-last saved state and each trial's latest checkpoint either way.
+also signals Ray's own processes: the driver tries the same, but may lose the race with Ray, and Tune's
+state is then its last periodic save. ``symsweep resume`` continues from Tune's saved state and each trial's
+latest checkpoint either way.
 
 The ``node`` and ``driver`` subcommands are internal: what ``srun`` starts on each worker node, and the
 driver process.
@@ -261,12 +262,21 @@ def wait_driver(driver: subprocess.Popen, stopping: list[tuple[int, float]]) -> 
             return driver.wait()
 
 
+def address_towards(head: str) -> str:
+    """This node's address on the network that reaches ``head`` ("ip:port"): the source address the kernel
+    picks for it (a host name may resolve to 127.0.1.1, which the head could not reach)."""
+    host, port = head.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, int(port)))  # UDP: nothing is sent
+        return probe.getsockname()[0]
+
+
 def run_node(address: str) -> int:
     """What ``srun`` runs on each worker node: a Ray worker with this node's share, until stopped."""
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     temp_dir = node_temp_dir(env)
     temp_dir.mkdir(parents=True, exist_ok=True)
-    ip = env.get("SYMSWEEP_RAY_NODE_IP") or socket.gethostbyname(socket.gethostname())
+    ip = env.get("SYMSWEEP_RAY_NODE_IP") or address_towards(address)
     os.execve(ray_executable(), ray_start(node_share(env), ip, temp_dir, head=address), env)
     return 0  # not reached
 

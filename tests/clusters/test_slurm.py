@@ -1,7 +1,8 @@
 """``clusters/slurm/symsweep.sbatch`` against a real SLURM (one node, 2 CPUs, started here; see slurm_service.py):
 a tiny sweep submitted with sbatch runs on the Ray cluster the job starts and leaves its summary on the storage;
-a sweep cancelled mid-way with scancel is finished by ``resume`` in a new job, no finished trial rerun; the job
-leaves no process behind. Plus the batch helper's mapping of SLURM's variables, without SLURM."""
+a sweep stopped mid-way (scancel, or the warning before the time limit) is finished by ``resume`` in a new job,
+no finished trial rerun; no job leaves a process behind. Plus the batch helper's reading of SLURM's variables,
+without SLURM."""
 
 from __future__ import annotations
 
@@ -92,31 +93,53 @@ def test_a_sweep_submitted_with_sbatch_runs_on_the_jobs_ray_cluster(slurm, tmp_p
     assert not slurm_ray.node_temp_dir({**slurm.env, "SLURM_JOB_ID": job}).exists()  # nor its Ray temp folder
 
 
+def recorded_finished(path: Path, trial_dir: Path) -> bool:
+    """Whether Tune's saved experiment state already lists the trial of this directory as finished."""
+    for state in path.glob("experiment_state-*.json"):
+        try:
+            trials = [json.loads(trial) for trial, _ in json.loads(state.read_text())["trial_data"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being replaced
+        if any(trial.get("status") == "TERMINATED" and trial_dir.name.startswith(f"trainable_{trial['trial_id']}")
+               for trial in trials):
+            return True
+    return False
+
+
+# how the first job is stopped: a plain scancel (SIGTERM to every process of the job, Ray's included, at once),
+# and the warning before the time limit (#SBATCH --signal=B:USR1@120; the same as `scancel --signal=USR1 --batch`)
+STOPS = {"scancel": (["scancel"], "SIGTERM", "CANCELLED"),
+         "time-limit warning": (["scancel", "--signal=USR1", "--batch"], "SIGUSR1", "FAILED")}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_a_cancelled_job_is_finished_by_resume_in_a_new_job(slurm, tmp_path):
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_a_stopped_job_is_finished_by_resume_in_a_new_job(slurm, tmp_path, stop):
     path, epochs = tmp_path / "cancel", 8
+    command, signal_name, final_state = STOPS[stop]
     job = sbatch(slurm, tmp_path, "launch", f"storage={tmp_path}", "name=cancel", *TINY, f"trainer.epochs={epochs}",
                  "task.train_size=200", "sweep.max_concurrent=1", "trainer.checkpoint_every=1")
 
-    def one_done_one_midway():  # the trials run one after the other: cancel in the second, just after the first
+    def one_done_one_midway():  # the trials run one after the other: cancel in the second, after the first ended
         runs = {trial: results(trial) for trial in trial_dirs(path)}
         done = [trial for trial, lines in runs.items() if lines and lines[-1]["epoch"] == epochs]
         midway = [trial for trial, lines in runs.items() if lines and 2 <= lines[-1]["epoch"] < epochs - 2]
-        return (done[0], midway[0]) if done and midway else None
+        return (done[0], midway[0]) if done and midway and recorded_finished(path, done[0]) else None
 
     try:
         finished, interrupted = wait_for(one_done_one_midway, 240, "a finished and a half-way trial")
     except TimeoutError:
         pytest.fail(f"no finished and half-way trial; job {job} output:\n{job_output(tmp_path, job)[-4000:]}")
-    slurm.run("scancel", job)
-    assert slurm.wait_job(job, timeout=90) == "CANCELLED"
+    slurm.run(*command, job)
+    assert slurm.wait_job(job, timeout=90) == final_state  # FAILED: the job says the sweep did not finish
     wait_for(lambda: not slurm.job_processes(job), 60, f"processes of job {job} to end")  # Ray stopped with it
     out = job_output(tmp_path, job)
-    # the driver saved Tune's state on the way out (Ray's own SIGTERM handler would have aborted it before)
-    stop_request = out.index("received SIGTERM: asking the driver to save")
-    assert "Wrote the latest version of all result files and experiment state" in out[stop_request:], out[-4000:]
-    assert "Ray stopped" in out
+    assert f"received {signal_name}: asking the driver to save" in out and "Ray stopped" in out, out[-4000:]
+    if signal_name == "SIGUSR1":  # a gentle stop: Tune's state saved, the tables written, then Ray stopped
+        request = out.index("received SIGUSR1")
+        assert "Wrote the latest version of all result files and experiment state" in out[request:], out[-4000:]
+        assert "driver exited with status 0" in out and (path / "trials.csv").is_file()
     finished_lines = (finished / "result.json").read_text()
     before = results(interrupted)
     assert before[-1]["epoch"] < epochs
@@ -144,6 +167,10 @@ def test_each_node_advertises_the_cpus_and_gpus_slurm_gave_the_job():
         slurm_ray.node_share({})
     command = slurm_ray.ray_start(slurm_ray.NodeShare(8, 2), "10.0.0.5", Path("/tmp/ray-7"), head="10.0.0.1:6379")
     assert "--num-cpus=8" in command and "--num-gpus=2" in command and "--address=10.0.0.1:6379" in command
+
+
+def test_a_worker_node_joins_with_its_address_towards_the_head():
+    assert slurm_ray.address_towards("127.0.0.1:6379") == "127.0.0.1"
 
 
 def test_the_driver_attaches_to_the_jobs_ray():
