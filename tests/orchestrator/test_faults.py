@@ -108,20 +108,25 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     own directory from its newest checkpoint, the finished one untouched, every epoch reported once."""
     env = environment(tmp_path)
     path = tmp_path / "crash"
-    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "trainer.epochs=6",
-                      "symmetrizer.method=ps,ga", "sweep.max_concurrent=1", wait=False, env=env)
+    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "trainer.epochs=8",
+                      "task.train_size=1000", "symmetrizer.method=ga,ps", "sweep.max_concurrent=1", wait=False,
+                      env=env)  # GA first (fast), then PS (about a second per epoch): killed while PS trains
+
+    def newest_epoch(trial: Path) -> int:
+        from workers.train import checkpoints
+
+        found = checkpoints(trial)  # written into the trial directory at once (result.json only now and then)
+        return json.loads((found[0] / "meta.json").read_text())["epoch"] if found else 0
 
     def first_done_second_training():
-        dirs = trial_dirs(path)
-        done = [t for t in dirs if epochs_of(t)[-1:] == [6]]
-        training = [t for t in dirs if 2 <= len(epochs_of(t)) < 6]
-        return done and training
+        epochs = [newest_epoch(t) for t in trial_dirs(path)]
+        return 8 in epochs and any(2 <= epoch < 8 for epoch in epochs)
 
     ray_processes = kill_driver_when(path, launch, first_done_second_training)
     wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
 
     names = [t.name for t in trial_dirs(path)]
-    finished = [t.name for t in trial_dirs(path) if epochs_of(t)[-1:] == [6]]
+    finished = [t.name for t in trial_dirs(path) if epochs_of(t)[-1:] == [8]]
     original = digest(path)
     copy = tmp_path / "moved" / "crash"
     shutil.copytree(path, copy)
@@ -130,7 +135,7 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     assert digest(path) == original, "resuming the copy changed the original experiment"
     assert [t.name for t in trial_dirs(copy)] == names, "no new trial directory"
     for trial in trial_dirs(copy):
-        assert epochs_of(trial) == [1, 2, 3, 4, 5, 6], (trial.name, epochs_of(trial))
+        assert epochs_of(trial) == list(range(1, 9)), (trial.name, epochs_of(trial))
     for name in finished:
         assert digest(copy / name) == {k.removeprefix(name + "/"): v for k, v in original.items()
                                        if k.startswith(name + "/")}, f"completed trial {name} was touched"
