@@ -14,6 +14,7 @@ signals turned into a clean stop, deterministic failures not retried.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -129,22 +130,38 @@ class RestoreGuard(logging.Filter):
 
 
 class StopOnSignal:
-    """While active, SIGINT, SIGTERM and SIGHUP ask Ray Tune to stop cleanly (it listens to SIGUSR1); a second
-    signal stops at once (KeyboardInterrupt). ``interrupted`` says whether a signal arrived."""
+    """While active, SIGINT, SIGTERM and SIGHUP stop the sweep cleanly. Inside Tune's loop
+    (``tune_listening``) the first one asks Ray Tune to stop the way it does on SIGUSR1 (trials stopped, the
+    sweep's state saved); outside it, or a second one, raises KeyboardInterrupt (Ray is shut down on the way
+    out). ``interrupted`` says whether a signal arrived."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.interrupted = False
+        self.listening = False
         self.previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.interrupted:
-            raise KeyboardInterrupt
+        first = not self.interrupted
         self.interrupted = True
+        if not (first and self.listening):
+            raise KeyboardInterrupt
         print(f"\nsymsweep: {signal.Signals(signum).name} received: stopping the trials and saving the sweep's "
               "state (again to stop at once)", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGUSR1)
+
+    @contextlib.contextmanager
+    def tune_listening(self):
+        """Ray Tune's loop runs (its SIGUSR1 handler is installed by ``fit``); a signal that arrived before is
+        passed on at once."""
+        self.listening = True
+        before = signal.signal(signal.SIGUSR1, _stop_now)  # until Tune installs its own: stop at once, cleanly
+        try:
+            yield self
+        finally:
+            self.listening = False
+            signal.signal(signal.SIGUSR1, before)
 
     def __enter__(self) -> "StopOnSignal":
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Tune keeps its SIGUSR1 handler: that is the one used
@@ -152,9 +169,18 @@ class StopOnSignal:
             self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
+    def install(self) -> None:
+        """Take the signals back: ``ray.init`` installs its own SIGTERM handler (which only logs and exits)."""
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+def _stop_now(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def no_retry_of_deterministic_failures() -> None:

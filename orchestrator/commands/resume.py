@@ -68,17 +68,33 @@ def _create(path: Path) -> None:
 
 
 def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
+    """The sweep with signals handled from start to end: SIGINT/SIGTERM/SIGHUP stop it cleanly (exit 130)."""
+    from orchestrator.recovery import INTERRUPTED, StopOnSignal
+
+    with StopOnSignal() as stop:
+        try:
+            return _fit_and_report(config, path, new, restart_errored, stop)
+        except KeyboardInterrupt:  # a signal outside Tune's loop (starting Ray, writing the report) or a second one
+            if (path / "tuner.pkl").exists():
+                print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: symsweep resume {path}",
+                      flush=True)
+                return INTERRUPTED
+            raise
+
+
+def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, stop) -> int:
     import ray
 
     from orchestrator import aggregate
     from orchestrator.launcher import check_resources, make_tuner, restore_tuner, start_ray
-    from orchestrator.recovery import INTERRUPTED, RestoreFailed, RestoreGuard, StopOnSignal, set_aside_errored
+    from orchestrator.recovery import INTERRUPTED, RestoreFailed, RestoreGuard, set_aside_errored
     from orchestrator.session import Session
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables and hints off: Progress is the view
     with Session(embedded=config["cluster"]["address"] is None) as session:
         started = start_ray(config["cluster"])
+        stop.install()
         session.started(started)
         try:
             check_resources(config)
@@ -88,7 +104,7 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
                 if restart_errored:
                     set_aside_errored(path)
                 tuner = restore_tuner(config, path, restart_errored, session.scratch)
-            with RestoreGuard(), StopOnSignal() as stop:
+            with RestoreGuard(), stop.tune_listening():
                 try:
                     grid = tuner.fit()
                 except RestoreFailed as err:

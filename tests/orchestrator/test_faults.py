@@ -91,22 +91,14 @@ def kill_driver_when(path: Path, launch: subprocess.Popen, condition) -> dict[in
     """SIGKILL the driver process alone (not its group) once ``condition()`` holds; returns the Ray processes
     that were running under it. Checks on the way that every one of them listens on loopback only."""
     try:
-        try:
-            wait_for(condition, timeout=240)
-        except TimeoutError:
-            if launch.poll() is None:
-                os.kill(launch.pid, signal.SIGKILL)
-            output = launch.communicate(timeout=60)[0] or ""
-            seen = {t.name: epochs_of(t) for t in trial_dirs(path)}
-            raise AssertionError(f"the moment to kill never came; trials: {seen}; launch said:\n{output[-3000:]}")
+        wait_for(condition, timeout=240)
         ray_processes = descendants(launch.pid)
         assert ray_processes, "an embedded Ray runs under the driver"
         addresses = listening([launch.pid, *ray_processes])
         assert addresses and all(address.startswith("127.") for address in addresses), addresses
     finally:
-        if launch.returncode is None:  # not already collected above
-            os.kill(launch.pid, signal.SIGKILL)
-            launch.communicate(timeout=60)
+        os.kill(launch.pid, signal.SIGKILL)
+        launch.communicate(timeout=60)
     return ray_processes
 
 
@@ -116,23 +108,25 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     own directory from its newest checkpoint, the finished one untouched, every epoch reported once."""
     env = environment(tmp_path)
     path = tmp_path / "crash"
-    # GA first (it finishes in a second or two), then PS, slow enough per epoch to be caught mid-training
-    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "task.train_size=160",
-                      "trainer.epochs=6", "symmetrizer.method=ga,ps", "sweep.max_concurrent=1", wait=False, env=env)
+    launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "trainer.epochs=8",
+                      "task.train_size=1000", "symmetrizer.method=ga,ps", "sweep.max_concurrent=1", wait=False,
+                      env=env)  # GA first (fast), then PS (about a second per epoch): killed while PS trains
+
+    def newest_epoch(trial: Path) -> int:
+        from workers.train import checkpoints
+
+        found = checkpoints(trial)  # written into the trial directory at once (result.json only now and then)
+        return json.loads((found[0] / "meta.json").read_text())["epoch"] if found else 0
 
     def first_done_second_training():
-        # result.json reaches the experiment directory in bursts (Tune copies it from its staging folder now and
-        # then), checkpoints as the trial reports them: "training" is a persisted checkpoint and no last epoch
-        dirs = trial_dirs(path)
-        done = [t for t in dirs if epochs_of(t)[-1:] == [6]]
-        training = [t for t in dirs if t not in done and any(t.glob("checkpoint_*/state.pt"))]
-        return done and training
+        epochs = [newest_epoch(t) for t in trial_dirs(path)]
+        return 8 in epochs and any(2 <= epoch < 8 for epoch in epochs)
 
     ray_processes = kill_driver_when(path, launch, first_done_second_training)
     wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
 
     names = [t.name for t in trial_dirs(path)]
-    finished = [t.name for t in trial_dirs(path) if epochs_of(t)[-1:] == [6]]
+    finished = [t.name for t in trial_dirs(path) if epochs_of(t)[-1:] == [8]]
     original = digest(path)
     copy = tmp_path / "moved" / "crash"
     shutil.copytree(path, copy)
@@ -141,7 +135,7 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     assert digest(path) == original, "resuming the copy changed the original experiment"
     assert [t.name for t in trial_dirs(copy)] == names, "no new trial directory"
     for trial in trial_dirs(copy):
-        assert epochs_of(trial) == [1, 2, 3, 4, 5, 6], (trial.name, epochs_of(trial))
+        assert epochs_of(trial) == list(range(1, 9)), (trial.name, epochs_of(trial))
     for name in finished:
         assert digest(copy / name) == {k.removeprefix(name + "/"): v for k, v in original.items()
                                        if k.startswith(name + "/")}, f"completed trial {name} was touched"
@@ -164,34 +158,42 @@ def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
     assert "symsweep resume" in done.stdout
 
 
-SOAK = [*TINY, *QUIET, "task.train_size=160", "trainer.epochs=8", "symmetrizer.method=ps,ga",
+SOAK = [*TINY, *QUIET, "task.train_size=200", "trainer.epochs=16", "symmetrizer.method=ps,ga",
         "cluster.max_failures=3"]
-EPOCHS = 8
+EPOCHS = 16
 
 
-def reported(path: Path) -> int:
-    return sum(len(epochs_of(trial)) for trial in trial_dirs(path))
-
-
-def training_worker(path: Path) -> int | None:
-    """The pid of a trial that is training now (its last report is not the final epoch)."""
-    for trial in trial_dirs(path):
-        lines = results(trial)
-        if lines and lines[-1]["epoch"] < EPOCHS:
-            return lines[-1]["pid"]
+def training_worker(driver: int) -> int | None:
+    """The pid of a trial actor of this driver's Ray that is running a trial now (found in the process tree,
+    not in result.json, which Tune copies to the experiment only now and then)."""
+    for pid in descendants(driver):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ImplicitFunc" in command:
+            return pid
     return None
 
 
-def truncate_newest_checkpoint(path: Path) -> bool:
+def with_two_checkpoints(path: Path) -> Path | None:
+    """A trial that has not finished and has two complete checkpoints (one to fall back on)."""
     from workers.train import checkpoints
 
     for trial in trial_dirs(path):
         found = checkpoints(trial)
         if len(found) >= 2 and epochs_of(trial)[-1:] != [EPOCHS]:
-            state = found[0] / "state.pt"
-            state.write_bytes(state.read_bytes()[:1000])
-            return True
-    return False
+            return found[0]
+    return None
+
+
+def truncate_newest_checkpoint(path: Path) -> bool:
+    newest = with_two_checkpoints(path)
+    if newest is None:
+        return False
+    state = newest / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    return True
 
 
 def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_run(tmp_path):
@@ -206,24 +208,21 @@ def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_
     env = environment(tmp_path)
     path = tmp_path / "soak"
     rng = random.Random(15)
-    step = lambda: rng.randint(1, 2)  # noqa: E731 - epochs (of the two trials together) between kills
-    target = 0
-    kills = []
+    kills, truncated = [], False
 
     def start(*args):
         return symsweep(*args, wait=False, env=env)
 
-    def progress_beyond(count):
-        return lambda: reported(path) >= count
-
     launch = start("launch", f"storage={tmp_path}", "name=soak", *SOAK)
     names = None
     for kind in ("worker", "sigint", "sigkill", "worker", "sigterm"):
-        target = reported(path) + step()
-        wait_for(progress_beyond(target), timeout=240)
+        pid = wait_for(lambda: training_worker(launch.pid), timeout=240)  # a trial trains now...
+        time.sleep(rng.uniform(0.5, 1.2))  # ...and is killed at a random point of its training
+        if kind == "sigkill":  # with a newest checkpoint to truncate and an older one to fall back on
+            wait_for(lambda: with_two_checkpoints(path), timeout=120)
+        assert launch.poll() is None, "the sweep ended before the kill: give it more epochs"
         names = names or [t.name for t in trial_dirs(path)]
         if kind == "worker":
-            pid = wait_for(lambda: training_worker(path), timeout=60)
             os.kill(pid, signal.SIGKILL)
             kills.append(kind)
             continue
@@ -236,11 +235,11 @@ def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_
             assert f"symsweep resume {path}" in output and "Tuner.restore" not in output
         wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
         if kind == "sigkill":
-            assert truncate_newest_checkpoint(path), "a trial with two checkpoints to fall back on"
+            truncated = truncate_newest_checkpoint(path)
         launch = start("resume", str(path))
     output, _ = launch.communicate(timeout=300)
     assert launch.returncode == 0, output
-    assert len(kills) == 5
+    assert len(kills) == 5 and truncated, (kills, truncated)
 
     assert [t.name for t in trial_dirs(path)] == names, "each trial kept its first directory"
     base = trial_config(compose([f"storage={tmp_path}", *SOAK]))
