@@ -5,7 +5,8 @@
 ``apply``: g·x for node tensors (R, n, C) and pair tensors (R, n, n, C) at R = 1,000 rows —
   ``gather`` (the product: ``workers.symmetry.groups.permute_nodes``, one ``torch.gather`` per node
   axis), ``index_select`` (one index over the flattened rows, with a combined index) and
-  ``bmm one-hot`` (the dense products P x and P A Pᵀ with one-hot P). Then the straight-through application used in training
+  ``bmm one-hot`` (the dense products P x and P A Pᵀ with one-hot P). Then the straight-through
+  application used in training
   (value of the hard permutation, gradient through P̂), forward + backward: ``autograd`` (the
   formula ``hard + (P̂x − (P̂x).detach())``, one product P̂x in the forward and its gradient in the
   backward) against the product's ``Function`` (no product in the forward).
@@ -31,8 +32,7 @@ _bench.setup_environment()
 import torch  # noqa: E402
 
 from workers.symmetry.groups import Group, GroupElement, permute_nodes  # noqa: E402
-from workers.symmetry.permutations import (argsort_permutation, masked_scores, one_hot,  # noqa: E402
-                                           sinkhorn_permutation)
+from workers.symmetry.permutations import argsort_permutation, masked_scores, one_hot, sinkhorn_permutation  # noqa: E402
 
 ROWS = 1000
 

@@ -18,7 +18,8 @@ batch repeated N times (``repeat_interleave``, B·N rows). Canonicalization uses
 compared with the base model on B rows (``base@B``).
 
 Breakdown, as fractions of the reference step (median time of each piece alone, forward +
-backward on the same inputs, / median reference step): ``interface`` the interface network q_ω (PS, canonical; FA: the frame, GA: nothing to learn),
+backward on the same inputs, / median reference step): ``interface`` the interface network q_ω
+(PS, canonical; FA: the frame, GA: nothing to learn),
 ``sinkhorn`` the relaxed argsort P̂ and its entropy penalty, ``apply g`` g⁻¹ on the inputs and g on
 the outputs (gathers + straight-through terms), ``∂f/∂x`` the part of the base model's backward
 that only the straight-through needs: the gradient with respect to its (permuted) inputs, which

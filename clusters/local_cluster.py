@@ -4,7 +4,8 @@ For trying symsweep's cluster mode without a cloud, and for the tests that kill 
 Every node is a ``ray start --block`` process started in a session of its own (and the leader of its
 process group), so that its raylet, object store, agents and trial workers all belong to that session:
 tearing a node down (or killing it, to simulate a crash) signals exactly those processes and nothing
-else on the machine — never ``ray stop``, which would stop every Ray on the machine. Each node has its own temporary directory
+else on the machine — never ``ray stop``, which would stop every Ray on the machine. Each node has its own
+temporary directory
 (logs, sockets), its own dashboard-agent port, its CPU count, optional fake GPUs (advertised only:
 trials see ``CUDA_VISIBLE_DEVICES`` but no device) and a custom resource ``local_node_<name>`` that
 tells the nodes apart. Token authentication stays on: every node and every client gets

@@ -21,8 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from orchestrator.records import (STATES, TrialRecord, count_states, load_trials, open_experiment,  # noqa: F401
-                                  read_trials)
+from orchestrator.records import STATES, TrialRecord, count_states, load_trials, open_experiment, read_trials  # noqa: F401
 from workers import UNUSED
 
 SEED_KEY = "trainer.seed"
@@ -237,8 +236,14 @@ def summary_table(source: str | os.PathLike | Summary) -> str:
 
 def report_markdown(config: Mapping[str, Any], summary: Summary) -> str:
     """``summary.md``: the summary table, then the paired comparisons and the evaluation-sample curves."""
-    from orchestrator.derived import (base_seed, compare_spec, comparison_markdown, comparisons, samples_markdown,
-                                      samples_points)
+    from orchestrator.derived import (
+        base_seed,
+        compare_spec,
+        comparison_markdown,
+        comparisons,
+        samples_markdown,
+        samples_points,
+    )
 
     found = comparisons(summary, compare_spec(config, summary), base_seed(config))
     sections = [summary_table(summary), comparison_markdown(found, summary), samples_markdown(samples_points(summary),

@@ -127,8 +127,8 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         message = str(cause).splitlines()[0]
         if "not in struct" in str(cause) and key:
             section = key.rsplit(".", 1)[0] if "." in key else None
-            raise ValueError(f"{key} is not a config key; check the spelling (README, Config reference)"
-                             + (f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else "")
+            known = f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else ""
+            raise ValueError(f"{key} is not a config key; check the spelling (README, Config reference){known}"
                              ) from None
         raise ValueError(f"invalid override{f' of {key}' if key else ''}: {message}") from None
     for section in GROUPS[:-1]:  # every group but the optional experiment

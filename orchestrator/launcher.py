@@ -173,9 +173,8 @@ def check_resources(config: Mapping[str, Any]) -> None:
 def wrapped_trainable(config: Mapping[str, Any], path: Path, scratch: str | None = None):
     from ray import tune
 
-    from workers.trial import trainable
-
     from orchestrator.recovery import no_retry_of_deterministic_failures
+    from workers.trial import trainable
 
     keep_trial_directories()
     no_retry_of_deterministic_failures()
@@ -265,7 +264,8 @@ def make_tuner(config: Mapping[str, Any], path: Path, scratch: str | None = None
         scheduler=scheduler, num_samples=samples, reuse_actors=True,
         max_concurrent_trials=sweep["max_concurrent"] if search_alg is None else None,
         trial_dirname_creator=trial_dirname)
-    return tune.Tuner(wrapped_trainable(config, path, scratch), param_space=search_space(config), tune_config=tune_config,
+    return tune.Tuner(wrapped_trainable(config, path, scratch), param_space=search_space(config),
+                      tune_config=tune_config,
                       run_config=run_config(config, path))
 
 

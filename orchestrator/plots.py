@@ -30,8 +30,18 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.aggregate import Summary, text
-from orchestrator.derived import (Comparison, Fit, Ratio, SamplesPoint, fits, json_key, lines_by_other_keys, quantity,
-                                  ratios, samples_points)
+from orchestrator.derived import (
+    Comparison,
+    Fit,
+    Ratio,
+    SamplesPoint,
+    fits,
+    json_key,
+    lines_by_other_keys,
+    quantity,
+    ratios,
+    samples_points,
+)
 
 MAX_LEGEND = 24  # more lines than this: no legend (it would be taller than the figure)
 CURVE_EXTRAS = ("entropy",)  # reported per evaluation and drawn as learning curves when present

@@ -24,8 +24,16 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.aggregate import Summary, expand_unused, summarize, summary_rows, swept_keys, trials_table
-from orchestrator.derived import (Comparison, SamplesPoint, base_seed, compare_spec, compare_table, comparisons,
-                                  samples_points, samples_table)
+from orchestrator.derived import (
+    Comparison,
+    SamplesPoint,
+    base_seed,
+    compare_spec,
+    compare_table,
+    comparisons,
+    samples_points,
+    samples_table,
+)
 from orchestrator.records import TrialRecord, open_experiment, read_trials
 
 

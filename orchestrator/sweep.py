@@ -67,7 +67,8 @@ def check_domain(key: str, domain: Any) -> None:
         if not isinstance(values, list) or not values:
             _fail(f"{where}.{kind}", values, "a non-empty list of values")
         return
-    if not isinstance(values, list) or len(values) != 2 or not all(_is_number(v) for v in values) or values[0] >= values[1]:
+    pair = isinstance(values, list) and len(values) == 2 and all(_is_number(v) for v in values)
+    if not pair or values[0] >= values[1]:
         _fail(f"{where}.{kind}", values, "[lo, hi] with numbers lo < hi")
     if kind == "loguniform" and values[0] <= 0:
         _fail(f"{where}.{kind}", values, "[lo, hi] with 0 < lo < hi")

@@ -67,8 +67,9 @@ def check_config(config: Mapping[str, Any]) -> tuple[Task, dict, dict]:
     for key in ("warmup_epochs", "equivariance_every", "seed"):
         _require(_is_int(trainer[key]) and trainer[key] >= 0, f"trainer.{key}", trainer[key], "an integer ≥ 0")
     _require(_is_number(trainer["lr"]) and trainer["lr"] > 0, "trainer.lr", trainer["lr"], "a number > 0")
-    _require(trainer["pretrained_lr"] is None or (_is_number(trainer["pretrained_lr"]) and trainer["pretrained_lr"] >= 0),
-             "trainer.pretrained_lr", trainer["pretrained_lr"], "null or a number ≥ 0")
+    pretrained_lr = trainer["pretrained_lr"]
+    _require(pretrained_lr is None or (_is_number(pretrained_lr) and pretrained_lr >= 0),
+             "trainer.pretrained_lr", pretrained_lr, "null or a number ≥ 0")
     _require(_is_number(trainer["weight_decay"]) and trainer["weight_decay"] >= 0, "trainer.weight_decay",
              trainer["weight_decay"], "a number ≥ 0")
     _require(trainer["grad_clip"] is None or (_is_number(trainer["grad_clip"]) and trainer["grad_clip"] > 0),

@@ -32,8 +32,13 @@ import torch
 from workers.models.factory import build_model
 from workers.settings import TRAINER_DEFAULTS, check_config, settings
 from workers.sharding import Shard, take_noise
-from workers.symmetry import (Symmetrizer, coupled_equivariance_gap, equivariance_errors, permutation_entropy,
-                              transform_inputs)
+from workers.symmetry import (
+    Symmetrizer,
+    coupled_equivariance_gap,
+    equivariance_errors,
+    permutation_entropy,
+    transform_inputs,
+)
 from workers.tasks import Task, iterate_batches
 from workers.tasks.separation import separation_count
 
@@ -69,7 +74,8 @@ def make_optimizer(model: torch.nn.Module, trainer: Mapping[str, Any]) -> torch.
     """Adam/AdamW; parameters loaded from a pretrained weights file get ``pretrained_lr``."""
     names = set(getattr(getattr(model, "base", None), "pretrained_parameter_names", lambda: [])())
     pretrained = [p for n, p in model.named_parameters() if n.removeprefix("base.") in names and n.startswith("base.")]
-    others = [p for n, p in model.named_parameters() if not (n.startswith("base.") and n.removeprefix("base.") in names)]
+    pretrained = {f"base.{name}" for name in names}
+    others = [p for n, p in model.named_parameters() if n not in pretrained]
     groups = [{"params": others, "lr": trainer["lr"]}]
     if pretrained:
         groups.append({"params": pretrained, "lr": trainer["pretrained_lr"] if trainer["pretrained_lr"] is not None
@@ -133,7 +139,8 @@ def transformed_batch(model: torch.nn.Module, task: Task, batch: Mapping[str, to
     like = next(v for v in batch.values() if v.is_floating_point())
     size = None if mask is None else int(mask.shape[1])
     if size is None:
-        size = next((int(batch[k].shape[1]) for k, kind in kinds.items() if kind in ("node", "pair", "point", "vector")), None)
+        node_level = ("node", "pair", "point", "vector")
+        size = next((int(batch[k].shape[1]) for k, kind in kinds.items() if kind in node_level), None)
     g = group.sample(int(target.shape[0]), size, mask, generator, like.dtype, like.device)
     moved, moved_mask = transform_inputs(group, g, {k: batch[k] for k in kinds}, kinds, mask)
     out = {**batch, **moved, "y": group.act(g, target, task.target_kind, mask)}
@@ -435,7 +442,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as err:  # noqa: BLE001 - truncated zip, foreign pickle, refused global: all unusable
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {file} cannot be read ({type(err).__name__}: {reason[:200]}); it is "
-                              "truncated or not a symsweep checkpoint (only tensors and plain data are loaded)") from None
+                              "truncated or not a symsweep checkpoint (only tensors and plain data are loaded)"
+                              ) from None
     if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
         raise CheckpointError(f"checkpoint {file} is not a symsweep checkpoint: expected a dict with "
                               f"{', '.join(CHECKPOINT_KEYS)}")
@@ -587,7 +595,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             if shard.rank == 0:
                 checkpoint = save_checkpoint(workdir / f"checkpoint_{epoch:06d}", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "gradnorm": None if gradnorm is None else gradnorm.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "gradnorm": None if gradnorm is None else gradnorm.state_dict(),
                     "rng": rng_state(device), "loop": dict(state), "config": dict(config),
                     "best_model": best_weights})
         if evaluate_now or checkpoint_now:  # every worker of a sharded trial reports together

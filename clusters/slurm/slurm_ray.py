@@ -45,7 +45,13 @@ if str(REPO) not in sys.path:  # run as a script: clusters/ and orchestrator/ of
     sys.path.insert(0, str(REPO))
 
 from clusters.local_cluster import (  # noqa: E402 - after the path set-up above
-    _signal_session, ensure_token, free_port, ray_executable, session_alive, wait_for_nodes)
+    _signal_session,
+    ensure_token,
+    free_port,
+    ray_executable,
+    session_alive,
+    wait_for_nodes,
+)
 from orchestrator.launcher import socket_safe_base  # noqa: E402
 
 COMMANDS = ("launch", "resume")

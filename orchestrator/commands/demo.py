@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         methods = ["ga", "ps", "canonical"] if group.finite else ["ps", "ga", "fa", "canonical"]
         for method in methods:
             start = time.perf_counter()
-            interface = RegularScorer(group, FlatMLP(shapes, (1,), 64), kinds) if group.finite and method != "ga" else None
+            scorer = group.finite and method != "ga"
+            interface = RegularScorer(group, FlatMLP(shapes, (1,), 64), kinds) if scorer else None
             extra = {"node_channels": {"x": 2}} if group.permutations and not group.has_matrix else {}
             model = symmetrize(FlatMLP(shapes, out_shape, 64), group, method, kinds, output_kind,
                                options["samples"], options["samples"], interface=interface, **extra).double().eval()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.models.test_base_models import nbody, one_thread, random_batch, seeded  # noqa: F401 (one_thread: fixture)
 from workers.models.gnn import EGNN, GNN

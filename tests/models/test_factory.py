@@ -103,7 +103,8 @@ MODEL_CASES = [
     ("nbody", "S_n x E(d)", "ga", "egnn", {"layers": 1, "hidden": 8}),
     ("nbody", "S_n x SE(d)", "canonical", "gnn", {"layers": 1, "hidden": 8}),
     ("exp_classify", "S_n", "ps", "gin_id", {"layers": 1, "hidden": 8}),
-    ("pattern", "S_n", "ps", "vit", {"arch": "vit_tiny_patch16_224", "patch": 20, "depth": 1, "embed_dim": 16, "heads": 2}),
+    ("pattern", "S_n", "ps", "vit",
+     {"arch": "vit_tiny_patch16_224", "patch": 20, "depth": 1, "embed_dim": 16, "heads": 2}),
     ("digits_rot", "D_k", "ps", "cnn", {"channels": [4]}),
 ]
 
@@ -136,7 +137,8 @@ REJECTED = [
     ("nbody", {"group": {"name": "E(d)"}, "model": {"name": "resnet"}}, "model.name"),
     ("nbody", {"group": {"name": "E(d)"}, "model": {"name": "mlp", "depth": 3}}, "model.depth"),
     ("exp_classify", {"group": {"name": "S_n"}, "model": {"name": "egnn"}}, "model.name"),
-    ("exp_classify", {"group": {"name": "S_n"}, "symmetrizer": {"method": "ps", "interface": {"name": "vector_neurons"}}},
+    ("exp_classify",
+     {"group": {"name": "S_n"}, "symmetrizer": {"method": "ps", "interface": {"name": "vector_neurons"}}},
      "symmetrizer.interface.name"),
     ("exp_classify", {"group": {"name": "Q(3)"}}, "group.name"),
 ]

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.symmetry.helpers import GRAPH_KINDS
-
-from workers.symmetry.testing import padded_mask, random_graphs, seeded_mlp
 from workers.models.interfaces import GINInterface, VectorNeurons
 from workers.symmetry import Group, GroupElement, coupled_equivariance_gap, symmetrize
 from workers.symmetry.orthogonal import haar_orthogonal
+from workers.symmetry.testing import padded_mask, random_graphs, seeded_mlp
 
 PERMUTATIONS = Group.parse("S_n")
 POINT_KINDS = {"pos": "point", "vel": "vector", "charge": "node"}

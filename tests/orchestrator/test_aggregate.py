@@ -340,8 +340,8 @@ def ratio_experiment(path: Path) -> Path:
     for (model, dim), values in mse.items():
         for seed, value in enumerate(values):
             failed = model == "egnn" and dim == 4
-            fake.trial({"task.dim": dim, "model.name": model, "trainer.seed": seed}, "ERROR" if failed else "TERMINATED",
-                       [mse_report(value)], error=RAY_ERROR if failed else None)
+            fake.trial({"task.dim": dim, "model.name": model, "trainer.seed": seed},
+                       "ERROR" if failed else "TERMINATED", [mse_report(value)], error=RAY_ERROR if failed else None)
     fake.save_state()
     return path
 
@@ -357,7 +357,8 @@ def test_derived_ratio_csv_and_plot(tmp_path):
     assert float(first["ratio"]) == pytest.approx(2.5)
     assert float(first["ratio_std"]) == pytest.approx(2.5 * math.sqrt(2) * 0.01 / 0.05)
     assert (first["numerator_seeds"], first["denominator_seeds"]) == ("2", "2")
-    assert float(first["numerator_mean"]) == pytest.approx(0.05) and float(first["denominator_mean"]) == pytest.approx(0.02)
+    assert float(first["numerator_mean"]) == pytest.approx(0.05)
+    assert float(first["denominator_mean"]) == pytest.approx(0.02)
     assert float(rows[1]["ratio"]) == pytest.approx(3.0) and float(rows[1]["ratio_std"]) == pytest.approx(0.0)
     names = {Path(file).name for file in result["files"]}
     assert {"derived.csv", "derived_mse_ratio_gnn_over_egnn_vs_task.dim.png"} <= names
@@ -391,8 +392,8 @@ def scaling_experiment(path: Path) -> Path:
         for size in (10, 100, 1000):
             error = 0.8 * size**slope
             point = {"task.transform": transform, "group.name": group, "task.train_size": size}
-            fake.trial(point, "TERMINATED", [{"epoch": 1, "best_val_accuracy": 1 - error, "best_test_accuracy": 1 - error,
-                                              "test_accuracy": 1 - error}])
+            fake.trial(point, "TERMINATED", [{"epoch": 1, "best_val_accuracy": 1 - error,
+                                              "best_test_accuracy": 1 - error, "test_accuracy": 1 - error}])
     fake.save_state()
     return path
 
@@ -446,7 +447,8 @@ def test_learning_curves_show_the_entropy(report):
 
     path = report[0]
     config = json.loads((path / "config.json").read_text())
-    assert curve_metrics(summarize(path, config, read_trials(path, config))) == ["val_accuracy", "train_loss", "entropy"]
+    summary = summarize(path, config, read_trials(path, config))
+    assert curve_metrics(summary) == ["val_accuracy", "train_loss", "entropy"]
 
 
 # -- sweep.compare and evaluation-sample curves --------------------------------------------------------------

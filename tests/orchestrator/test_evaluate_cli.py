@@ -12,8 +12,12 @@ import pytest
 
 from orchestrator.cli import main
 from tests.orchestrator.test_aggregate import FakeExperiment, base_config
-from tests.train import NBODY_MLP, collector, compose_trial
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    collector,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 from workers.train import run
 
 

@@ -83,8 +83,8 @@ def test_the_tune_internals_resume_relies_on_are_there():
     from ray.tune import Tuner
     from ray.tune.experiment.trial import Trial
 
-    assert inspect.signature(trial_module._create_unique_logdir_name).parameters.keys() == {"root", "relative_logdir"}, \
-        CHANGED + "_create_unique_logdir_name"
+    parameters = inspect.signature(trial_module._create_unique_logdir_name).parameters.keys()
+    assert parameters == {"root", "relative_logdir"}, CHANGED + "_create_unique_logdir_name"
     assert "_create_unique_logdir_name(" in inspect.getsource(Trial.init_local_path), CHANGED + "init_local_path"
     assert "should_recover()" in inspect.getsource(tune_controller.TuneController._process_trial_failure), \
         CHANGED + "_process_trial_failure"

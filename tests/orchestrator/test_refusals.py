@@ -92,7 +92,8 @@ def test_a_stale_lock_of_a_dead_holder_is_taken_over(tmp_path):
     path = experiment(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
                                "from orchestrator.recovery import ExperimentLock; "
-                               f"lock = ExperimentLock(Path({str(path)!r})).acquire('resume'); print('held', flush=True); "
+                               f"lock = ExperimentLock(Path({str(path)!r})).acquire('resume'); "
+                               "print('held', flush=True); "
                                "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

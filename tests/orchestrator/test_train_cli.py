@@ -10,8 +10,13 @@ import math
 import pytest
 
 from orchestrator.cli import main
-from tests.train import EXP_CLASSIFY_SIZES, NBODY_MLP, TIMING_KEYS, shrink_task
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    EXP_CLASSIFY_SIZES,
+    NBODY_MLP,
+    TIMING_KEYS,
+    one_thread,  # noqa: F401 (autouse fixture)
+    shrink_task,
+)
 
 TINY_PS = ("model.widths=[16]", "symmetrizer.train_samples=1", "symmetrizer.eval_samples=1",
            "symmetrizer.interface.hidden=8", "symmetrizer.interface.layers=1")

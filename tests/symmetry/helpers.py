@@ -8,7 +8,6 @@ import torch
 from workers.symmetry import Group, RegularScorer, symmetrize
 from workers.symmetry.testing import seeded_mlp
 
-
 GRAPH_KINDS = {"adj": "pair", "x": "node"}
 POINT_KINDS = {"pos": "point", "vel": "vector"}
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from workers.symmetry.testing import equivariance_gap, point_clouds
 from workers.symmetry import Group, symmetrize
+from workers.symmetry.testing import equivariance_gap, point_clouds
 
 
 class NBodyNet(nn.Module):

@@ -15,8 +15,8 @@ import itertools
 import pytest
 import torch
 
-from workers.symmetry.testing import FlatMLP, random_graphs
 from workers.symmetry import Group, symmetrize
+from workers.symmetry.testing import FlatMLP, random_graphs
 
 SIZE = 6
 

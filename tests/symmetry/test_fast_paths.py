@@ -96,8 +96,8 @@ def test_straight_through_function_matches_autograd(kind, shape):
 def test_frames_computed_once_per_input_equal_the_per_row_frames(name):
     """FA's eigendecompositions run once per block of N rows of one input; the elements must be the
     ones computed row by row (repeats=1), and a row count that is not a multiple is refused."""
-    from workers.symmetry.testing import point_clouds, random_graphs
     from workers.symmetry.frames import FrameAveraging
+    from workers.symmetry.testing import point_clouds, random_graphs
 
     gen = torch.Generator().manual_seed(5)
     samples = 3

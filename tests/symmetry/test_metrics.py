@@ -16,9 +16,8 @@ import pytest
 import torch
 
 from tests.symmetry.helpers import GRAPH_KINDS, POINT_KINDS, build
-
-from workers.symmetry.testing import point_clouds, random_graphs
 from workers.symmetry import Group, equivariance_errors, permutation_entropy, sample_variance
+from workers.symmetry.testing import point_clouds, random_graphs
 
 
 def setup(name: str, gen: torch.Generator):

@@ -7,15 +7,19 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.symmetry.helpers import GRAPH_KINDS, build
-
-from workers.symmetry.testing import random_graphs
 from workers.symmetry import Group
 from workers.symmetry.permutations import (
-    argsort_permutation, invert, one_hot, permutation_entropy_penalty, sinkhorn_permutation,
+    argsort_permutation,
+    invert,
+    one_hot,
+    permutation_entropy_penalty,
+    sinkhorn_permutation,
 )
+from workers.symmetry.testing import random_graphs
 
 
 def prefix_mask(batch: int, size: int, gen: torch.Generator, least: int = 1) -> torch.Tensor:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from tests.symmetry.helpers import POINT_KINDS, build
-
-from workers.symmetry.testing import FlatMLP, point_clouds, seeded_mlp
 from workers.symmetry import GradNorm, Group, equivariance_penalty
+from workers.symmetry.testing import point_clouds, seeded_mlp
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,22 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
-from workers.symmetry.testing import FlatMLP, point_clouds, random_graphs
 from workers.symmetry import (
-    DenseGIN, Group, GroupAveraging, ProbabilisticSymmetrization, RegularScorer, VectorInterface,
-    transform_inputs, transform_noise,
+    DenseGIN,
+    Group,
+    GroupAveraging,
+    ProbabilisticSymmetrization,
+    RegularScorer,
+    VectorInterface,
+    transform_inputs,
+    transform_noise,
 )
 from workers.symmetry.groups import GroupElement
+from workers.symmetry.testing import FlatMLP, point_clouds, random_graphs
 
 
 def seeded(seed: int, build):

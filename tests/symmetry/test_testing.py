@@ -52,7 +52,8 @@ def test_the_bare_model_fails_with_its_gap_in_the_message(name):
     inputs, mask = random_inputs(kinds, batch=6, nodes=6, dim=3)
     bare = Unsymmetrized(FlatMLP({k: tuple(v.shape[1:]) for k, v in inputs.items()}, out_shape), group, kinds,
                          output_kind).double()
-    with pytest.raises(AssertionError, match=rf"not equivariant under {re.escape(group.name)}: .* = [0-9.e+-]+ > 1\.0e-09"):
+    message = rf"not equivariant under {re.escape(group.name)}: .* = [0-9.e+-]+ > 1\.0e-09"
+    with pytest.raises(AssertionError, match=message):
         assert_equivariant(bare, inputs, mask)
     assert equivariance_gap(bare, inputs, mask) > 1e-3
 

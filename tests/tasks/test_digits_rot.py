@@ -19,7 +19,8 @@ def cache_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def variants() -> dict[str, dict[str, np.ndarray]]:
-    return {transform: DigitsRot(seed=0, transform=transform).generate() for transform in ("none", "rotate", "flip_rotate")}
+    transforms = ("none", "rotate", "flip_rotate")
+    return {transform: DigitsRot(seed=0, transform=transform).generate() for transform in transforms}
 
 
 def test_shapes_and_default_sizes():
@@ -81,7 +82,8 @@ def test_loss_and_accuracy():
     assert float(task.loss(pred, batch)) == pytest.approx(float(torch.nn.functional.cross_entropy(pred, batch["y"])))
 
 
-@pytest.mark.parametrize(("key", "value"), [("transform", "shear"), ("canvas", 9), ("train_size", 1001), ("val_size", 1500)])
+@pytest.mark.parametrize(("key", "value"),
+                         [("transform", "shear"), ("canvas", 9), ("train_size", 1001), ("val_size", 1500)])
 def test_bad_parameters_name_the_key(key, value):
     with pytest.raises(ValueError, match=rf"task\.{key}="):
         DigitsRot(**{key: value})

@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from tests.train import NBODY_MLP, compose_trial
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 from workers.train import CheckpointError, checkpoints, load_checkpoint, newest_loadable, run
 
 

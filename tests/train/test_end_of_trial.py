@@ -7,8 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.train import NBODY_MLP, collector, compose_trial
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    collector,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 from workers.settings import check_config
 from workers.train import evaluate_checkpoint, load_checkpoint, run
 
@@ -76,8 +80,8 @@ def test_unfinished_checkpoint_resumed_with_other_eval_samples_is_refused(tmp_pa
     run(compose_trial(*NBODY_MLP, "trainer.epochs=1"), collector()[1], tmp_path)
     longer = compose_trial(*NBODY_MLP, "trainer.epochs=2", "symmetrizer.eval_samples=4")
     reports, report = collector()
-    with pytest.raises(ValueError, match=r"^symmetrizer\.eval_samples=4 \(checkpoint: 2\): the checkpoint of epoch 1 is "
-                                         r"not finished"):
+    with pytest.raises(ValueError, match=r"^symmetrizer\.eval_samples=4 \(checkpoint: 2\): the checkpoint of epoch 1 "
+                                         r"is not finished"):
         run(longer, report, tmp_path / "more", resume=tmp_path / "checkpoint_000001")
     assert reports == [] and not (tmp_path / "more").exists()
     same = compose_trial(*NBODY_MLP, "trainer.epochs=2")  # the same count: training continues

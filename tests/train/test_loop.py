@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train import NBODY_MLP, NBODY_PS, collector, compose_trial, shrink_task
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    NBODY_PS,
+    collector,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+    shrink_task,
+)
 from workers import train
 from workers.models.factory import build_model
 from workers.settings import check_config

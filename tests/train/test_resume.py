@@ -13,8 +13,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.train import NBODY_MLP, NBODY_PS, Stop, assert_same_metrics, collector, compose_trial, shrink_exp_classify
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    NBODY_PS,
+    Stop,
+    assert_same_metrics,
+    collector,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+    shrink_exp_classify,
+)
 from workers.train import load_checkpoint, run
 
 CONFIGS = {

@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train import NBODY_MLP, collector, compose_trial
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    collector,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 from workers.settings import check_config
 from workers.sharding import Shard
 from workers.train import run

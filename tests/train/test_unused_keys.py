@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.train import NBODY_MLP, TIMING_KEYS, collector, compose_trial
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+from tests.train import (
+    NBODY_MLP,
+    TIMING_KEYS,
+    collector,
+    compose_trial,
+    one_thread,  # noqa: F401 (autouse fixture)
+)
 from workers.settings import check_config, unused_keys
 from workers.train import run
 from workers.trial import merge

@@ -119,7 +119,8 @@ def _check_group_fits(task: Task, group: Group, specs: Mapping[str, FieldSpec], 
         else:
             dim = specs[coordinates[0]].shape[-1]
             if group.finite is not None and dim != 2:
-                reject(f"{group.name} rotates 2-D coordinates or images and the task's coordinates have dimension {dim}")
+                reject(f"{group.name} rotates 2-D coordinates or images and the task's coordinates have "
+                       f"dimension {dim}")
             if group.dim != dim:
                 key = "group.dim" if asked_dim is not None else "group.name"
                 value = asked_dim if asked_dim is not None else group.name
@@ -146,7 +147,8 @@ def _interface_for(task: Task, group: Group, method: str, specs: Mapping[str, Fi
     if not possible:
         need = ("an input of kind 'pair' (an adjacency) for the GIN interface" if not group.has_matrix
                 else "inputs of kind 'point' or 'vector' for the Vector Neurons interface")
-        has_frame = group.finite is None and (fields_of(specs, "point") if group.has_matrix else fields_of(specs, "pair"))
+        framed_kind = "point" if group.has_matrix else "pair"
+        has_frame = group.finite is None and fields_of(specs, framed_kind)
         raise ValueError(f"symmetrizer.method={method!r} over {group.name} on task {task.name!r} needs {need}; "
                          f"allowed methods here: ga, {'fa, ' if has_frame else ''}none, augment, remul")
     if asked != "auto" and asked not in possible:

@@ -18,8 +18,17 @@ import torch
 from torch import nn
 from torch_geometric.nn import DenseGINConv
 
-from workers.models.layers import (SLOT_KINDS, Readout, activation_module, check_count, check_dropout, masked, perceptron,
-                               require_layout, residual_field)
+from workers.models.layers import (
+    SLOT_KINDS,
+    Readout,
+    activation_module,
+    check_count,
+    check_dropout,
+    masked,
+    perceptron,
+    require_layout,
+    residual_field,
+)
 from workers.models.spec import FieldSpec, Specs, fields_of, node_count, row_mask
 
 

@@ -22,8 +22,16 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from workers.models.layers import (SLOT_KINDS, Readout, activation_module, check_count, masked, perceptron,
-                               require_layout, residual_field)
+from workers.models.layers import (
+    SLOT_KINDS,
+    Readout,
+    activation_module,
+    check_count,
+    masked,
+    perceptron,
+    require_layout,
+    residual_field,
+)
 from workers.models.spec import FieldSpec, Specs, fields_of, node_count, row_mask
 
 

@@ -26,8 +26,16 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from workers.models.layers import (SLOT_KINDS, Readout, check, check_count, check_dropout, masked, require_layout,
-                               residual_field)
+from workers.models.layers import (
+    SLOT_KINDS,
+    Readout,
+    check,
+    check_count,
+    check_dropout,
+    masked,
+    require_layout,
+    residual_field,
+)
 from workers.models.spec import FieldSpec, Specs, fields_of, node_count, row_mask
 
 TOKENIZERS = ("auto", "set", "pair")

@@ -180,7 +180,8 @@ def _load_weights(backbone: VisionTransformer, path: str | os.PathLike) -> list[
         raise ValueError(f"model.weights={path!r} could not be read as a torch state dict: {error}") from error
     if not isinstance(state, Mapping):
         raise ValueError(f"model.weights={path!r} holds a {type(state).__name__}; expected a state dict")
-    state = timm.models.vision_transformer.checkpoint_filter_fn(dict(state), backbone)  # kernel and positional-grid resampling
+    # kernel and positional-grid resampling
+    state = timm.models.vision_transformer.checkpoint_filter_fn(dict(state), backbone)
     own = backbone.state_dict()
     proj = "patch_embed.proj.weight"
     if proj in state and state[proj].shape[1] != own[proj].shape[1]:

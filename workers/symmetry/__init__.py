@@ -20,13 +20,21 @@ from typing import Mapping
 from torch import nn
 
 from workers.symmetry.distributions import (
-    Distribution, GroupAveraging, ProbabilisticSymmetrization, canonicalization,
+    Distribution,
+    GroupAveraging,
+    ProbabilisticSymmetrization,
+    canonicalization,
 )
 from workers.symmetry.frames import FrameAveraging
 from workers.symmetry.groups import DATA_KINDS, Group, GroupElement
 from workers.symmetry.interfaces import DenseGIN, RegularScorer, VectorInterface
 from workers.symmetry.metrics import (
-    coupled_equivariance_gap, equivariance_errors, permutation_entropy, sample_variance, transform_inputs, transform_noise,
+    coupled_equivariance_gap,
+    equivariance_errors,
+    permutation_entropy,
+    sample_variance,
+    transform_inputs,
+    transform_noise,
 )
 from workers.symmetry.remul import GradNorm, equivariance_penalty
 from workers.symmetry.symmetrizer import SymmetrizedOutput, Symmetrizer, Unsymmetrized
@@ -63,7 +71,8 @@ def make_distribution(group: Group, method: str, input_kinds: Mapping[str, str],
                                        fixed_noise=(method == "ps_fixed_noise"))
 
 
-def default_interface(group: Group, input_kinds: Mapping[str, str], node_channels: Mapping[str, int] | None = None) -> nn.Module:
+def default_interface(group: Group, input_kinds: Mapping[str, str],
+                      node_channels: Mapping[str, int] | None = None) -> nn.Module:
     """A small equivariant interface network that fits ``group`` and the inputs."""
     by_kind: dict[str, list[str]] = {}
     for name, kind in input_kinds.items():
@@ -94,7 +103,8 @@ def symmetrize(base: nn.Module, group: Group, method: str, input_kinds: Mapping[
 __all__ = [
     "DATA_KINDS", "METHODS", "DenseGIN", "Distribution", "FrameAveraging", "GradNorm", "Group",
     "GroupAveraging", "GroupElement", "ProbabilisticSymmetrization", "RegularScorer",
-    "SymmetrizedOutput", "Symmetrizer", "Unsymmetrized", "VectorInterface", "canonicalization", "coupled_equivariance_gap",
+    "SymmetrizedOutput", "Symmetrizer", "Unsymmetrized", "VectorInterface", "canonicalization",
+    "coupled_equivariance_gap",
     "default_interface",
     "equivariance_errors", "equivariance_penalty", "make_distribution", "permutation_entropy",
     "sample_variance", "symmetrize", "transform_inputs", "transform_noise",

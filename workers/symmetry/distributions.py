@@ -114,7 +114,8 @@ class ProbabilisticSymmetrization(Distribution):
         else:
             shape = (rows, _node_count(inputs, mask), channels)
         if self.fixed_noise:
-            base = torch.stack([self._draw(shape[1:], generator) for generator in _content_generators(inputs, mask, rows)])
+            generators = _content_generators(inputs, mask, rows)
+            base = torch.stack([self._draw(shape[1:], generator) for generator in generators])
         else:
             base = self._draw(shape, generator)
         (name,) = self.noise_kinds

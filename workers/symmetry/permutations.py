@@ -129,7 +129,8 @@ def _kernel_product(rising, falling, padding, vector):
 class _ScalingIterations(torch.autograd.Function):
     """Sinkhorn on ``K'_ab = exp(-|x_a - x_b|)`` for ascending x = ``scaled`` (R, n) float64 over the
     ``real`` positions (K' is the identity on padding): the alternating scalings r = 1/(K'c),
-    c = 1/(K'r), ``iterations`` times from c = 1; returns (log r, log c). The backward is the exact gradient of the unrolled iterations, written out:
+    c = 1/(K'r), ``iterations`` times from c = 1; returns (log r, log c). The backward is the exact gradient
+    of the unrolled iterations, written out:
     it replays the kernel products in reverse from the stored (R, n) iterates and partial sums
     (K' is symmetric, so the adjoint of v ↦ K'v is K' itself), with no autograd graph."""
 

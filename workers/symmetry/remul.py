@@ -14,7 +14,8 @@ from workers.symmetry.metrics import transform_inputs
 
 
 def equivariance_penalty(
-    model: Callable[[dict, torch.Tensor | None], torch.Tensor], loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    model: Callable[[dict, torch.Tensor | None], torch.Tensor],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     inputs: Mapping[str, torch.Tensor], target: torch.Tensor, group: Group, input_kinds: Mapping[str, str],
     target_kind: str, mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -22,7 +23,8 @@ def equivariance_penalty(
     batch = int(target.shape[0])
     size = None if mask is None else int(mask.shape[1])
     if size is None:
-        size = next((int(v.shape[1]) for k, v in inputs.items() if input_kinds[k] in ("node", "pair", "point", "vector")), None)
+        node_level = ("node", "pair", "point", "vector")
+        size = next((int(v.shape[1]) for k, v in inputs.items() if input_kinds[k] in node_level), None)
     g = group.sample(batch, size, mask, generator, target.dtype if target.is_floating_point() else torch.float32,
                      target.device)
     moved, moved_mask = transform_inputs(group, g, inputs, input_kinds, mask)
