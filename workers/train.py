@@ -74,8 +74,8 @@ def make_optimizer(model: torch.nn.Module, trainer: Mapping[str, Any]) -> torch.
     """Adam/AdamW; parameters loaded from a pretrained weights file get ``pretrained_lr``."""
     names = set(getattr(getattr(model, "base", None), "pretrained_parameter_names", lambda: [])())
     pretrained = [p for n, p in model.named_parameters() if n.removeprefix("base.") in names and n.startswith("base.")]
-    pretrained = {f"base.{name}" for name in names}
-    others = [p for n, p in model.named_parameters() if n not in pretrained]
+    pretrained_names = {f"base.{name}" for name in names}
+    others = [p for n, p in model.named_parameters() if n not in pretrained_names]
     groups = [{"params": others, "lr": trainer["lr"]}]
     if pretrained:
         groups.append({"params": pretrained, "lr": trainer["pretrained_lr"] if trainer["pretrained_lr"] is not None
