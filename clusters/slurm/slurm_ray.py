@@ -215,7 +215,9 @@ def run_job(args: Sequence[str]) -> int:
         stopping.append((signum, time.monotonic()))
         log(f"received {signal.Signals(signum).name}: asking the driver to save the sweep's state and stop")
         if driver is not None and driver.poll() is None:
-            driver.send_signal(signal.SIGUSR1)
+            # symsweep stops a sweep on SIGTERM the way Ray Tune does on SIGUSR1 (trials stopped, state saved) and
+            # then exits 130 with the resume line
+            driver.send_signal(signal.SIGTERM)
 
     for signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
