@@ -245,9 +245,10 @@ def report_markdown(config: Mapping[str, Any], summary: Summary) -> str:
         samples_points,
     )
 
-    found = comparisons(summary, compare_spec(config, summary), base_seed(config))
-    sections = [summary_table(summary), comparison_markdown(found, summary), samples_markdown(samples_points(summary),
-                                                                                             summary)]
+    expanded = expand_unused(summary, config)  # a configuration run once for an unused key pairs with each value
+    found = comparisons(expanded, compare_spec(config, expanded), base_seed(config))
+    sections = [summary_table(summary), comparison_markdown(found, expanded),
+                samples_markdown(samples_points(summary), summary)]
     return "\n".join(section for section in sections if section)
 
 

@@ -14,14 +14,15 @@ from tests.orchestrator.test_sweep_e2e import TINY, results, symsweep, trial_dir
 
 pytestmark = pytest.mark.slow
 
+COMPARE = "sweep.compare={key: symmetrizer.method, reference: ga}"
 RATIO = ("sweep.derived=[{name: ga_over_ps, metric: best_val_mse, key: symmetrizer.method, numerator: ga, "
          "denominator: ps}]")
 
 
 def test_configurations_differing_only_in_unused_keys_run_once(tmp_path):
     done = symsweep("launch", f"storage={tmp_path}", "name=collapsed", *TINY, "trainer.epochs=1",
-                    "symmetrizer.method=ps,ga", "symmetrizer.noise_scale=0.1,1.0", RATIO, "logging.progress=false",
-                    "logging.wandb.enabled=false")
+                    "symmetrizer.method=ps,ga", "symmetrizer.noise_scale=0.1,1.0", RATIO, COMPARE,
+                    "logging.progress=false", "logging.wandb.enabled=false")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 configurations -> 3 distinct trials (symmetrizer.noise_scale is not used by ga)" in done.stdout
     path = tmp_path / "collapsed"
@@ -35,6 +36,12 @@ def test_configurations_differing_only_in_unused_keys_run_once(tmp_path):
         ratios = list(csv.DictReader(handle))
     assert sorted(row["symmetrizer.noise_scale"] for row in ratios) == ["0.1", "1.0"]
     assert all(float(row["ratio"]) > 0 for row in ratios)
+    # the comparison pairs PS at each noise scale with the one GA configuration, in compare.csv and summary.md
+    with (path / "compare.csv").open() as handle:
+        compared = list(csv.DictReader(handle))
+    assert sorted((row["value"], row["symmetrizer.noise_scale"], row["pairs"]) for row in compared) == [
+        ("ps", "0.1", "1"), ("ps", "1.0", "1")]
+    assert "against ga, paired by seed" in (path / "summary.md").read_text()
 
 
 def test_a_collapsed_sweep_resumes_after_a_killed_driver(tmp_path):
