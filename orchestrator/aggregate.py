@@ -266,7 +266,7 @@ def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
     expanded = expand_unused(summary, config)
     files += [path / "summary.md", *write_derived(path, config, expanded),
               *write_plots(expanded, path / "plots", derived_specs(config), loglog_specs(config),
-                           experiment.compared)]
+                           experiment.compared, runs=summary)]
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}
 

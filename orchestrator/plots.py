@@ -345,19 +345,22 @@ def loglog_fits(summary: Summary, spec, found: list[Fit], path: Path) -> Path | 
     return _save(figure, path)
 
 
-def write_plots(summary: Summary, directory: Path, derived=(), loglog=(), compared: list[Comparison] = ()
-                ) -> list[Path]:
+def write_plots(summary: Summary, directory: Path, derived=(), loglog=(), compared: list[Comparison] = (),
+                runs: Summary | None = None) -> list[Path]:
     """Every plot of the summary into ``directory`` (old PNGs there are replaced); the files written.
     ``derived`` and ``loglog`` are the sweep's ``sweep.derived`` and ``sweep.loglog`` entries,
-    ``compared`` the comparisons of ``sweep.compare``."""
+    ``compared`` the comparisons of ``sweep.compare``. ``summary`` pairs a configuration run once for a key
+    it does not read with every value of that key (a flat line against it); ``runs``, the configurations as
+    they ran, draws the per-configuration curves (learning, sample count) once each."""
+    runs = runs or summary
     directory.mkdir(parents=True, exist_ok=True)
     for old in sorted(directory.glob("*.png")):
         old.unlink()
     files = [metrics_vs_key(summary, key, directory / safe_name(f"metrics_vs_{key}.png"))
              for key in numeric_keys(summary)]
-    files.append(learning_curves(summary, directory / "learning_curves.png"))
-    points = samples_points(summary)
-    files += [samples_curves(summary, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))
+    files.append(learning_curves(runs, directory / "learning_curves.png"))
+    points = samples_points(runs)
+    files += [samples_curves(runs, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))
               for metric in dict.fromkeys(point.metric for point in points)]
     if compared:
         files.append(comparison_figure(summary, list(compared),
