@@ -1,10 +1,9 @@
-"""One experiment directory -> the per-trial table, the sweep summary, derived results and plots.
+"""Trial records -> the per-trial table and the sweep summary.
 
-``write_report`` turns an experiment directory (read by ``records.py``) into ``trials.csv`` (one row
-per trial), ``summary.csv`` and ``summary.md`` (one row per configuration, i.e. swept values without
-the seed: mean ± std over the completed seeds), the derived results the sweep asks for
-(``sweep.derived`` ratios -> ``derived.csv``, ``sweep.loglog`` power-law fits -> ``fits.csv``; see
-``derived.py``) and ``plots/*.png``. It works on partial and failed experiments, and the same
+``summarize`` groups an experiment's trials (read by ``records.py``) into configurations (swept values
+without the seed: mean ± std over the completed seeds); ``trials_table``/``summary_rows`` are the rows
+of ``trials.csv`` and ``summary.csv``, ``summary_table`` the Markdown table. ``results.write_report``
+writes them with the derived results and plots. It works on partial and failed experiments, and the same
 directory always gives byte-identical tables (rows in a stable order).
 """
 
@@ -210,12 +209,9 @@ def _markdown(value: Any) -> str:
     return text(value).replace("|", "\\|")
 
 
-def summary_table(source: str | os.PathLike | Summary) -> str:
-    """The Markdown summary table ("mean ± std" cells, 4 significant digits) of a summary, or the whole
-    ``summary.md`` (with comparisons and evaluation-sample curves) of an experiment directory."""
-    if not isinstance(source, Summary):  # an experiment directory: the whole summary.md
-        path, config = open_experiment(source)
-        return report_markdown(config, summarize(path, config, read_trials(path, config)))
+def summary_table(source: Summary) -> str:
+    """The Markdown summary table ("mean ± std" cells, 4 significant digits) of a summary (``summary.md``
+    adds the comparisons and evaluation-sample curves: ``results.summary_markdown``)."""
     counts = ", ".join(f"{count} {state}" for state, count in source.by_state.items() if count)
     order = f"sorted by {source.metric} ({source.mode}); " if source.metric else ""
     header = [*source.keys, "n_seeds", *source.metrics]
@@ -232,43 +228,6 @@ def summary_table(source: str | os.PathLike | Summary) -> str:
             cells.append("-" if mean is None else f"{mean:.4g}{spread}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def report_markdown(config: Mapping[str, Any], summary: Summary) -> str:
-    """``summary.md``: the summary table, then the paired comparisons and the evaluation-sample curves."""
-    from orchestrator.derived import (
-        base_seed,
-        compare_spec,
-        comparison_markdown,
-        comparisons,
-        samples_markdown,
-        samples_points,
-    )
-
-    expanded = expand_unused(summary, config)  # a configuration run once for an unused key pairs with each value
-    found = comparisons(expanded, compare_spec(config, expanded), base_seed(config))
-    sections = [summary_table(summary), comparison_markdown(found, expanded),
-                samples_markdown(samples_points(summary), summary)]
-    return "\n".join(section for section in sections if section)
-
-
-def write_report(experiment_dir: str | os.PathLike) -> dict[str, Any]:
-    """Write trials.csv, summary.csv, summary.md, derived.csv / fits.csv (when the sweep asks for
-    them) and plots/*.png into the experiment directory."""
-    from orchestrator.derived import derived_specs, loglog_specs, write_derived
-    from orchestrator.plots import write_plots  # matplotlib only when plotting
-    from orchestrator.results import load_experiment
-
-    experiment = load_experiment(experiment_dir)
-    path, config, trials, summary = experiment.path, experiment.config, experiment.records, experiment.result
-    files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
-    (path / "summary.md").write_text(report_markdown(config, summary), encoding="utf-8")
-    expanded = expand_unused(summary, config)
-    files += [path / "summary.md", *write_derived(path, config, expanded),
-              *write_plots(expanded, path / "plots", derived_specs(config), loglog_specs(config),
-                           experiment.compared, runs=summary)]
-    return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
-            "files": [str(file) for file in files]}
 
 
 def status(experiment_dir: str | os.PathLike) -> dict[str, Any]:

@@ -17,6 +17,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("task", "group", "symmetrizer", "model", "trainer", "sweep", "cluster", "logging", "experiment")
 
 
+DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")  # the forms of a sweep.params entry
+
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
@@ -178,8 +180,6 @@ def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``sweep.params`` with dotted keys: ``{symmetrizer: {noise_scale: {grid: [..]}}}`` (as written
     on the command line, ``+sweep.params.symmetrizer.noise_scale=...``) becomes
     ``{"symmetrizer.noise_scale": {grid: [..]}}``. A domain is a mapping with one domain key."""
-    from orchestrator.sweep import DOMAINS
-
     flat: dict[str, Any] = {}
     for key, value in params.items():
         dotted = f"{prefix}{key}"

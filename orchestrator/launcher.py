@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestrator.config import trial_config
-from orchestrator.sweep import collapse, metric_and_mode, search_space
+from orchestrator.sweep import collapse, metric_and_mode, search_space, trial_resources
 
 
 def experiment_dir(config: Mapping[str, Any]) -> Path:
@@ -115,15 +115,6 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise ValueError(f"cluster.address={address!r}: cannot connect to {target} within {timeout:g} s ({reason}); "
                          "check that the cluster's head node is running and the address and port are right (for a "
                          "cluster with token authentication also set RAY_AUTH_MODE=token)") from None
-
-
-def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-    """(resources of the Tune trial, resources of each device worker)."""
-    cluster, devices = config["cluster"], int(config["trainer"]["devices"])
-    worker = {"cpus": float(cluster["cpus_per_trial"]), "gpus": float(cluster["gpus_per_trial"])}
-    if devices > 1:  # the Tune trial only drives k Ray Train workers, which hold the resources
-        return {"CPU": 0, "memory": 64 * 2**20}, worker  # a bundle needs some resource; not a CPU
-    return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
 
 
 def _capacity(node: Mapping[str, float], worker: Mapping[str, float]) -> int:

@@ -9,8 +9,8 @@
     experiment.curves        # one row per trial and report: the learning curves (epoch, train/val metrics)
     experiment.eval_samples  # metric against evaluation samples N per configuration (eval_samples.csv)
 
-Every table is built from the same rows as the file ``symsweep report`` writes (``write_report``
-loads the experiment through this module), so the two never disagree. Nothing is written.
+Every table is built from the same rows as the files ``symsweep report`` writes (``write_report``, below,
+writes them from the same ``Experiment``), so the two never disagree. Loading writes nothing.
 """
 
 from __future__ import annotations
@@ -23,16 +23,31 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.aggregate import Summary, expand_unused, summarize, summary_rows, swept_keys, trials_table
+from orchestrator.aggregate import (
+    Summary,
+    expand_unused,
+    summarize,
+    summary_rows,
+    summary_table,
+    swept_keys,
+    trials_table,
+    write_summary_csv,
+    write_trials_csv,
+)
 from orchestrator.derived import (
     Comparison,
     SamplesPoint,
     base_seed,
     compare_spec,
     compare_table,
+    comparison_markdown,
     comparisons,
+    derived_specs,
+    loglog_specs,
+    samples_markdown,
     samples_points,
     samples_table,
+    write_derived,
 )
 from orchestrator.records import TrialRecord, open_experiment, read_trials
 
@@ -87,3 +102,33 @@ def load_experiment(experiment_dir: str | os.PathLike) -> Experiment:
     expanded = expand_unused(result, config)  # a configuration run once for an unused key pairs with each value
     compared = comparisons(expanded, compare_spec(config, expanded), base_seed(config))
     return Experiment(path, config, records, result, compared, samples_points(result))
+
+
+def report_markdown(experiment: Experiment) -> str:
+    """``summary.md``: the summary table, then the paired comparisons and the evaluation-sample curves."""
+    summary = experiment.result
+    sections = [summary_table(summary), comparison_markdown(experiment.compared, summary),
+                samples_markdown(experiment.points, summary)]
+    return "\n".join(section for section in sections if section)
+
+
+def summary_markdown(experiment_dir: str | os.PathLike) -> str:
+    """The whole ``summary.md`` of an experiment directory, as ``write_report`` writes it."""
+    return report_markdown(load_experiment(experiment_dir))
+
+
+def write_report(source: str | os.PathLike | Experiment) -> dict[str, Any]:
+    """Write trials.csv, summary.csv, summary.md, derived.csv / fits.csv (when the sweep asks for
+    them) and plots/*.png into the experiment directory (read here unless ``source`` is already loaded)."""
+    from orchestrator.plots import write_plots  # matplotlib only when plotting
+
+    experiment = source if isinstance(source, Experiment) else load_experiment(source)
+    path, config, trials, summary = experiment.path, experiment.config, experiment.records, experiment.result
+    files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
+    (path / "summary.md").write_text(report_markdown(experiment), encoding="utf-8")
+    expanded = expand_unused(summary, config)
+    files += [path / "summary.md", *write_derived(path, config, expanded),
+              *write_plots(expanded, path / "plots", derived_specs(config), loglog_specs(config),
+                           experiment.compared, runs=summary)]
+    return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
+            "files": [str(file) for file in files]}

@@ -17,9 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from orchestrator.config import trial_config
+from orchestrator.config import DOMAINS, trial_config
 
-DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
 TRIAL_SECTIONS = ("task", "group", "symmetrizer", "model", "trainer", "remul")
@@ -492,11 +491,18 @@ def pinned_values(config: Mapping[str, Any], defaults: Mapping[str, Any] | None,
             and (key in named or theirs.get(key) != value)}
 
 
+def trial_resources(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """(resources of the Tune trial, resources of each device worker)."""
+    cluster, devices = config["cluster"], int(config["trainer"]["devices"])
+    worker = {"cpus": float(cluster["cpus_per_trial"]), "gpus": float(cluster["gpus_per_trial"])}
+    if devices > 1:  # the Tune trial only drives k Ray Train workers, which hold the resources
+        return {"CPU": 0, "memory": 64 * 2**20}, worker  # a bundle needs some resource; not a CPU
+    return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
+
+
 def plan(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
          command_line: Iterable[str] = ()) -> dict[str, Any]:
     """Everything a launch of ``config`` will do, as one JSON-ready dict (``--dry-run --json``)."""
-    from orchestrator.launcher import trial_resources
-
     metric, mode = metric_and_mode(config)
     trials = planned_trials(config)
     seeds = seeds_of(config)

@@ -33,6 +33,7 @@ from workers.models.factory import build_model
 from workers.settings import TRAINER_DEFAULTS, check_config, settings
 from workers.sharding import Shard, take_noise
 from workers.symmetry import (
+    NODE_KINDS,
     Symmetrizer,
     coupled_equivariance_gap,
     equivariance_errors,
@@ -139,8 +140,7 @@ def transformed_batch(model: torch.nn.Module, task: Task, batch: Mapping[str, to
     like = next(v for v in batch.values() if v.is_floating_point())
     size = None if mask is None else int(mask.shape[1])
     if size is None:
-        node_level = ("node", "pair", "point", "vector")
-        size = next((int(batch[k].shape[1]) for k, kind in kinds.items() if kind in node_level), None)
+        size = next((int(batch[k].shape[1]) for k, kind in kinds.items() if kind in NODE_KINDS), None)
     g = group.sample(int(target.shape[0]), size, mask, generator, like.dtype, like.device)
     moved, moved_mask = transform_inputs(group, g, {k: batch[k] for k in kinds}, kinds, mask)
     out = {**batch, **moved, "y": group.act(g, target, task.target_kind, mask)}

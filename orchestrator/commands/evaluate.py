@@ -69,8 +69,9 @@ def write_points(trial_dir: Path, curve: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator import aggregate
-    from orchestrator.derived import samples_markdown, samples_points
+    from orchestrator.derived import samples_markdown
     from orchestrator.records import open_experiment, read_trials
+    from orchestrator.results import load_experiment, write_report
     from workers.settings import TRAINER_DEFAULTS
 
     path, config = open_experiment(Path(args.path).expanduser().resolve())
@@ -105,10 +106,9 @@ def run(args: argparse.Namespace) -> int:
         shown = "; ".join(f"{metric}: " + ", ".join(f"N={n} {point['mean']:.4g}" for n, point in points.items())
                           for metric, points in curve.items())
         print(f"  {trial.trial_id} ({label}): {shown}", flush=True)
-    aggregate.write_report(path)
-    path, config = open_experiment(path)
-    summary = aggregate.summarize(path, config, read_trials(path, config))
+    experiment = load_experiment(path)
+    write_report(experiment)
     print()
-    print(samples_markdown(samples_points(summary), summary))
+    print(samples_markdown(experiment.points, experiment.result))
     print(f"wrote eval_samples.csv, summary.md and plots/eval_samples_*.png in {path}")
     return 1 if skipped else 0

@@ -14,11 +14,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator import aggregate
+    from orchestrator.results import load_experiment, report_markdown, write_report
 
     path = Path(args.path).expanduser().resolve()
-    written = aggregate.write_report(path)
-    print(aggregate.summary_table(path))
+    experiment = load_experiment(path)
+    written = write_report(experiment)
+    print(report_markdown(experiment))
     counts = ", ".join(f"{count} {state}" for state, count in written["by_state"].items() if count)
     print(f"\n{written['trials']} trial(s) ({counts or 'none yet'}); wrote {len(written['files'])} file(s) in {path}")
     return 0

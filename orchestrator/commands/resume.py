@@ -85,9 +85,9 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
 def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, stop) -> int:
     import ray
 
-    from orchestrator import aggregate
     from orchestrator.launcher import check_resources, make_tuner, restore_tuner, start_ray
     from orchestrator.recovery import INTERRUPTED, RestoreFailed, RestoreGuard, set_aside_errored
+    from orchestrator.results import load_experiment, report_markdown, write_report
     from orchestrator.session import Session
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -114,8 +114,9 @@ def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, 
         finally:
             if started:
                 ray.shutdown()
-    states = aggregate.write_report(path)["by_state"]
-    print(aggregate.summary_table(path))
+    experiment = load_experiment(path)
+    states = write_report(experiment)["by_state"]
+    print(report_markdown(experiment))
     print(f"\nresults: {path} (trials.csv, summary.csv, summary.md, plots/)")
     if stop.interrupted or grid is None or _interrupted(grid):
         print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: symsweep resume {path}",

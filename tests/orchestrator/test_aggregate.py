@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.aggregate import load_trials, status, summary_table, write_report
+from orchestrator.aggregate import load_trials, status
 from orchestrator.plots import log_axis, safe_name
+from orchestrator.results import summary_markdown, write_report
 
 STAMP = "2026-11-22_17-34-40"
 RAY_ERROR = """Failure # 1 (occurred at 2026-11-22_17-40-01)
@@ -215,7 +216,7 @@ def test_summary_csv_mean_and_std_over_seeds(report):
 
 def test_summary_markdown(report):
     text = (report[0] / "summary.md").read_text(encoding="utf-8")
-    assert text == summary_table(report[0])
+    assert text == summary_markdown(report[0])
     lines = text.splitlines()
     table = [line for line in lines if line.startswith("|")]
     assert table[0].startswith("| symmetrizer.method | symmetrizer.noise_scale | n_seeds | best_val_accuracy |")
@@ -253,7 +254,7 @@ def test_partial_experiment_without_any_result(tmp_path):
     assert not [file for file in result["files"] if file.endswith(".png")]
     assert read_csv(fake.path / "trials.csv")[1]["error"].startswith("RuntimeError: CUDA out of memory")
     assert status(fake.path)["best"] is None
-    assert "| 0.001 | 0 |" in summary_table(fake.path)
+    assert "| 0.001 | 0 |" in summary_markdown(fake.path)
 
 
 def test_empty_experiment_and_separation_task(tmp_path):

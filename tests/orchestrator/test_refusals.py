@@ -62,7 +62,9 @@ def test_a_corrupted_newest_state_points_at_the_previous_one(tmp_path, capsys):
     path = experiment(tmp_path)
     newest = path / "experiment_state-2030-01-01_00-00-00.json"
     newest.write_text("{")
+    before = digest(path)
     refused(capsys, ["resume", str(path)], str(newest), f"experiment_state-{STAMP}.json")
+    assert digest(path) == before
 
 
 def test_a_deleted_tuner_pkl_is_refused(tmp_path, capsys):
@@ -76,14 +78,18 @@ def test_a_deleted_tuner_pkl_is_refused(tmp_path, capsys):
 def test_a_corrupted_config_json_is_refused_naming_it(tmp_path, capsys):
     path = experiment(tmp_path)
     (path / "config.json").write_text('{"cluster": ')
+    before = digest(path)
     refused(capsys, ["resume", str(path)], str(path / "config.json"))
+    assert digest(path) == before
 
 
 def test_a_running_experiment_is_refused_naming_its_holder(tmp_path, capsys):
     path = experiment(tmp_path)
     lock = ExperimentLock(path).acquire("launch")
+    before = digest(path)
     try:
         refused(capsys, ["resume", str(path)], f"pid {os.getpid()}", "symsweep launch")
+        assert digest(path) == before  # the holder's lock and the experiment untouched
     finally:
         lock.release()
 

@@ -8,8 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from orchestrator.aggregate import write_report
-from orchestrator.results import load_experiment
+from orchestrator.results import load_experiment, write_report
 from tests.orchestrator.test_aggregate import compare_experiment, sweep_experiment
 
 

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from workers.models.spec import FieldSpec, Specs
+from workers.symmetry.groups import NODE_KINDS
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-SLOT_KINDS = ("node", "pair", "point", "vector")  # kinds whose first axis (or two) are node slots
+SLOT_KINDS = NODE_KINDS  # kinds whose first axis (or two) are node slots
 
 
 def check(condition: bool, key: str, value: Any, allowed: str) -> None:

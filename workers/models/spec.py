@@ -13,6 +13,8 @@ from typing import Mapping
 
 import torch
 
+from workers.symmetry.groups import NODE_KINDS
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -42,7 +44,7 @@ def fields_of(specs: Specs, *kinds: str) -> list[str]:
 
 def node_count(specs: Specs) -> int | None:
     """The number of node slots n shared by node/pair/point/vector fields (None if there are none)."""
-    counts = {spec.shape[0] for spec in specs.values() if spec.kind in ("node", "pair", "point", "vector")}
+    counts = {spec.shape[0] for spec in specs.values() if spec.kind in NODE_KINDS}
     if len(counts) > 1:
         raise ValueError(f"input fields disagree on the number of nodes: {sorted(counts)}")
     return counts.pop() if counts else None

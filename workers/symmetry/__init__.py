@@ -26,7 +26,7 @@ from workers.symmetry.distributions import (
     canonicalization,
 )
 from workers.symmetry.frames import FrameAveraging
-from workers.symmetry.groups import DATA_KINDS, Group, GroupElement
+from workers.symmetry.groups import DATA_KINDS, NODE_KINDS, Group, GroupElement
 from workers.symmetry.interfaces import DenseGIN, RegularScorer, VectorInterface
 from workers.symmetry.metrics import (
     coupled_equivariance_gap,
@@ -101,7 +101,7 @@ def symmetrize(base: nn.Module, group: Group, method: str, input_kinds: Mapping[
 
 
 __all__ = [
-    "DATA_KINDS", "METHODS", "DenseGIN", "Distribution", "FrameAveraging", "GradNorm", "Group",
+    "DATA_KINDS", "NODE_KINDS", "METHODS", "DenseGIN", "Distribution", "FrameAveraging", "GradNorm", "Group",
     "GroupAveraging", "GroupElement", "ProbabilisticSymmetrization", "RegularScorer",
     "SymmetrizedOutput", "Symmetrizer", "Unsymmetrized", "VectorInterface", "canonicalization",
     "coupled_equivariance_gap",

@@ -25,7 +25,8 @@ from torch.autograd.function import once_differentiable
 
 from workers.symmetry import images, orthogonal, permutations
 
-DATA_KINDS = ("node", "pair", "point", "vector", "image", "invariant")
+NODE_KINDS = ("node", "pair", "point", "vector")  # kinds whose first axis (pair: first two) indexes nodes
+DATA_KINDS = (*NODE_KINDS, "image", "invariant")
 
 
 @dataclass
@@ -202,7 +203,7 @@ class Group:
             if g.rot is None or self.dim != 2:
                 raise ValueError(f"{self.name} does not act on images; image groups: C_k, D_k, O(2), SO(2)")
             return self._straight_through(g, images.transform(x, g.rot), x, kind)
-        if kind not in ("node", "pair", "point", "vector"):
+        if kind not in NODE_KINDS:
             raise ValueError(f"unknown tensor kind {kind!r}; allowed: {', '.join(DATA_KINDS)}")
         if g.perm is not None:
             x = _permute(x, g, pair=(kind == "pair"))

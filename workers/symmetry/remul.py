@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from workers.symmetry.groups import Group
+from workers.symmetry.groups import NODE_KINDS, Group
 from workers.symmetry.metrics import transform_inputs
 
 
@@ -23,8 +23,7 @@ def equivariance_penalty(
     batch = int(target.shape[0])
     size = None if mask is None else int(mask.shape[1])
     if size is None:
-        node_level = ("node", "pair", "point", "vector")
-        size = next((int(v.shape[1]) for k, v in inputs.items() if input_kinds[k] in node_level), None)
+        size = next((int(v.shape[1]) for k, v in inputs.items() if input_kinds[k] in NODE_KINDS), None)
     g = group.sample(batch, size, mask, generator, target.dtype if target.is_floating_point() else torch.float32,
                      target.device)
     moved, moved_mask = transform_inputs(group, g, inputs, input_kinds, mask)
