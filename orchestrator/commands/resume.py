@@ -92,6 +92,10 @@ def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, 
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables and hints off: Progress is the view
+    # Tune saves the experiment's state at most every 10 s by default but deletes a trial's checkpoints beyond
+    # the newest two at once: a driver killed in between leaves a state that names a deleted checkpoint, and
+    # resuming that trial fails. Saved at every step, the state names one of the two kept checkpoints.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     with Session(embedded=config["cluster"]["address"] is None) as session:
         started = start_ray(config["cluster"])
         stop.install()
