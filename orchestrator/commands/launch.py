@@ -94,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"symsweep: {checked} trial configuration(s) checked; experiment {path}", flush=True)
     print("\n".join(plan_lines(summary)), flush=True)
-    from orchestrator.commands.resume import execute
+    from orchestrator.experiment import run_experiment
 
-    return execute(config, path, new=True)
+    return run_experiment(config, path, new=True)

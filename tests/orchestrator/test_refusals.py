@@ -114,7 +114,7 @@ def test_a_stale_lock_of_a_dead_holder_is_taken_over(tmp_path):
 
 
 def test_two_launches_of_one_name_cannot_both_create_it(tmp_path, capsys):
-    from orchestrator.commands.resume import _create
+    from orchestrator.experiment import _create
 
     _create(tmp_path / "twice")
     with pytest.raises(ValueError, match="already exists; continue it with `symsweep resume"):

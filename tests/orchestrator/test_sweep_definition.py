@@ -155,15 +155,15 @@ def test_a_metric_the_trials_do_not_report_is_refused_with_the_list():
 
 def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, monkeypatch):
     """What the Tuner, ASHA, Optuna, the progress line, the summary and status read."""
-    import orchestrator.commands.resume as resume
+    import orchestrator.experiment as experiment
     from orchestrator.launcher import save_config
 
-    def execute(config, path, **options):
+    def run_experiment(config, path, **options):
         path.mkdir(parents=True)
         save_config(config, path)
         return 0
 
-    monkeypatch.setattr(resume, "execute", execute)
+    monkeypatch.setattr(experiment, "run_experiment", run_experiment)
     assert main(["launch", f"storage={tmp_path}", "name=m", "task=nbody", "group=sn_e",
                  "sweep.metric=mc_equivariance_error"]) == 0
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
