@@ -62,7 +62,7 @@ def transformed_batch(model: torch.nn.Module, task: Task, batch: Mapping[str, to
 def penalty(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor], generator: torch.Generator,
             shard: Shard) -> torch.Tensor:
     """L_equi = ℓ(f(g·x), g·y) of one batch: the library's ``equivariance_penalty`` with the loop's sharded
-    forward pass and the task's loss on the whole moved batch (its padding moved with the nodes)."""
+    forward pass and the task's loss on the whole moved batch (moved inputs, target and mask)."""
     inputs = {name: batch[name] for name in task.input_kinds}
     moved_inputs: dict[str, torch.Tensor] = {}
 
@@ -75,6 +75,10 @@ def penalty(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor
 
     return equivariance_penalty(apply, loss, inputs, batch["y"], model.group, task.input_kinds, task.target_kind,
                                 batch.get("mask"), generator, masked_loss=True)
+
+
+NO_GRADNORM_STATE = ("remul.balance='gradnorm' but the checkpoint holds no GradNorm state (it was trained with "
+                     "remul.balance='constant'); allowed: the checkpoint's own remul.balance")
 
 
 @dataclass
@@ -151,8 +155,7 @@ class Remul(Supervised):
         if self.gradnorm is None:
             return
         if state is None:
-            raise ValueError("remul.balance='gradnorm' but the checkpoint holds no GradNorm state (it was trained "
-                             "with remul.balance='constant'); allowed: the checkpoint's own remul.balance")
+            raise ValueError(NO_GRADNORM_STATE)
         self.gradnorm.load_state_dict(state)
 
 

@@ -42,8 +42,8 @@ from workers.checkpoints import (
     set_rng_state,
 )
 from workers.models.factory import build_model
-from workers.objectives import Supervised, forward, make_objective, transformed_batch
-from workers.settings import TRAINER_DEFAULTS, check_config, settings
+from workers.objectives import NO_GRADNORM_STATE, Supervised, forward, make_objective, transformed_batch
+from workers.settings import REMUL_DEFAULTS, TRAINER_DEFAULTS, check_config, settings
 from workers.sharding import Shard
 from workers.symmetry import (
     Symmetrizer,
@@ -302,14 +302,20 @@ def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, 
     return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
 
 
-def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """Refuse to continue an unfinished checkpoint with another ``symmetrizer.eval_samples``: its best_* so
-    far were measured with its own count, and the two would be mixed (a finished one is evaluated anew)."""
-    state, epochs = saved["loop"], settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
+def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: str | os.PathLike = "checkpoint") -> None:
+    """Refuse a checkpoint ``config`` cannot continue, before anything is written: one without the whole
+    loop state, one without GradNorm's state for REMUL with ``remul.balance=gradnorm``, or an unfinished
+    one with another ``symmetrizer.eval_samples`` (its best_* so far were measured with its own count,
+    and the two would be mixed; a finished one is evaluated anew)."""
+    state = LoopState.from_checkpoint(saved, source)
+    remul, method = settings(config, "remul", REMUL_DEFAULTS), (config.get("symmetrizer") or {}).get("method", "ps")
+    if method == "remul" and remul["balance"] == "gradnorm" and saved.get("gradnorm") is None:
+        raise ValueError(f"{source}: {NO_GRADNORM_STATE}")
+    epochs = settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
     changed = [change for change in evaluation_changes(saved["config"], config)
                if change.startswith("symmetrizer.eval_samples=")]
-    if changed and not (state["epoch"] >= epochs and state["history"]):
-        raise ValueError(f"{changed[0]}: the checkpoint of epoch {state['epoch']} is not finished (trainer.epochs="
+    if changed and not (state.epoch >= epochs and state.history):
+        raise ValueError(f"{changed[0]}: the checkpoint of epoch {state.epoch} is not finished (trainer.epochs="
                          f"{epochs}) and its best_* metrics were measured with its own count; allowed: the "
                          "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
 
@@ -496,6 +502,7 @@ def restore(training: Training, resume: str | os.PathLike, report: Report, repla
     as the second value (nothing is trained): the last report, or, when ``config`` changes how it is
     evaluated, its best weights evaluated anew."""
     saved = load_checkpoint(resume)
+    check_resume(saved, training.config, resume)
     state = LoopState.from_checkpoint(saved, resume)
     training.model.load_state_dict(saved["model"])
     training.optimizer.load_state_dict(saved["optimizer"])
@@ -513,7 +520,6 @@ def restore(training: Training, resume: str | os.PathLike, report: Report, repla
         if not replay:
             report(state.history[-1], None)
         return state, state.history[-1]
-    check_resume(saved, training.config)
     return state, None
 
 

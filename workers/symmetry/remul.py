@@ -50,7 +50,7 @@ def equivariance_penalty(
     ``model(inputs, mask)`` may be any callable: a training loop passes its own forward pass (e.g. one
     that shards group samples over workers). ``loss(prediction, target)`` is called with the moved
     target; with ``masked_loss`` it is called as ``loss(prediction, target, mask)`` with the moved mask,
-    for a loss over padded rows (under S_n the padding moves with the nodes)."""
+    for a loss over the real rows of a padded batch."""
     moved = transform_example(group, inputs, target, input_kinds, target_kind, mask, generator)
     prediction = model(moved.inputs, moved.mask)
     return loss(prediction, moved.target, moved.mask) if masked_loss else loss(prediction, moved.target)
