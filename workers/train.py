@@ -2,11 +2,13 @@
 
 ``run(config, report, workdir, resume, shard)`` trains one symmetrized model on one task:
 
-    data (cached) -> model (factory) -> for each epoch: shuffled batches (order from (seed, epoch))
+    data (cached) -> model (factory), objective of the method (``workers.objectives``)
+      -> [``restore`` the ``LoopState`` and training objects from a checkpoint]
+      -> for each epoch, ``train_epoch``: shuffled batches (order from (seed, epoch))
       -> loss (+ entropy penalty | augmentation | REMUL penalty) -> backward -> clip -> step
-      -> every ``eval_every`` epochs: every evaluation split with the eval sample count, best
+      -> ``evaluate`` every ``eval_every`` epochs: every evaluation split with the eval sample count, best
          validation and the test metrics at it, entropy of P̄, a cheap equivariance error
-      -> every ``checkpoint_every`` epochs: an atomic checkpoint -> ``report(metrics, checkpoint)``
+      -> ``save`` every ``checkpoint_every`` epochs: an atomic checkpoint -> ``report(metrics, checkpoint)``
       -> after the last epoch, on the weights of the best validation epoch: the exact (coupled, float64)
          equivariance gap and, when asked, the metric at several evaluation sample counts
 
