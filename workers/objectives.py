@@ -159,11 +159,15 @@ class Remul(Supervised):
         self.gradnorm.load_state_dict(state)
 
 
+def method_of(config: Mapping[str, Any]) -> str:
+    """The trial's ``symmetrizer.method`` (the one place the loop reads it)."""
+    return (config.get("symmetrizer") or {}).get("method", "ps")
+
+
 def make_objective(config: Mapping[str, Any], remul: Mapping[str, Any], model: torch.nn.Module, task: Task,
                    shard: Shard) -> Supervised:
     """The objective of the trial's ``symmetrizer.method``."""
-    symmetrizer = config.get("symmetrizer") or {}
-    method = symmetrizer.get("method", "ps")
+    symmetrizer, method = config.get("symmetrizer") or {}, method_of(config)
     if method == "none":
         return Supervised(model, task, shard)
     if method == "augment":

@@ -44,7 +44,14 @@ from workers.checkpoints import (
     set_rng_state,
 )
 from workers.models.factory import build_model
-from workers.objectives import NO_GRADNORM_STATE, Supervised, forward, make_objective, transformed_batch
+from workers.objectives import (
+    NO_GRADNORM_STATE,
+    Supervised,
+    forward,
+    make_objective,
+    method_of,
+    transformed_batch,
+)
 from workers.settings import REMUL_DEFAULTS, TRAINER_DEFAULTS, check_config, settings
 from workers.sharding import Shard
 from workers.symmetry import (
@@ -310,8 +317,8 @@ def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: st
     one with another ``symmetrizer.eval_samples`` (its best_* so far were measured with its own count,
     and the two would be mixed; a finished one is evaluated anew)."""
     state = LoopState.from_checkpoint(saved, source)
-    remul, method = settings(config, "remul", REMUL_DEFAULTS), (config.get("symmetrizer") or {}).get("method", "ps")
-    if method == "remul" and remul["balance"] == "gradnorm" and saved.get("gradnorm") is None:
+    remul = settings(config, "remul", REMUL_DEFAULTS)
+    if method_of(config) == "remul" and remul["balance"] == "gradnorm" and saved.get("gradnorm") is None:
         raise ValueError(f"{source}: {NO_GRADNORM_STATE}")
     epochs = settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
     changed = [change for change in evaluation_changes(saved["config"], config)

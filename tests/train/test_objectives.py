@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from tests.train import NBODY_MLP, collector, compose_trial, one_thread  # noqa: F401 (autouse fixture)
+from tests.train import NBODY_MLP, assert_same_metrics, collector, compose_trial, one_thread  # noqa: F401 (autouse fixture)
 from workers.checkpoints import LOOP_FIELDS, LoopState
 from workers.objectives import Augmentation, Remul, Supervised, Symmetrized, make_objective, penalty
 from workers.settings import check_config
@@ -134,3 +134,19 @@ def test_a_checkpoint_that_cannot_be_continued_is_refused_before_writing(damage,
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and re.search(MESSAGES[damage], lines[0]), lines
     assert not workdir.exists()
+
+
+def test_a_checkpoint_written_before_loop_state_existed_resumes_to_the_uninterrupted_result(tmp_path):
+    """``data/checkpoint_before_loop_state.pt``: epoch 1 of ``NBODY_MLP, model.dropout=0.1,
+    trainer.epochs=2``, written by the loop as it was before ``LoopState`` and the objectives (a string-keyed
+    loop dict). Resumed now, epoch 2 is exactly the epoch 2 of an uninterrupted run of today's loop: the
+    format reads as before and no random stream moved."""
+    config = compose_trial(*NBODY_MLP, "model.dropout=0.1", "trainer.epochs=2")
+    full, report = collector()
+    run(config, report, tmp_path / "full")
+    old = Path(__file__).parent / "data" / "checkpoint_before_loop_state.pt"
+    assert load_checkpoint(old)["loop"]["epoch"] == 1
+    tail, report = collector()
+    run(config, report, tmp_path / "resumed", resume=old)
+    assert [metrics["epoch"] for metrics, _ in tail] == [2]
+    assert_same_metrics(tail[0][0], full[1][0], tolerance=0.0)
