@@ -60,7 +60,7 @@ from workers.symmetry import (
     equivariance_errors,
     permutation_entropy,
 )
-from workers.tasks import Task, iterate_batches
+from workers.tasks import Task, TaskData, iterate_batches
 from workers.tasks.separation import separation_count
 
 __all__ = [  # the checkpoint names are part of this module's interface (the trainable and the commands use them)
@@ -364,7 +364,7 @@ class Training:
     config: Mapping[str, Any]
     task: Task
     trainer: Mapping[str, Any]
-    data: Any
+    data: TaskData
     device: torch.device
     shard: Shard
     workdir: Path
