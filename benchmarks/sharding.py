@@ -5,7 +5,7 @@ workers at fixed N, and the start-up cost of a sharded trial through Ray Train.
 
 ``steps``: two processes (``torch.multiprocessing``, a gloo process group, as
 tests/train/test_sharding.py) take training steps exactly as ``workers.train.run`` does
-(``training_loss`` with ``Shard(rank, k)``, backward, gradient all-reduce, Adam) on n-body,
+(the method's objective with ``Shard(rank, k)``, backward, gradient all-reduce, Adam) on n-body,
 S_n × E(3) PS with the PS paper transformer, B = 100, N = 20 (quick: B = 20). Interleaved in
 each repeat: ``k=1 ×1 thread`` (rank 0 alone, the other process waits), ``k=1 ×2 threads``
 (rank 0 alone with both cores) and ``k=2 ×1 thread`` (both processes, N/2 = 10 samples each).
@@ -46,9 +46,10 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
     import torch.distributed as dist
 
     from workers.models.factory import build_model
+    from workers.objectives import make_objective
     from workers.sharding import Shard
     from workers.tasks import get_task
-    from workers.train import make_optimizer, step_generator, training_loss
+    from workers.train import make_optimizer, step_generator
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     task = get_task("nbody")
@@ -64,8 +65,8 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
     counter = iter(range(1, 10**9))
 
     def step(shard: Shard) -> None:
-        loss, _ = training_loss(model, task, batch, step_generator(0, next(counter)), shard, "ps", symmetrizer,
-                                {"alpha": 1.0, "beta": 1.0}, None)
+        objective = make_objective({"symmetrizer": symmetrizer}, {}, model, task, shard)
+        loss, _ = objective(batch, step_generator(0, next(counter)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         shard.average_gradients(model.parameters())

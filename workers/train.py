@@ -2,11 +2,13 @@
 
 ``run(config, report, workdir, resume, shard)`` trains one symmetrized model on one task:
 
-    data (cached) -> model (factory) -> for each epoch: shuffled batches (order from (seed, epoch))
+    data (cached) -> model (factory), objective of the method (``workers.objectives``)
+      -> [``restore`` the ``LoopState`` and training objects from a checkpoint]
+      -> for each epoch, ``train_epoch``: shuffled batches (order from (seed, epoch))
       -> loss (+ entropy penalty | augmentation | REMUL penalty) -> backward -> clip -> step
-      -> every ``eval_every`` epochs: every evaluation split with the eval sample count, best
+      -> ``evaluate`` every ``eval_every`` epochs: every evaluation split with the eval sample count, best
          validation and the test metrics at it, entropy of P̄, a cheap equivariance error
-      -> every ``checkpoint_every`` epochs: an atomic checkpoint -> ``report(metrics, checkpoint)``
+      -> ``save`` every ``checkpoint_every`` epochs: an atomic checkpoint -> ``report(metrics, checkpoint)``
       -> after the last epoch, on the weights of the best validation epoch: the exact (coupled, float64)
          equivariance gap and, when asked, the metric at several evaluation sample counts
 
@@ -19,29 +21,52 @@ at initialisation (GRAPH8c, EXP) run the separation protocol instead of training
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
+from workers.checkpoints import (
+    CHECKPOINT_KEYS,
+    CheckpointError,
+    LoopState,
+    checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    newest_loadable,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from workers.models.factory import build_model
-from workers.settings import TRAINER_DEFAULTS, check_config, settings
-from workers.sharding import Shard, take_noise
+from workers.objectives import (
+    NO_GRADNORM_STATE,
+    Supervised,
+    forward,
+    make_objective,
+    method_of,
+    transformed_batch,
+)
+from workers.settings import REMUL_DEFAULTS, TRAINER_DEFAULTS, check_config, settings
+from workers.sharding import Shard
 from workers.symmetry import (
-    NODE_KINDS,
     Symmetrizer,
     coupled_equivariance_gap,
     equivariance_errors,
     permutation_entropy,
-    transform_inputs,
 )
-from workers.tasks import Task, iterate_batches
+from workers.tasks import Task, TaskData, iterate_batches
 from workers.tasks.separation import separation_count
+
+__all__ = [  # the checkpoint names are part of this module's interface (the trainable and the commands use them)
+    "CHECKPOINT_KEYS", "CheckpointError", "LoopState", "NonFiniteLoss", "checkpoints", "evaluate_checkpoint",
+    "latest_checkpoint", "load_checkpoint", "newest_loadable", "run", "save_checkpoint",
+]
 
 Report = Callable[[dict, "Path | None"], None]
 
@@ -55,13 +80,6 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, message: str, epoch: int = 0):
         super().__init__(message)
         self.epoch = epoch
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (missing, truncated, not a symsweep checkpoint); names the file."""
-
-
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "loop", "config")
 
 
 # -- set-up -------------------------------------------------------------------------------------------
@@ -111,73 +129,10 @@ def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[s
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-# -- one forward pass -----------------------------------------------------------------------------------
-def forward(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor], generator: torch.Generator,
-            shard: Shard, samples: int | None = None):
-    """The model's output on a batch; a ``Symmetrizer``'s samples are sharded over workers."""
-    inputs = {name: batch[name] for name in task.input_kinds}
-    mask = batch.get("mask")
-    if not isinstance(model, Symmetrizer):
-        return model(inputs, mask)
-    samples = samples or model.num_samples()
-    noise = model.draw_noise(inputs, mask, samples, generator)  # every worker: all B·N rows
-    if not shard.active:
-        return model(inputs, mask, noise=noise, samples=samples)
-    rows = shard.rows(int(next(iter(inputs.values())).shape[0]), samples, mask.device if mask is not None
-                      else next(iter(inputs.values())).device)
-    local = model(inputs, mask, noise=take_noise(noise, rows), samples=shard.share(samples))
-    local.output = shard.mean(local.output)
-    local.penalty = shard.mean(local.penalty)  # the loss of all N samples; gradients are unchanged
-    return local
-
-
-def transformed_batch(model: torch.nn.Module, task: Task, batch: Mapping[str, torch.Tensor],
-                      generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """(g·x, g·y) with one uniform random g per example: augmentation and the REMUL penalty."""
-    group, kinds = model.group, task.input_kinds
-    mask = batch.get("mask")
-    target = batch["y"]
-    like = next(v for v in batch.values() if v.is_floating_point())
-    size = None if mask is None else int(mask.shape[1])
-    if size is None:
-        size = next((int(batch[k].shape[1]) for k, kind in kinds.items() if kind in NODE_KINDS), None)
-    g = group.sample(int(target.shape[0]), size, mask, generator, like.dtype, like.device)
-    moved, moved_mask = transform_inputs(group, g, {k: batch[k] for k in kinds}, kinds, mask)
-    out = {**batch, **moved, "y": group.act(g, target, task.target_kind, mask)}
-    if moved_mask is not None:
-        out["mask"] = moved_mask
-    return out
-
-
-def training_loss(model, task: Task, batch, generator: torch.Generator, shard: Shard, method: str,
-                  symmetrizer: Mapping[str, Any], remul: Mapping[str, Any], gradnorm) -> tuple[torch.Tensor, dict]:
-    """The scalar loss of one batch, and its parts for the logs."""
-    if method == "augment":
-        batch = transformed_batch(model, task, batch, generator)
-    out = forward(model, task, batch, generator, shard)
-    task_loss = task.loss(out.output, batch)
-    parts = {"task_loss": task_loss.detach()}
-    loss = task_loss
-    weight = float(symmetrizer.get("entropy_weight", 0.0) or 0.0)
-    if weight and out.penalty.requires_grad:
-        loss = loss + weight * out.penalty
-        parts["entropy_penalty"] = out.penalty.detach()
-    if method == "remul":
-        moved = transformed_batch(model, task, batch, generator)
-        equi_loss = task.loss(forward(model, task, moved, generator, shard).output, moved)
-        alpha, beta = remul["alpha"], remul["beta"]
-        if gradnorm is not None and torch.is_grad_enabled():
-            last = [p for p in model.base.parameters() if p.dim() >= 2][-1]
-            alpha, beta = gradnorm.step(task_loss, equi_loss, last)
-        loss = alpha * task_loss + beta * equi_loss
-        parts.update(equivariance_loss=equi_loss.detach(), alpha=torch.tensor(alpha), beta=torch.tensor(beta))
-    return loss, parts
-
-
 # -- evaluation ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model, task: Task, split: Mapping[str, torch.Tensor], trainer: Mapping[str, Any], device,
-             generator: torch.Generator, shard: Shard) -> tuple[dict[str, float], float | None]:
+def evaluate_split(model, task: Task, split: Mapping[str, torch.Tensor], trainer: Mapping[str, Any], device,
+                   generator: torch.Generator, shard: Shard) -> tuple[dict[str, float], float | None]:
     """Task metrics of a whole split with the eval sample count, and the entropy of P̄ (S_n)."""
     model.eval()
     predictions, entropies = [], []
@@ -215,8 +170,24 @@ def transformed_split(model, task: Task, split: Mapping[str, torch.Tensor], seed
 def evaluate_transformed(model, task: Task, transformed: Mapping[str, torch.Tensor], trainer: Mapping[str, Any],
                          device, seed: int, epoch: int, shard: Shard) -> dict[str, float]:
     """``test_<metric>_transformed``: the task metrics on the transformed copy of the test split."""
-    values, _ = evaluate(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
+    values, _ = evaluate_split(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
     return {f"{TRANSFORMED_SPLIT}_{key}_transformed": value for key, value in values.items()}
+
+
+def evaluation_metrics(model, task: Task, data, trainer: Mapping[str, Any], device, epoch: int, splits,
+                       transformed: Mapping[str, torch.Tensor] | None, shard: Shard) -> dict[str, float]:
+    """One evaluation: every split in ``splits`` with the eval sample count (noise from (seed, epoch,
+    split)), the entropy of P̄ on val (S_n), and the transformed test split when there is one."""
+    seed, metrics = trainer["seed"], {}
+    for index, split in enumerate(splits):
+        values, entropy = evaluate_split(model, task, data.splits[split], trainer, device,
+                                         step_generator(seed, epoch, 1_000 + index), shard)
+        metrics.update({f"{split}_{key}": value for key, value in values.items()})
+        if entropy is not None and split == "val":
+            metrics["entropy"] = entropy
+    if transformed is not None:
+        metrics.update(evaluate_transformed(model, task, transformed, trainer, device, seed, epoch, shard))
+    return metrics
 
 
 def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], trainer, device, seed: int) -> float:
@@ -264,7 +235,7 @@ def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, s
             for count in counts:
                 model.eval_samples = int(count)
                 values = torch.tensor([
-                    evaluate(model, task, data.splits[split], trainer, device,
+                    evaluate_split(model, task, data.splits[split], trainer, device,
                              step_generator(seed, 3_000, stream, count, draw), Shard())[0][task.metric]
                     for draw in range(repeats)], dtype=torch.float64)
                 points[str(int(count))] = {"mean": float(values.mean()),
@@ -340,14 +311,20 @@ def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, 
     return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
 
 
-def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """Refuse to continue an unfinished checkpoint with another ``symmetrizer.eval_samples``: its best_* so
-    far were measured with its own count, and the two would be mixed (a finished one is evaluated anew)."""
-    state, epochs = saved["loop"], settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
+def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: str | os.PathLike = "checkpoint") -> None:
+    """Refuse a checkpoint ``config`` cannot continue, before anything is written: one without the whole
+    loop state, one without GradNorm's state for REMUL with ``remul.balance=gradnorm``, or an unfinished
+    one with another ``symmetrizer.eval_samples`` (its best_* so far were measured with its own count,
+    and the two would be mixed; a finished one is evaluated anew)."""
+    state = LoopState.from_checkpoint(saved, source)
+    remul = settings(config, "remul", REMUL_DEFAULTS)
+    if method_of(config) == "remul" and remul["balance"] == "gradnorm" and saved.get("gradnorm") is None:
+        raise ValueError(f"{source}: {NO_GRADNORM_STATE}")
+    epochs = settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
     changed = [change for change in evaluation_changes(saved["config"], config)
                if change.startswith("symmetrizer.eval_samples=")]
-    if changed and not (state["epoch"] >= epochs and state["history"]):
-        raise ValueError(f"{changed[0]}: the checkpoint of epoch {state['epoch']} is not finished (trainer.epochs="
+    if changed and not (state.epoch >= epochs and state.history):
+        raise ValueError(f"{changed[0]}: the checkpoint of epoch {state.epoch} is not finished (trainer.epochs="
                          f"{epochs}) and its best_* metrics were measured with its own count; allowed: the "
                          "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
 
@@ -362,105 +339,14 @@ def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, save
     model.load_state_dict(weights)
     metrics: dict[str, Any] = {"epoch": state["epoch"], "step": state["step"],
                                "eval_samples": int(getattr(model, "eval_samples", 1))}
-    for index, split in enumerate(splits):
-        values, entropy = evaluate(model, task, data.splits[split], trainer, device,
-                                   step_generator(trainer["seed"], state["epoch"], 1_000 + index), Shard())
-        metrics.update({f"{split}_{key}": value for key, value in values.items()})
-        if entropy is not None and split == "val":
-            metrics["entropy"] = entropy
-    if TRANSFORMED_SPLIT in data.splits:
-        transformed = transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
-        metrics.update(evaluate_transformed(model, task, transformed, trainer, device, trainer["seed"],
-                                            state["epoch"], Shard()))
+    transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
+                   if TRANSFORMED_SPLIT in data.splits else None)
+    metrics.update(evaluation_metrics(model, task, data, trainer, device, state["epoch"], splits, transformed, Shard()))
     metrics.update({f"best_{k}": v for k, v in metrics.items() if k.split("_")[0] in splits})
     metrics["best_epoch"] = state["best"].get("best_epoch", state["epoch"])
     metrics.update(end_of_trial(config, task, data, trainer, weights, device, splits))
     metrics["elapsed_s"] = state["elapsed"]
     return metrics
-
-
-# -- checkpoints --------------------------------------------------------------------------------------
-def save_checkpoint(directory: Path, state: dict) -> Path:
-    """Write ``state`` to ``directory/state.pt`` atomically (temporary file + rename)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".state.pt.{os.getpid()}.tmp"
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, directory / "state.pt")
-    finally:
-        temporary.unlink(missing_ok=True)
-    (directory / "meta.json").write_text(json.dumps({"epoch": state["loop"]["epoch"]}))
-    return directory
-
-
-def checkpoints(directory: Path) -> list[Path]:
-    """The complete checkpoints among ``directory/checkpoint_*``, newest epoch first.
-
-    A checkpoint is complete once its ``meta.json`` exists (written after ``state.pt`` was renamed into
-    place); whether its ``state.pt`` still loads is checked by ``newest_loadable``."""
-    found = []
-    for candidate in directory.glob("checkpoint_*"):
-        try:
-            found.append((int(json.loads((candidate / "meta.json").read_text())["epoch"]), candidate.name, candidate))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return [path for _, _, path in sorted(found, reverse=True)]
-
-
-def latest_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint of the latest epoch among ``directory/checkpoint_*`` (complete ones only)."""
-    found = checkpoints(directory)
-    return found[0] if found else None
-
-
-def newest_loadable(candidates: list[Path]) -> tuple[Path | None, list[str]]:
-    """The first of ``candidates`` that loads, and one line per candidate skipped (why)."""
-    skipped = []
-    for candidate in candidates:
-        try:
-            load_checkpoint(candidate)
-        except CheckpointError as err:
-            skipped.append(str(err))
-            continue
-        return candidate, skipped
-    return None, skipped
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint written by ``save_checkpoint`` (a ``checkpoint_NNNNNN`` directory or its ``state.pt``).
-
-    Loaded with ``weights_only=True``: a checkpoint holds tensors and plain data only, so reading a file
-    someone else wrote never runs code from it. Every failure is a ``CheckpointError`` naming the file."""
-    path = Path(path).expanduser()
-    file = path / "state.pt" if path.is_dir() else path
-    if not file.is_file():
-        what = "does not exist" if not file.exists() else "is not a file"
-        raise CheckpointError(f"checkpoint {file} {what}; expected a checkpoint_NNNNNN directory (or its state.pt) "
-                              "written by symsweep")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated zip, foreign pickle, refused global: all unusable
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {file} cannot be read ({type(err).__name__}: {reason[:200]}); it is "
-                              "truncated or not a symsweep checkpoint (only tensors and plain data are loaded)"
-                              ) from None
-    if not isinstance(state, dict) or not all(key in state for key in CHECKPOINT_KEYS):
-        raise CheckpointError(f"checkpoint {file} is not a symsweep checkpoint: expected a dict with "
-                              f"{', '.join(CHECKPOINT_KEYS)}")
-    return state
-
-
-def rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def build_seeded(task: Task, config: Mapping[str, Any], seed: int) -> torch.nn.Module:
@@ -471,6 +357,25 @@ def build_seeded(task: Task, config: Mapping[str, Any], seed: int) -> torch.nn.M
 
 
 # -- the loop -------------------------------------------------------------------------------------------
+@dataclass
+class Training:
+    """What a trial's epochs work on, built once from the config (``LoopState`` is what changes)."""
+
+    config: Mapping[str, Any]
+    task: Task
+    trainer: Mapping[str, Any]
+    data: TaskData
+    device: torch.device
+    shard: Shard
+    workdir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    objective: Supervised
+    splits: list[str]  # the evaluation splits: every split but train
+    transformed: dict[str, torch.Tensor] | None = None  # the transformed test split, once training starts
+
+
 def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, shard: Shard = Shard(), replay: bool = False) -> dict[str, float]:
     """Train (or, for separation tasks, score) one configuration; return the last reported metrics.
@@ -484,134 +389,157 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
     if trainer["threads"]:
         torch.set_num_threads(trainer["threads"])
     device = pick_device(trainer["device"])
-    workdir = Path(workdir or Path.cwd() / "trial")
     report = report or (lambda metrics, checkpoint: None)
     data = task.load()
     if not task.trainable:
         return separation(task, config, trainer, data, device, report)
-    seed, method = trainer["seed"], (config.get("symmetrizer") or {}).get("method", "ps")
-    model = build_seeded(task, config, seed).to(device)
-    optimizer = make_optimizer(model, trainer)
-    train_split = data.splits["train"]
-    steps_per_epoch = math.ceil(data.size("train") / trainer["batch_size"])
-    scheduler = make_schedule(optimizer, trainer, steps_per_epoch)
-    gradnorm = None
-    if method == "remul" and remul["balance"] == "gradnorm":
-        from workers.symmetry import GradNorm
-
-        gradnorm = GradNorm(remul["alpha"], remul["beta"], remul["gradnorm_lr"], remul["gradnorm_gamma"])
-    torch.manual_seed(seed + 1)  # the global stream: dropout
-    state = {"epoch": 0, "step": 0, "best": {}, "metrics": {}, "evaluations": 0, "elapsed": 0.0, "history": []}
-    evaluation_splits = [name for name in data.splits if name != "train"]
-    best_weights = None  # the model at the best validation epoch: what the end-of-trial measurements use
+    training = set_up(config, task, trainer, remul, data, device, shard, Path(workdir or Path.cwd() / "trial"))
+    state = LoopState()
     if resume is not None:
-        saved = load_checkpoint(resume)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if gradnorm is not None:
-            gradnorm.load_state_dict(saved["gradnorm"])
-        set_rng_state(saved["rng"], device)
-        state = saved["loop"]
-        best_weights = saved.get("best_model")
-        for metrics in state["history"] if replay else []:
-            report(metrics, None)
-        if state["epoch"] >= trainer["epochs"] and state["history"]:  # finished before the interruption
-            if evaluation_changes(saved["config"], config):  # never replay results of other settings
-                metrics = reevaluate(model, config, task, data, trainer, saved, device, evaluation_splits)
-                report(metrics, None)
-                return metrics
-            if not replay:
-                report(state["history"][-1], None)
-            return state["history"][-1]
-        check_resume(saved, config)
-    transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], seed)
-                   if TRANSFORMED_SPLIT in data.splits else None)
-    autocast = trainer["precision"] == "bf16" and device.type == "cuda"
-    symmetrizer = config.get("symmetrizer") or {}
-    start = time.perf_counter() - state["elapsed"]
-    # what a run resumed from its final checkpoint returns: the last evaluation, nothing trained
-    metrics = {"epoch": state["epoch"], "step": state["step"], **state["metrics"], **state["best"],
-               "elapsed_s": state["elapsed"]}
-    for epoch in range(state["epoch"] + 1, trainer["epochs"] + 1):
-        model.train()
-        epoch_start, losses, examples, sums = time.perf_counter(), [], 0, {}
-        for batch in iterate_batches(train_split, trainer["batch_size"], shuffle=True, seed=seed, epoch=epoch):
-            state["step"] += 1
-            batch = to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss, parts = training_loss(model, task, batch, step_generator(seed, state["step"]), shard,
-                                            method, symmetrizer, remul, gradnorm)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(non_finite_message(float(loss.detach()), epoch, state, workdir), state["epoch"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            shard.average_gradients(model.parameters())
-            if trainer["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            examples += int(batch["y"].shape[0])
-        seconds = time.perf_counter() - epoch_start
-        metrics = {"epoch": epoch, "step": state["step"], "train_loss": sum(losses) / max(1, len(losses)),
-                   "samples_per_s": examples * getattr(model, "train_samples", 1) / max(seconds, 1e-9),
-                   "examples_per_s": examples / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
-        for name, value in sums.items():  # epoch means, like train_loss
-            metrics[f"train_{name}"] = value / max(1, len(losses))
+        state, finished = restore(training, resume, report, replay)
+        if finished is not None:
+            return finished
+    if TRANSFORMED_SPLIT in data.splits:
+        training.transformed = transformed_split(training.model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
+    start = time.perf_counter() - state.elapsed
+    metrics = state.last_metrics()  # what a run resumed from its final checkpoint returns: nothing trained
+    for epoch in range(state.epoch + 1, trainer["epochs"] + 1):
+        metrics = train_epoch(training, state, epoch)
         evaluate_now = epoch % trainer["eval_every"] == 0 or epoch == trainer["epochs"]
         if evaluate_now:
-            state["evaluations"] += 1
-            for index, split in enumerate(evaluation_splits):
-                values, entropy = evaluate(model, task, data.splits[split], trainer, device,
-                                           step_generator(seed, epoch, 1_000 + index), shard)
-                metrics.update({f"{split}_{key}": value for key, value in values.items()})
-                if entropy is not None and split == "val":
-                    metrics["entropy"] = entropy
-            if transformed is not None:
-                metrics.update(evaluate_transformed(model, task, transformed, trainer, device, seed, epoch, shard))
-            every = trainer["equivariance_every"]
-            if every and state["evaluations"] % every == 0:
-                metrics["mc_equivariance_error"] = equivariance_error(model, task, data.splits["val"], trainer, device,
-                                                                   seed * 7919 + epoch)
-            state["best"] = best_so_far(state["best"], metrics, task, epoch, evaluation_splits)
-            if state["best"].get("best_epoch") == epoch:
-                best_weights = weights_copy(model)
-            state["metrics"] = {k: v for k, v in metrics.items() if k.split("_")[0] in evaluation_splits
-                                or k in ("entropy", "mc_equivariance_error")}
-        metrics.update(state["metrics"])
-        metrics.update(state["best"])
-        state["epoch"], state["elapsed"] = epoch, time.perf_counter() - start
-        metrics["elapsed_s"] = state["elapsed"]
-        if epoch == trainer["epochs"] and best_weights is not None:
-            metrics.update(end_of_trial(config, task, data, trainer, best_weights, device, evaluation_splits))
-        checkpoint = None
+            evaluate(training, state, epoch, metrics)
+        metrics.update(state.metrics)
+        metrics.update(state.best)
+        state.epoch, state.elapsed = epoch, time.perf_counter() - start
+        metrics["elapsed_s"] = state.elapsed
+        if epoch == trainer["epochs"] and state.best_weights is not None:
+            metrics.update(end_of_trial(config, task, data, trainer, state.best_weights, device, training.splits))
         checkpoint_now = epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]
-        if evaluate_now or checkpoint_now:
-            state["history"].append(dict(metrics))
-        if checkpoint_now:
-            if shard.rank == 0:
-                checkpoint = save_checkpoint(workdir / f"checkpoint_{epoch:06d}", {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "gradnorm": None if gradnorm is None else gradnorm.state_dict(),
-                    "rng": rng_state(device), "loop": dict(state), "config": dict(config),
-                    "best_model": best_weights})
         if evaluate_now or checkpoint_now:  # every worker of a sharded trial reports together
-            report(metrics, checkpoint)
+            state.history.append(dict(metrics))
+            report(metrics, save(training, state) if checkpoint_now else None)
     return metrics
 
 
-def non_finite_message(loss: float, epoch: int, state: Mapping[str, Any], workdir: Path) -> str:
+def set_up(config: Mapping[str, Any], task: Task, trainer: Mapping[str, Any], remul: Mapping[str, Any], data,
+           device: torch.device, shard: Shard, workdir: Path) -> Training:
+    """The seeded model, its optimiser, schedule and objective; then the global RNG (dropout) is seeded."""
+    model = build_seeded(task, config, trainer["seed"]).to(device)
+    optimizer = make_optimizer(model, trainer)
+    scheduler = make_schedule(optimizer, trainer, math.ceil(data.size("train") / trainer["batch_size"]))
+    objective = make_objective(config, remul, model, task, shard)
+    torch.manual_seed(trainer["seed"] + 1)  # the global stream: dropout
+    splits = [name for name in data.splits if name != "train"]
+    return Training(config, task, trainer, data, device, shard, workdir, model, optimizer, scheduler, objective,
+                    splits)
+
+
+def train_epoch(training: Training, state: LoopState, epoch: int) -> dict[str, float]:
+    """One pass over the shuffled training split (order from (seed, epoch), group-sample noise of step s
+    from (seed, s)); the epoch's training metrics."""
+    trainer, model, device = training.trainer, training.model, training.device
+    autocast = trainer["precision"] == "bf16" and device.type == "cuda"
+    model.train()
+    epoch_start, losses, examples, sums = time.perf_counter(), [], 0, {}
+    for batch in iterate_batches(training.data.splits["train"], trainer["batch_size"], shuffle=True,
+                                 seed=trainer["seed"], epoch=epoch):
+        state.step += 1
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss, parts = training.objective(batch, step_generator(trainer["seed"], state.step))
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(non_finite_message(float(loss.detach()), epoch, state, training.workdir), state.epoch)
+        optimizer_step(training, loss)
+        losses.append(float(loss.detach()))
+        for name, value in parts.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+        examples += int(batch["y"].shape[0])
+    seconds = time.perf_counter() - epoch_start
+    metrics = {"epoch": epoch, "step": state.step, "train_loss": sum(losses) / max(1, len(losses)),
+               "samples_per_s": examples * getattr(model, "train_samples", 1) / max(seconds, 1e-9),
+               "examples_per_s": examples / max(seconds, 1e-9), "lr": training.optimizer.param_groups[0]["lr"]}
+    for name, value in sums.items():  # epoch means, like train_loss
+        metrics[f"train_{name}"] = value / max(1, len(losses))
+    return metrics
+
+
+def optimizer_step(training: Training, loss: torch.Tensor) -> None:
+    """Backward, gradients averaged over the workers of a sharded trial, clipping, optimiser and schedule."""
+    training.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    training.shard.average_gradients(training.model.parameters())
+    if training.trainer["grad_clip"]:
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), training.trainer["grad_clip"])
+    training.optimizer.step()
+    training.scheduler.step()
+
+
+def evaluate(training: Training, state: LoopState, epoch: int, metrics: dict) -> None:
+    """One evaluation into ``metrics``: every evaluation split, the transformed test split, every
+    ``equivariance_every`` evaluations the Monte-Carlo equivariance error; then the best so far (and its
+    weights) and the latest evaluation metrics in ``state``."""
+    trainer, model, splits = training.trainer, training.model, training.splits
+    state.evaluations += 1
+    metrics.update(evaluation_metrics(model, training.task, training.data, trainer, training.device, epoch, splits,
+                                      training.transformed, training.shard))
+    every = trainer["equivariance_every"]
+    if every and state.evaluations % every == 0:
+        metrics["mc_equivariance_error"] = equivariance_error(model, training.task, training.data.splits["val"],
+                                                           trainer, training.device, trainer["seed"] * 7919 + epoch)
+    state.best = best_so_far(state.best, metrics, training.task, epoch, splits)
+    if state.best.get("best_epoch") == epoch:
+        state.best_weights = weights_copy(model)
+    state.metrics = {k: v for k, v in metrics.items() if k.split("_")[0] in splits
+                     or k in ("entropy", "mc_equivariance_error")}
+
+
+def save(training: Training, state: LoopState) -> Path | None:
+    """The checkpoint of ``state.epoch`` (rank 0 of a sharded trial only; the others return None)."""
+    if training.shard.rank != 0:
+        return None
+    return save_checkpoint(training.workdir / f"checkpoint_{state.epoch:06d}", {
+        "model": training.model.state_dict(), "optimizer": training.optimizer.state_dict(),
+        "scheduler": training.scheduler.state_dict(), "gradnorm": training.objective.state_dict(),
+        "rng": rng_state(training.device), **state.to_checkpoint(), "config": dict(training.config)})
+
+
+def restore(training: Training, resume: str | os.PathLike, report: Report, replay: bool
+            ) -> tuple[LoopState, dict | None]:
+    """Continue from the checkpoint ``resume``: the training objects, the global RNG and the loop state.
+
+    With ``replay`` the reports it holds are made again. A finished checkpoint returns its final metrics
+    as the second value (nothing is trained): the last report, or, when ``config`` changes how it is
+    evaluated, its best weights evaluated anew."""
+    saved = load_checkpoint(resume)
+    check_resume(saved, training.config, resume)
+    state = LoopState.from_checkpoint(saved, resume)
+    training.model.load_state_dict(saved["model"])
+    training.optimizer.load_state_dict(saved["optimizer"])
+    training.scheduler.load_state_dict(saved["scheduler"])
+    training.objective.load_state_dict(saved.get("gradnorm"))
+    set_rng_state(saved["rng"], training.device)
+    for metrics in state.history if replay else []:
+        report(metrics, None)
+    if state.epoch >= training.trainer["epochs"] and state.history:  # finished before the interruption
+        if evaluation_changes(saved["config"], training.config):  # never replay results of other settings
+            metrics = reevaluate(training.model, training.config, training.task, training.data, training.trainer,
+                                 saved, training.device, training.splits)
+            report(metrics, None)
+            return state, metrics
+        if not replay:
+            report(state.history[-1], None)
+        return state, state.history[-1]
+    return state, None
+
+
+def non_finite_message(loss: float, epoch: int, state: LoopState, workdir: Path) -> str:
     """Where the failure happened and which checkpoint is good (one that exists now, or none)."""
-    message = f"non-finite training loss ({loss}) at epoch {epoch}, step {state['step']}"
-    kept = workdir / f"checkpoint_{state['epoch']:06d}"
-    if state["epoch"] and (kept / "state.pt").is_file():
-        return f"{message}; the last good checkpoint (epoch {state['epoch']}) is {kept}"
-    if state["epoch"]:
-        return f"{message}; the last good checkpoint is of epoch {state['epoch']}"
+    message = f"non-finite training loss ({loss}) at epoch {epoch}, step {state.step}"
+    kept = workdir / f"checkpoint_{state.epoch:06d}"
+    if state.epoch and (kept / "state.pt").is_file():
+        return f"{message}; the last good checkpoint (epoch {state.epoch}) is {kept}"
+    if state.epoch:
+        return f"{message}; the last good checkpoint is of epoch {state.epoch}"
     return f"{message}; no checkpoint was written before it (lower trainer.lr or set trainer.grad_clip)"
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.symmetry.helpers import POINT_KINDS, build
-from workers.symmetry import GradNorm, Group, equivariance_penalty
+from workers.symmetry import GradNorm, Group, equivariance_penalty, transform_example
 from workers.symmetry.testing import point_clouds, seeded_mlp
 
 
@@ -65,6 +65,52 @@ def test_penalty_is_deterministic_given_a_generator():
         values = [float(equivariance_penalty(model, mse, inputs, inputs["vel"], group, POINT_KINDS, "vector", mask,
                                              torch.Generator().manual_seed(5))) for _ in range(2)]
     assert values[0] == values[1] > 0
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real nodes only (padding rows ignored)."""
+    weights = mask.to(prediction.dtype)[..., None]
+    return ((prediction - target) ** 2 * weights).sum() / (weights.sum() * prediction.shape[-1])
+
+
+def test_transform_example_moves_inputs_target_and_mask_with_one_element():
+    """Under S_n x SE(3) the target g·pos of f = pos is the moved input, every example keeps its real
+    nodes (a uniform permutation of them; padding stays last) and padding rows stay zero."""
+    gen = torch.Generator().manual_seed(76)
+    inputs, mask = point_clouds(6, 5, 3, gen)
+    group = Group.parse("S_n x SE(3)")
+    moved = transform_example(group, inputs, inputs["pos"], POINT_KINDS, "point", mask,
+                              torch.Generator().manual_seed(3))
+    torch.testing.assert_close(moved.target, moved.inputs["pos"], rtol=0, atol=1e-12)
+    assert torch.equal(moved.mask, mask)
+    assert not torch.allclose(moved.inputs["pos"], inputs["pos"])
+    assert float(moved.inputs["vel"][~moved.mask].abs().max()) == 0.0
+    again = transform_example(group, inputs, inputs["pos"], POINT_KINDS, "point", mask,
+                              torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(again.inputs.values(), moved.inputs.values()))
+
+
+def test_a_masked_loss_sees_the_moved_mask_and_any_forward_callable_serves_as_model():
+    """``masked_loss``: the loss gets the moved mask, so a loss over the real nodes is the penalty a padded
+    batch needs; the model may be any callable of (inputs, mask), e.g. a training loop's own forward pass."""
+    gen = torch.Generator().manual_seed(77)
+    inputs, mask = point_clouds(6, 5, 3, gen)
+    group = Group.parse("S_n x SE(3)")
+    base = seeded_mlp({"pos": (5, 3), "vel": (5, 3)}, (5, 3), 77).double()
+    calls = []
+
+    def forward(x: dict, m: torch.Tensor) -> torch.Tensor:
+        calls.append(m)
+        return base(x) * m[..., None]
+
+    with torch.no_grad():
+        target = base(inputs) * mask[..., None]
+        penalty = equivariance_penalty(forward, masked_mse, inputs, target, group, POINT_KINDS, "point", mask,
+                                       torch.Generator().manual_seed(4), masked_loss=True)
+        moved = transform_example(group, inputs, target, POINT_KINDS, "point", mask, torch.Generator().manual_seed(4))
+        by_hand = masked_mse(forward(moved.inputs, moved.mask), moved.target, moved.mask)
+    assert torch.equal(calls[0], moved.mask)
+    assert float(penalty) == float(by_hand) > 1e-3  # the MLP is not equivariant
 
 
 # -- GradNorm --------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from workers.symmetry.metrics import (
     transform_inputs,
     transform_noise,
 )
-from workers.symmetry.remul import GradNorm, equivariance_penalty
+from workers.symmetry.remul import GradNorm, Transformed, equivariance_penalty, transform_example
 from workers.symmetry.symmetrizer import SymmetrizedOutput, Symmetrizer, Unsymmetrized
 
 METHODS = ("ps", "ps_fixed_noise", "canonical", "ga", "fa")
@@ -103,9 +103,9 @@ def symmetrize(base: nn.Module, group: Group, method: str, input_kinds: Mapping[
 __all__ = [
     "DATA_KINDS", "NODE_KINDS", "METHODS", "DenseGIN", "Distribution", "FrameAveraging", "GradNorm", "Group",
     "GroupAveraging", "GroupElement", "ProbabilisticSymmetrization", "RegularScorer",
-    "SymmetrizedOutput", "Symmetrizer", "Unsymmetrized", "VectorInterface", "canonicalization",
+    "SymmetrizedOutput", "Symmetrizer", "Transformed", "Unsymmetrized", "VectorInterface", "canonicalization",
     "coupled_equivariance_gap",
     "default_interface",
     "equivariance_errors", "equivariance_penalty", "make_distribution", "permutation_entropy",
-    "sample_variance", "symmetrize", "transform_inputs", "transform_noise",
+    "sample_variance", "symmetrize", "transform_example", "transform_inputs", "transform_noise",
 ]

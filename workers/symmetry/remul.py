@@ -1,11 +1,11 @@
 """REMUL: equivariance as a penalty (paper 003). loss = α·L_task + β·L_equi with
 L_equi = ℓ(f(g·x), g·y) for a fresh random g per example; α, β constant or adapted by GradNorm
-(Algorithm 1). Data augmentation is the special case α = 0, β = 1.
+(Algorithm 1). Data augmentation is the special case α = 0, β = 1: the same L_equi is the whole loss.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import torch
 
@@ -13,21 +13,47 @@ from workers.symmetry.groups import NODE_KINDS, Group
 from workers.symmetry.metrics import transform_inputs
 
 
-def equivariance_penalty(
-    model: Callable[[dict, torch.Tensor | None], torch.Tensor],
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    inputs: Mapping[str, torch.Tensor], target: torch.Tensor, group: Group, input_kinds: Mapping[str, str],
-    target_kind: str, mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """L_equi = ℓ(f(g·x), g·y), with g Haar-random per example (translations N(0, 1))."""
+class Transformed(NamedTuple):
+    """(g·x, g·y, g·mask) for one batch: what the model and the loss see under a random g."""
+
+    inputs: dict[str, torch.Tensor]
+    target: torch.Tensor
+    mask: torch.Tensor | None
+
+
+def transform_example(group: Group, inputs: Mapping[str, torch.Tensor], target: torch.Tensor,
+                      input_kinds: Mapping[str, str], target_kind: str, mask: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> Transformed:
+    """Inputs, target and mask moved by one Haar-random g per example (translations N(0, 1)).
+
+    g is drawn in the dtype of the first floating input (else of a floating target, else float32) on
+    the target's device, so that a given generator yields the same elements for the same batch."""
     batch = int(target.shape[0])
     size = None if mask is None else int(mask.shape[1])
     if size is None:
         size = next((int(v.shape[1]) for k, v in inputs.items() if input_kinds[k] in NODE_KINDS), None)
-    g = group.sample(batch, size, mask, generator, target.dtype if target.is_floating_point() else torch.float32,
-                     target.device)
+    like = next((v for v in (*inputs.values(), target) if v.is_floating_point()), None)
+    g = group.sample(batch, size, mask, generator, torch.float32 if like is None else like.dtype, target.device)
     moved, moved_mask = transform_inputs(group, g, inputs, input_kinds, mask)
-    return loss(model(moved, moved_mask), group.act(g, target, target_kind, mask))
+    return Transformed(moved, group.act(g, target, target_kind, mask), moved_mask)
+
+
+def equivariance_penalty(
+    model: Callable[[dict, torch.Tensor | None], torch.Tensor],
+    loss: Callable[..., torch.Tensor],
+    inputs: Mapping[str, torch.Tensor], target: torch.Tensor, group: Group, input_kinds: Mapping[str, str],
+    target_kind: str, mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+    masked_loss: bool = False,
+) -> torch.Tensor:
+    """L_equi = ℓ(f(g·x), g·y), with g Haar-random per example (``transform_example``).
+
+    ``model(inputs, mask)`` may be any callable: a training loop passes its own forward pass (e.g. one
+    that shards group samples over workers). ``loss(prediction, target)`` is called with the moved
+    target; with ``masked_loss`` it is called as ``loss(prediction, target, mask)`` with the moved mask,
+    for a loss over the real rows of a padded batch."""
+    moved = transform_example(group, inputs, target, input_kinds, target_kind, mask, generator)
+    prediction = model(moved.inputs, moved.mask)
+    return loss(prediction, moved.target, moved.mask) if masked_loss else loss(prediction, moved.target)
 
 
 class GradNorm:
