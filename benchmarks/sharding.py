@@ -33,9 +33,11 @@ import _bench  # noqa: E402
 
 _bench.setup_environment()
 
+from workers.schema import TrainerSettings  # noqa: E402
+
 CASE = {"group": {"name": "S_n x E(d)"}, "samples": 20, "batch": 100,
         "model": {"name": "transformer", "tokens": "pair", "layers": 8, "width": 64, "heads": 4}}
-TRAINER = {"lr": 1e-3, "pretrained_lr": None, "optimizer": "adam", "weight_decay": 0.0}
+TRAINER = TrainerSettings()  # adam, lr 1e-3, no weight decay
 
 
 def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, steps: int, out: str) -> None:
@@ -45,7 +47,8 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
     import torch
     import torch.distributed as dist
 
-    from workers.models.factory import build_model
+    from workers.models.factory import build_model, check
+    from workers.schema import RemulSettings
     from workers.sharding import Shard
     from workers.tasks import get_task
     from workers.train import make_optimizer, step_generator, training_loss
@@ -58,14 +61,15 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
                    "noise_scale": 1.0, "temperature": 0.01, "sinkhorn_iters": 20, "entropy_weight": 0.1,
                    "interface": {"name": "auto"}}
     torch.manual_seed(0)
-    model = build_model(task, {"group": CASE["group"], "symmetrizer": symmetrizer, "model": dict(CASE["model"])})
+    plan = check(task, {"group": CASE["group"], "symmetrizer": symmetrizer, "model": dict(CASE["model"])})
+    model = build_model(plan)
     model.train()
     optimizer = make_optimizer(model, TRAINER)
     counter = iter(range(1, 10**9))
 
     def step(shard: Shard) -> None:
-        loss, _ = training_loss(model, task, batch, step_generator(0, next(counter)), shard, "ps", symmetrizer,
-                                {"alpha": 1.0, "beta": 1.0}, None)
+        loss, _ = training_loss(model, task, batch, step_generator(0, next(counter)), shard, "ps", plan.symmetrizer,
+                                RemulSettings(), None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         shard.average_gradients(model.parameters())

@@ -42,15 +42,16 @@ _bench.setup_environment()
 
 import torch  # noqa: E402
 
-from workers.models.factory import build_model  # noqa: E402
+from workers.models.factory import build_model, check  # noqa: E402
+from workers.schema import RemulSettings, TrainerSettings  # noqa: E402
 from workers.sharding import Shard  # noqa: E402
 from workers.symmetry import permutations  # noqa: E402
 from workers.symmetry.groups import with_soft  # noqa: E402
 from workers.tasks import get_task  # noqa: E402
 from workers.train import make_optimizer, step_generator, training_loss  # noqa: E402
 
-TRAINER = {"lr": 1e-3, "pretrained_lr": None, "optimizer": "adam", "weight_decay": 0.0}
-REMUL = {"alpha": 1.0, "beta": 1.0}
+TRAINER = TrainerSettings()  # adam, lr 1e-3, no weight decay
+REMUL = RemulSettings()
 CASES = {
     "exp_classify": {"task": {}, "group": {"name": "S_n"}, "samples": 10, "batch": 100,
                      "model": {"name": "mlp", "widths": [2048, 4096, 2048], "activation": "relu"}},
@@ -70,10 +71,11 @@ def build(task, case: dict, method: str):
     torch.manual_seed(0)
     config = {"group": case["group"], "symmetrizer": symmetrizer_config(method, case["samples"]),
               "model": dict(case["model"])}
-    return build_model(task, config).train(), config["symmetrizer"]
+    plan = check(task, config)
+    return build_model(plan).train(), plan.symmetrizer
 
 
-def step_function(model, task, batch: dict, method: str, symmetrizer: dict):
+def step_function(model, task, batch: dict, method: str, symmetrizer):
     """One training step exactly as ``workers.train.run`` takes it (without clipping or a schedule)."""
     optimizer = make_optimizer(model, TRAINER)
     counter = itertools.count(1)

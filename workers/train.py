@@ -29,8 +29,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from workers.models.factory import build_model
-from workers.settings import TRAINER_DEFAULTS, check_config, settings
+from workers.models.factory import Plan, build_model
+from workers.schema import SECTIONS, RemulSettings, SymmetrizerSettings, TrainerSettings, load
+from workers.settings import check_config, trainer_settings
 from workers.sharding import Shard, take_noise
 from workers.symmetry import (
     NODE_KINDS,
@@ -71,28 +72,28 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cuda" if choice in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(model: torch.nn.Module, trainer: Mapping[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, trainer: TrainerSettings) -> torch.optim.Optimizer:
     """Adam/AdamW; parameters loaded from a pretrained weights file get ``pretrained_lr``."""
     names = set(getattr(getattr(model, "base", None), "pretrained_parameter_names", lambda: [])())
     pretrained = [p for n, p in model.named_parameters() if n.removeprefix("base.") in names and n.startswith("base.")]
     pretrained_names = {f"base.{name}" for name in names}
     others = [p for n, p in model.named_parameters() if n not in pretrained_names]
-    groups = [{"params": others, "lr": trainer["lr"]}]
+    groups = [{"params": others, "lr": trainer.lr}]
     if pretrained:
-        groups.append({"params": pretrained, "lr": trainer["pretrained_lr"] if trainer["pretrained_lr"] is not None
-                       else trainer["lr"]})
-    cls = torch.optim.AdamW if trainer["optimizer"] == "adamw" else torch.optim.Adam
-    return cls(groups, weight_decay=trainer["weight_decay"])
+        groups.append({"params": pretrained, "lr": trainer.pretrained_lr if trainer.pretrained_lr is not None
+                       else trainer.lr})
+    cls = torch.optim.AdamW if trainer.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, weight_decay=trainer.weight_decay)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, trainer: Mapping[str, Any], steps_per_epoch: int):
+def make_schedule(optimizer: torch.optim.Optimizer, trainer: TrainerSettings, steps_per_epoch: int):
     """Linear warm-up over ``warmup_epochs``, then constant or cosine decay to 0, per step."""
-    warmup, total = trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch
+    warmup, total = trainer.warmup_epochs * steps_per_epoch, trainer.epochs * steps_per_epoch
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if trainer["schedule"] == "cosine":
+        if trainer.schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
         return 1.0
 
@@ -150,7 +151,7 @@ def transformed_batch(model: torch.nn.Module, task: Task, batch: Mapping[str, to
 
 
 def training_loss(model, task: Task, batch, generator: torch.Generator, shard: Shard, method: str,
-                  symmetrizer: Mapping[str, Any], remul: Mapping[str, Any], gradnorm) -> tuple[torch.Tensor, dict]:
+                  symmetrizer: SymmetrizerSettings, remul: RemulSettings, gradnorm) -> tuple[torch.Tensor, dict]:
     """The scalar loss of one batch, and its parts for the logs."""
     if method == "augment":
         batch = transformed_batch(model, task, batch, generator)
@@ -158,14 +159,14 @@ def training_loss(model, task: Task, batch, generator: torch.Generator, shard: S
     task_loss = task.loss(out.output, batch)
     parts = {"task_loss": task_loss.detach()}
     loss = task_loss
-    weight = float(symmetrizer.get("entropy_weight", 0.0) or 0.0)
+    weight = symmetrizer.entropy_weight
     if weight and out.penalty.requires_grad:
         loss = loss + weight * out.penalty
         parts["entropy_penalty"] = out.penalty.detach()
     if method == "remul":
         moved = transformed_batch(model, task, batch, generator)
         equi_loss = task.loss(forward(model, task, moved, generator, shard).output, moved)
-        alpha, beta = remul["alpha"], remul["beta"]
+        alpha, beta = remul.alpha, remul.beta
         if gradnorm is not None and torch.is_grad_enabled():
             last = [p for p in model.base.parameters() if p.dim() >= 2][-1]
             alpha, beta = gradnorm.step(task_loss, equi_loss, last)
@@ -176,12 +177,12 @@ def training_loss(model, task: Task, batch, generator: torch.Generator, shard: S
 
 # -- evaluation ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model, task: Task, split: Mapping[str, torch.Tensor], trainer: Mapping[str, Any], device,
+def evaluate(model, task: Task, split: Mapping[str, torch.Tensor], trainer: TrainerSettings, device,
              generator: torch.Generator, shard: Shard) -> tuple[dict[str, float], float | None]:
     """Task metrics of a whole split with the eval sample count, and the entropy of P̄ (S_n)."""
     model.eval()
     predictions, entropies = [], []
-    size = trainer["eval_batch_size"] or trainer["batch_size"]
+    size = trainer.eval_batch_size or trainer.batch_size
     for batch in iterate_batches(split, size, shuffle=False):
         batch = to_device(batch, device)
         out = forward(model, task, batch, generator, shard)
@@ -212,7 +213,7 @@ def transformed_split(model, task: Task, split: Mapping[str, torch.Tensor], seed
     return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
-def evaluate_transformed(model, task: Task, transformed: Mapping[str, torch.Tensor], trainer: Mapping[str, Any],
+def evaluate_transformed(model, task: Task, transformed: Mapping[str, torch.Tensor], trainer: TrainerSettings,
                          device, seed: int, epoch: int, shard: Shard) -> dict[str, float]:
     """``test_<metric>_transformed``: the task metrics on the transformed copy of the test split."""
     values, _ = evaluate(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
@@ -225,7 +226,7 @@ def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], tra
     estimate, not a departure from equivariance (reported as ``mc_equivariance_error``; the exact check
     is ``exact_equivariance_gap``)."""
     model.eval()
-    batch = to_device({k: v[: trainer["equivariance_batch"]] for k, v in split.items()}, device)
+    batch = to_device({k: v[: trainer.equivariance_batch] for k, v in split.items()}, device)
     inputs = {name: batch[name] for name in task.input_kinds}
     generator = step_generator(seed, 7)
 
@@ -233,7 +234,7 @@ def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], tra
         return model(x, mask, generator=generator).output if isinstance(model, Symmetrizer) else model(x, mask).output
 
     errors = equivariance_errors(apply, inputs, model.group, task.input_kinds, task.target_kind, batch.get("mask"),
-                                 samples=trainer["equivariance_samples"], generator=step_generator(seed, 8))
+                                 samples=trainer.equivariance_samples, generator=step_generator(seed, 8))
     return errors["E"]
 
 
@@ -244,13 +245,13 @@ def exact_equivariance_gap(model, task: Task, split: Mapping[str, torch.Tensor],
     (``none``, ``augment``, ``remul``, interpolated rotations). Unlike E with fresh noise, no
     Monte-Carlo spread enters it."""
     model = model.double().eval()
-    rows = {k: v[: trainer["equivariance_batch"]] for k, v in split.items()}
+    rows = {k: v[: trainer.equivariance_batch] for k, v in split.items()}
     batch = {k: v.double() if v.is_floating_point() else v for k, v in to_device(rows, device).items()}
     inputs = {name: batch[name] for name in task.input_kinds}
     return coupled_equivariance_gap(model, inputs, batch.get("mask"), generator=step_generator(seed, 9))
 
 
-def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, seed: int, counts, repeats: int,
+def samples_curve(model, task: Task, data, trainer: TrainerSettings, device, seed: int, counts, repeats: int,
                   splits) -> dict[str, dict[str, dict[str, float]]]:
     """``{<split>_<metric>: {<N>: {mean, std}}}``: the task metric of every split evaluated with N group
     samples per input, for each N of ``counts``, mean and std (ddof 1) over ``repeats`` fresh draws of the
@@ -274,17 +275,17 @@ def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, s
     return curve
 
 
-def end_of_trial(config: Mapping[str, Any], task: Task, data, trainer: Mapping[str, Any], weights: Mapping,
+def end_of_trial(plan: Plan, task: Task, data, trainer: TrainerSettings, weights: Mapping,
                  device, splits) -> dict[str, Any]:
     """What is measured once on the best validation epoch's ``weights``: ``equivariance_gap`` on test
     inputs and, with ``trainer.eval_samples_curve``, ``eval_samples_curve`` on every evaluation split."""
-    seed = trainer["seed"]
-    model = build_seeded(task, config, seed).to(device)
+    seed = trainer.seed
+    model = build_seeded(plan, seed).to(device)
     model.load_state_dict(weights)
     out: dict[str, Any] = {}
-    if trainer["eval_samples_curve"]:
+    if trainer.eval_samples_curve:
         out["eval_samples_curve"] = samples_curve(model, task, data, trainer, device, seed,
-                                                  trainer["eval_samples_curve"], trainer["eval_samples_repeats"],
+                                                  trainer.eval_samples_curve, trainer.eval_samples_repeats,
                                                   splits)
     split = data.splits["test" if "test" in data.splits else splits[0]]
     out["equivariance_gap"] = exact_equivariance_gap(model, task, split, trainer, device, seed)
@@ -302,8 +303,7 @@ EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_cu
 def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config."""
     def value(source, section, key):
-        default = TRAINER_DEFAULTS.get(key) if section == "trainer" else 1  # check_config's defaults
-        return (source.get(section) or {}).get(key, default)
+        return getattr(load(SECTIONS[section], source.get(section), section), key)
 
     return [f"{section}.{key}={value(config, section, key)!r} (checkpoint: {value(saved, section, key)!r})"
             for section, key in EVALUATION_KEYS if value(config, section, key) != value(saved, section, key)]
@@ -327,23 +327,23 @@ def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, 
                         ) -> dict[str, dict[str, dict[str, float]]]:
     """A finished trial's best model evaluated at each number of evaluation samples in ``counts`` on
     ``splits`` (``samples_curve``), without training: ``symsweep evaluate``."""
-    config = saved["config"]
-    task, trainer, _ = check_config(config)
+    trial = check_config(saved["config"])
+    task, trainer = trial.task, trial.trainer
     data = task.load()
     missing = [split for split in splits if split not in data.splits or split == "train"]
     if missing:
         allowed = ", ".join(name for name in data.splits if name != "train")
         raise ValueError(f"--split={missing[0]} is not an evaluation split of task {task.name!r}; allowed: {allowed}")
     where = pick_device(device)
-    model = build_seeded(task, config, trainer["seed"]).to(where)
+    model = build_seeded(trial.model, trainer.seed).to(where)
     model.load_state_dict(best_weights(saved, "evaluated at other sample counts"))
-    return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
+    return samples_curve(model, task, data, trainer, where, trainer.seed, counts, repeats, splits)
 
 
 def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     """Refuse to continue an unfinished checkpoint with another ``symmetrizer.eval_samples``: its best_* so
     far were measured with its own count, and the two would be mixed (a finished one is evaluated anew)."""
-    state, epochs = saved["loop"], settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
+    state, epochs = saved["loop"], trainer_settings(config).epochs
     changed = [change for change in evaluation_changes(saved["config"], config)
                if change.startswith("symmetrizer.eval_samples=")]
     if changed and not (state["epoch"] >= epochs and state["history"]):
@@ -352,11 +352,11 @@ def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                          "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
 
 
-def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
+def reevaluate(model, config: Mapping[str, Any], plan: Plan, data, trainer, saved: Mapping[str, Any], device,
                splits) -> dict[str, Any]:
     """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best
     validation epoch's weights on every evaluation split, and the end-of-trial measurements."""
-    state = saved["loop"]
+    state, task = saved["loop"], plan.task
     weights = best_weights(saved, f"evaluated with {', '.join(evaluation_changes(saved['config'], config))}; "
                                   "allowed: the checkpoint's own evaluation settings")
     model.load_state_dict(weights)
@@ -364,17 +364,17 @@ def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, save
                                "eval_samples": int(getattr(model, "eval_samples", 1))}
     for index, split in enumerate(splits):
         values, entropy = evaluate(model, task, data.splits[split], trainer, device,
-                                   step_generator(trainer["seed"], state["epoch"], 1_000 + index), Shard())
+                                   step_generator(trainer.seed, state["epoch"], 1_000 + index), Shard())
         metrics.update({f"{split}_{key}": value for key, value in values.items()})
         if entropy is not None and split == "val":
             metrics["entropy"] = entropy
     if TRANSFORMED_SPLIT in data.splits:
-        transformed = transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
-        metrics.update(evaluate_transformed(model, task, transformed, trainer, device, trainer["seed"],
+        transformed = transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer.seed)
+        metrics.update(evaluate_transformed(model, task, transformed, trainer, device, trainer.seed,
                                             state["epoch"], Shard()))
     metrics.update({f"best_{k}": v for k, v in metrics.items() if k.split("_")[0] in splits})
     metrics["best_epoch"] = state["best"].get("best_epoch", state["epoch"])
-    metrics.update(end_of_trial(config, task, data, trainer, weights, device, splits))
+    metrics.update(end_of_trial(plan, task, data, trainer, weights, device, splits))
     metrics["elapsed_s"] = state["elapsed"]
     return metrics
 
@@ -463,11 +463,11 @@ def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def build_seeded(task: Task, config: Mapping[str, Any], seed: int) -> torch.nn.Module:
-    """The model initialised from ``seed``, leaving the global RNG as it was."""
+def build_seeded(plan: Plan, seed: int) -> torch.nn.Module:
+    """The model of a checked ``plan`` initialised from ``seed``, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(task, config)
+        return build_model(plan)
 
 
 # -- the loop -------------------------------------------------------------------------------------------
@@ -480,26 +480,27 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
     with ``replay`` the reports made before that checkpoint are made again first (for a caller
     whose log was lost). Only rank 0 of a sharded trial writes checkpoints.
     """
-    task, trainer, remul = check_config(config)
-    if trainer["threads"]:
-        torch.set_num_threads(trainer["threads"])
-    device = pick_device(trainer["device"])
+    trial = check_config(config)
+    task, trainer, remul = trial.task, trial.trainer, trial.remul
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    device = pick_device(trainer.device)
     workdir = Path(workdir or Path.cwd() / "trial")
     report = report or (lambda metrics, checkpoint: None)
     data = task.load()
     if not task.trainable:
-        return separation(task, config, trainer, data, device, report)
-    seed, method = trainer["seed"], (config.get("symmetrizer") or {}).get("method", "ps")
-    model = build_seeded(task, config, seed).to(device)
+        return separation(task, trial.model, trainer, data, device, report)
+    seed, method = trainer.seed, trial.symmetrizer.method
+    model = build_seeded(trial.model, seed).to(device)
     optimizer = make_optimizer(model, trainer)
     train_split = data.splits["train"]
-    steps_per_epoch = math.ceil(data.size("train") / trainer["batch_size"])
+    steps_per_epoch = math.ceil(data.size("train") / trainer.batch_size)
     scheduler = make_schedule(optimizer, trainer, steps_per_epoch)
     gradnorm = None
-    if method == "remul" and remul["balance"] == "gradnorm":
+    if method == "remul" and remul.balance == "gradnorm":
         from workers.symmetry import GradNorm
 
-        gradnorm = GradNorm(remul["alpha"], remul["beta"], remul["gradnorm_lr"], remul["gradnorm_gamma"])
+        gradnorm = GradNorm(remul.alpha, remul.beta, remul.gradnorm_lr, remul.gradnorm_gamma)
     torch.manual_seed(seed + 1)  # the global stream: dropout
     state = {"epoch": 0, "step": 0, "best": {}, "metrics": {}, "evaluations": 0, "elapsed": 0.0, "history": []}
     evaluation_splits = [name for name in data.splits if name != "train"]
@@ -516,9 +517,9 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
         best_weights = saved.get("best_model")
         for metrics in state["history"] if replay else []:
             report(metrics, None)
-        if state["epoch"] >= trainer["epochs"] and state["history"]:  # finished before the interruption
+        if state["epoch"] >= trainer.epochs and state["history"]:  # finished before the interruption
             if evaluation_changes(saved["config"], config):  # never replay results of other settings
-                metrics = reevaluate(model, config, task, data, trainer, saved, device, evaluation_splits)
+                metrics = reevaluate(model, config, trial.model, data, trainer, saved, device, evaluation_splits)
                 report(metrics, None)
                 return metrics
             if not replay:
@@ -527,16 +528,16 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
         check_resume(saved, config)
     transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], seed)
                    if TRANSFORMED_SPLIT in data.splits else None)
-    autocast = trainer["precision"] == "bf16" and device.type == "cuda"
-    symmetrizer = config.get("symmetrizer") or {}
+    autocast = trainer.precision == "bf16" and device.type == "cuda"
+    symmetrizer = trial.symmetrizer
     start = time.perf_counter() - state["elapsed"]
     # what a run resumed from its final checkpoint returns: the last evaluation, nothing trained
     metrics = {"epoch": state["epoch"], "step": state["step"], **state["metrics"], **state["best"],
                "elapsed_s": state["elapsed"]}
-    for epoch in range(state["epoch"] + 1, trainer["epochs"] + 1):
+    for epoch in range(state["epoch"] + 1, trainer.epochs + 1):
         model.train()
         epoch_start, losses, examples, sums = time.perf_counter(), [], 0, {}
-        for batch in iterate_batches(train_split, trainer["batch_size"], shuffle=True, seed=seed, epoch=epoch):
+        for batch in iterate_batches(train_split, trainer.batch_size, shuffle=True, seed=seed, epoch=epoch):
             state["step"] += 1
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -547,8 +548,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             shard.average_gradients(model.parameters())
-            if trainer["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
+            if trainer.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
@@ -561,7 +562,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                    "examples_per_s": examples / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
         for name, value in sums.items():  # epoch means, like train_loss
             metrics[f"train_{name}"] = value / max(1, len(losses))
-        evaluate_now = epoch % trainer["eval_every"] == 0 or epoch == trainer["epochs"]
+        evaluate_now = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
         if evaluate_now:
             state["evaluations"] += 1
             for index, split in enumerate(evaluation_splits):
@@ -572,7 +573,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
                     metrics["entropy"] = entropy
             if transformed is not None:
                 metrics.update(evaluate_transformed(model, task, transformed, trainer, device, seed, epoch, shard))
-            every = trainer["equivariance_every"]
+            every = trainer.equivariance_every
             if every and state["evaluations"] % every == 0:
                 metrics["mc_equivariance_error"] = equivariance_error(model, task, data.splits["val"], trainer, device,
                                                                    seed * 7919 + epoch)
@@ -585,10 +586,10 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
         metrics.update(state["best"])
         state["epoch"], state["elapsed"] = epoch, time.perf_counter() - start
         metrics["elapsed_s"] = state["elapsed"]
-        if epoch == trainer["epochs"] and best_weights is not None:
-            metrics.update(end_of_trial(config, task, data, trainer, best_weights, device, evaluation_splits))
+        if epoch == trainer.epochs and best_weights is not None:
+            metrics.update(end_of_trial(trial.model, task, data, trainer, best_weights, device, evaluation_splits))
         checkpoint = None
-        checkpoint_now = epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]
+        checkpoint_now = epoch % trainer.checkpoint_every == 0 or epoch == trainer.epochs
         if evaluate_now or checkpoint_now:
             state["history"].append(dict(metrics))
         if checkpoint_now:
@@ -629,17 +630,17 @@ def best_so_far(best: dict, metrics: Mapping[str, float], task: Task, epoch: int
     return out
 
 
-def separation(task: Task, config: Mapping[str, Any], trainer, data, device, report: Report) -> dict[str, float]:
+def separation(task: Task, plan: Plan, trainer, data, device, report: Report) -> dict[str, float]:
     """PS paper protocol: for seeds 0..S-1 embed every graph with a freshly initialised model (eval
     samples); count the pairs no seed separates."""
     split = data.splits["test"]
     embeddings, start = [], time.perf_counter()
-    for seed in range(trainer["separation_seeds"]):
-        model = build_seeded(task, config, seed).to(device).eval()
-        generator = step_generator(trainer["seed"], seed)
+    for seed in range(trainer.separation_seeds):
+        model = build_seeded(plan, seed).to(device).eval()
+        generator = step_generator(trainer.seed, seed)
         with torch.no_grad():
             parts = [forward(model, task, to_device(batch, device), generator, Shard()).output.double().cpu()
-                     for batch in iterate_batches(split, trainer["eval_batch_size"] or trainer["batch_size"], False)]
+                     for batch in iterate_batches(split, trainer.eval_batch_size or trainer.batch_size, False)]
         embeddings.append(torch.cat(parts))
     size = data.size("test")
     pairs = task.pairs(size)
@@ -647,6 +648,6 @@ def separation(task: Task, config: Mapping[str, Any], trainer, data, device, rep
     unseparated = separation_count(embeddings, pairs)
     metrics = {"epoch": 0, "test_unseparated_pairs": float(unseparated),
                "test_separated_fraction": 1.0 - unseparated / total if total else 1.0,
-               "seeds": trainer["separation_seeds"], "elapsed_s": time.perf_counter() - start}
+               "seeds": trainer.separation_seeds, "elapsed_s": time.perf_counter() - start}
     report(metrics, None)
     return metrics
