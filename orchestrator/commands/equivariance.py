@@ -29,6 +29,8 @@ def add_parser(subparsers) -> None:
 
 
 def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int, exact: bool = False) -> dict:
+    import dataclasses
+
     import torch
 
     from workers.settings import check_config
@@ -68,7 +70,7 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
               "batch": int(next(iter(inputs.values())).shape[0]), "model": config["model"]["name"],
               "checkpoint": checkpoint, "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
     if exact:
-        on = {"equivariance_batch": batch_size}
+        on = dataclasses.replace(trainer, equivariance_batch=batch_size)
         result["exact_gap"] = exact_equivariance_gap(model, task, batch, on, "cpu", trainer.seed)
         bare_model = Unsymmetrized(model.base, model.group, task.input_kinds, task.target_kind)
         result["exact_gap_base"] = exact_equivariance_gap(bare_model, task, batch, on, "cpu", trainer.seed)
