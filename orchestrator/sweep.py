@@ -167,7 +167,7 @@ def check_metric_every_report(config: Mapping[str, Any]) -> None:
 
 
 def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str, list]:
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     if key not in params:
         _fail(where, key, f"a key of sweep.params (swept here: {', '.join(params) or 'none'})")
     (kind, values), = params[key].items()
@@ -176,7 +176,7 @@ def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str,
 
 def check_derived(config: Mapping[str, Any]) -> None:
     """``sweep.derived``: ratios of ``metric`` between two values of one swept key (derived.csv)."""
-    entries = config["sweep"].get("derived") or []
+    entries = config["sweep"]["derived"]
     shape = "{name: ..., metric: ..., key: <swept key>, numerator: <its value>, denominator: <its value>}"
     if not isinstance(entries, list):
         _fail("sweep.derived", entries, f"a list of {shape}")
@@ -204,7 +204,7 @@ def check_derived(config: Mapping[str, Any]) -> None:
 
 def check_loglog(config: Mapping[str, Any]) -> None:
     """``sweep.loglog``: power-law fits of ``metric`` (or 1 − metric) against a positive swept key (fits.csv)."""
-    entries = config["sweep"].get("loglog") or []
+    entries = config["sweep"]["loglog"]
     shape = "{metric: ..., key: <numeric swept key>} and optionally complement: true (fit 1 - metric)"
     if not isinstance(entries, list):
         _fail("sweep.loglog", entries, f"a list of {shape}")
@@ -224,7 +224,7 @@ def check_loglog(config: Mapping[str, Any]) -> None:
 
 def check_compare(config: Mapping[str, Any]) -> None:
     """``sweep.compare``: every value of a swept key against a reference value, paired by seed (compare.csv)."""
-    entry = config["sweep"].get("compare")
+    entry = config["sweep"]["compare"]
     if entry is None:
         return
     shape = "null or {key: <swept key>, reference: <one of its values>} and optionally metric: <reported metric>"
@@ -251,7 +251,7 @@ def trial_configs(config: Mapping[str, Any]):
     from workers.settings import merge
 
     base = trial_config(dict(config))
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     keys = list(params)
     options = [_check_values(params[key]) for key in keys]
     if math.prod(len(o) for o in options) <= _MAX_CHECKED:
@@ -319,7 +319,7 @@ def search_space(config: Mapping[str, Any]) -> dict[str, Any]:
 
     space: dict[str, Any] = {}
     collapsed = collapse(config)
-    for key, domain in (config["sweep"].get("params") or {}).items():
+    for key, domain in (config["sweep"]["params"]).items():
         (kind, values), = domain.items()
         if collapsed is not None and collapsed.collapsed:  # every value comes from points_to_evaluate
             space[key] = tune.choice(list(values) + [UNUSED])
@@ -377,7 +377,7 @@ def collapse(config: Mapping[str, Any]) -> Collapse | None:
     Optuna); None for other sweeps, which run as Tune draws them. Seeds are never collapsed."""
     from workers.settings import UNUSED, merge, unused_keys
 
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     sweep = config["sweep"]
     if (not params or sweep["search"] == "optuna" or int(sweep["num_samples"]) != 1
             or any(next(iter(domain)) != "grid" for domain in params.values())):
@@ -409,7 +409,7 @@ def planned_trials(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     collapsed = collapse(config)
     if collapsed is not None and collapsed.collapsed:
         return [dict(point) for point in collapsed.points]
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     grid = {key: next(iter(d.values())) for key, d in params.items() if next(iter(d)) == "grid"}
     sampled = {key: _domain_text(d) for key, d in params.items() if next(iter(d)) != "grid"}
     samples = int(config["sweep"]["num_samples"])
@@ -433,7 +433,7 @@ def pinned_values(config: Mapping[str, Any], defaults: Mapping[str, Any] | None,
                   command_line: Iterable[str] = ()) -> dict[str, Any]:
     """Trial keys set on the command line, and those whose value differs from ``defaults`` (the same
     config groups without key overrides); swept keys left out."""
-    swept = set(config["sweep"].get("params") or {})
+    swept = set(config["sweep"]["params"])
     ours = _flat(trial_config(dict(config)))
     theirs = _flat(trial_config(dict(defaults))) if defaults is not None else ours
     named = {key for key in command_line if key in ours}
@@ -463,7 +463,7 @@ def plan(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
     return {"metric": metric, "mode": mode, "search": config["sweep"]["search"],
             "collapsed": collapsed.describe(len(seeds)) if collapsed is not None and collapsed.collapsed else None,
             "scheduler": config["sweep"]["scheduler"],
-            "swept": {key: dict(domain) for key, domain in (config["sweep"].get("params") or {}).items()},
+            "swept": {key: dict(domain) for key, domain in (config["sweep"]["params"]).items()},
             "pinned": pinned_values(config, defaults, command_line), "seeds": seeds, "configurations": trials,
             "n_trials": len(trials) * len(seeds),
             "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},
