@@ -178,18 +178,35 @@ def _same_model(composed: dict, plain: dict) -> None:
     assert torch.equal(out[0], out[1])
 
 
-@pytest.mark.parametrize("overrides", [NBODY, [*NBODY, "symmetrizer=canonical"], [*NBODY, "symmetrizer=ga"]],
-                         ids=["ps", "canonical", "ga"])
+DEFAULT_MODEL = ["task=nbody", "group=sn_e", "task.train_size=20", "task.eval_size=10"]  # model: mlp's YAML
+
+
+@pytest.mark.parametrize("overrides", [[], DEFAULT_MODEL, [*DEFAULT_MODEL, "symmetrizer=canonical"],
+                                       [*DEFAULT_MODEL, "symmetrizer=ga"], [*DEFAULT_MODEL, "symmetrizer=remul"]],
+                         ids=["default", "ps", "canonical", "ga", "remul"])
 def test_a_plain_dict_naming_only_the_method_builds_the_hydra_model(overrides):
-    """Hydra composition (YAML defaults) and a plain dict with only task, group, model and
-    ``symmetrizer.method`` (schema defaults) give identical parameters and identical outputs on the
-    same input and noise."""
+    """Hydra composition (YAML defaults) and a plain dict with only ``task``, ``group.name`` and
+    ``symmetrizer.method`` (schema and model-signature defaults) give identical settings, identical
+    parameters and identical outputs on the same input and noise."""
     from orchestrator.config import compose, trial_config
 
     composed = json.loads(json.dumps(trial_config(compose(overrides))))  # plain JSON data, as Ray ships it
     plain = {"task": composed["task"], "group": {"name": composed["group"]["name"]},
-             "symmetrizer": {"method": composed["symmetrizer"]["method"]}, "model": composed["model"]}
+             "symmetrizer": {"method": composed["symmetrizer"]["method"]}}
+    assert check_config(plain).symmetrizer == SymmetrizerSettings(method=composed["symmetrizer"]["method"])
     _same_model(composed, plain)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_model_yaml_states_its_constructor_defaults(path):
+    """A model's keys are its constructor's arguments: the YAML and the signature give the same default."""
+    import inspect
+
+    values = yaml.safe_load(path.read_text())
+    parameters = inspect.signature(factory.model_class(values.pop("name")).__init__).parameters
+    for key, value in values.items():
+        default = parameters[key].default
+        assert (list(default) if isinstance(default, tuple) else default) == value, f"{path.stem}: model.{key}"
 
 
 def test_the_one_sample_methods_build_with_one_sample():
