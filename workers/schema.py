@@ -7,7 +7,7 @@ the same way whether or not Hydra composed the dict, and without importing Hydra
 ``load(Section, mapping, "section")`` fills the defaults, refuses unknown keys and checks every
 value, raising ``key=value is not allowed; expected ...`` (``workers.checks``). The YAML tree
 (``configs/<section>/<base>.yaml``) and the README's config reference state the same defaults;
-``tests/test_schema.py`` fails when they drift.
+``tests/settings/test_schema.py`` fails when they drift.
 
 Pure Python (no torch): the driver checks sweep, cluster and logging settings with it.
 """
