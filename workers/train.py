@@ -31,7 +31,7 @@ import torch
 
 from workers.models.factory import Plan, build_model
 from workers.schema import SECTIONS, RemulSettings, SymmetrizerSettings, TrainerSettings, load
-from workers.settings import check_config, trainer_settings
+from workers.settings import check_config, trainer_settings, unused_keys
 from workers.sharding import Shard, take_noise
 from workers.symmetry import (
     NODE_KINDS,
@@ -301,12 +301,15 @@ EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_cu
 
 
 def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
-    """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config."""
+    """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config;
+    a key the configuration does not read (``unused_keys``: eval_samples of canonical) is no difference."""
     def value(source, section, key):
         return getattr(load(SECTIONS[section], source.get(section), section), key)
 
+    unused = unused_keys(config)
     return [f"{section}.{key}={value(config, section, key)!r} (checkpoint: {value(saved, section, key)!r})"
-            for section, key in EVALUATION_KEYS if value(config, section, key) != value(saved, section, key)]
+            for section, key in EVALUATION_KEYS
+            if f"{section}.{key}" not in unused and value(config, section, key) != value(saved, section, key)]
 
 
 def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:

@@ -234,3 +234,16 @@ def test_build_model_checks_nothing_again(monkeypatch):
     monkeypatch.setattr(factory, "check", refuse)
     monkeypatch.setattr(factory, "load", refuse)
     assert isinstance(factory.build_model(plan), Symmetrizer)
+
+
+def test_a_checkpoint_of_a_one_sample_method_resumes_across_the_sample_count_default():
+    """Written when canonical's YAML set eval_samples 1: the count is not read by canonical, so resuming with
+    the base value is no evaluation change (``check_resume`` would refuse an unfinished one); for PS it is."""
+    from orchestrator.config import compose, trial_config
+    from workers.train import evaluation_changes
+
+    for method, changed in (("canonical", []), ("ps", ["symmetrizer.eval_samples=10 (checkpoint: 1)"])):
+        config = trial_config(compose([*NBODY, f"symmetrizer={method}"]))
+        saved = json.loads(json.dumps(config))
+        saved["symmetrizer"]["eval_samples"] = 1
+        assert evaluation_changes(saved, config) == changed, method
