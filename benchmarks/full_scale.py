@@ -112,12 +112,13 @@ def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
     from workers.tasks.base import iterate_batches
     from workers.train import build_seeded, make_optimizer, step_generator
 
-    task, trainer, remul = check_config(trial)
+    plan = check_config(trial)
+    task, trainer = plan.task, plan.trainer
     data = task.load()
-    model = build_seeded(task, trial, trainer["seed"]).train()
+    model = build_seeded(plan.model, trainer.seed).train()
     optimizer = make_optimizer(model, trainer)
-    objective = make_objective(trial, remul, model, task, Shard())
-    measured = max(1, round(trainer["batch_size"] * fraction))
+    objective = make_objective(plan.symmetrizer, plan.remul, model, task, Shard())
+    measured = max(1, round(trainer.batch_size * fraction))
     batch = next(iterate_batches(data.splits["train"], measured, shuffle=True))
     counter = itertools.count(1)
 
@@ -140,7 +141,7 @@ def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
         step()
         times.append(time.perf_counter() - start)
     model.eval()
-    eval_size = trainer["eval_batch_size"] or trainer["batch_size"]
+    eval_size = trainer.eval_batch_size or trainer.batch_size
     eval_measured = max(1, round(eval_size * fraction))
     eval_batch = next(iterate_batches(data.splits["val"], eval_measured, shuffle=False))
     # with gradients enabled (nothing is backpropagated): under no_grad, nn.TransformerEncoder takes a fused
@@ -152,9 +153,9 @@ def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
         forward(model, task, eval_batch, step_generator(0, 10**6), Shard())
     sizes = [data.size(name) for name in data.splits if name != "train"] + [data.size("test")]  # + transformed
     parameters = sum(p.numel() for p in model.parameters())
-    scale, eval_scale = trainer["batch_size"] / measured, eval_size / eval_measured
-    return {"train_size": data.size("train"), "batch_size": trainer["batch_size"], "epochs": trainer["epochs"],
-            "eval_every": trainer["eval_every"], "measured_batch": measured,
+    scale, eval_scale = trainer.batch_size / measured, eval_size / eval_measured
+    return {"train_size": data.size("train"), "batch_size": trainer.batch_size, "epochs": trainer.epochs,
+            "eval_every": trainer.eval_every, "measured_batch": measured,
             "step_flop": flops.get_total_flops() * scale, "ops": ops.count, "activation_bytes": saved.total * scale,
             "parameters": parameters, "state_bytes": 16 * parameters, "cpu_step_s": statistics.median(times),
             "eval_flop_per_batch": eval_flops.get_total_flops() * eval_scale, "eval_ops_per_batch": eval_ops.count,

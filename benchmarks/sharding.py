@@ -5,7 +5,7 @@ workers at fixed N, and the start-up cost of a sharded trial through Ray Train.
 
 ``steps``: two processes (``torch.multiprocessing``, a gloo process group, as
 tests/train/test_sharding.py) take training steps exactly as ``workers.train.run`` does
-(the method's objective with ``Shard(rank, k)``, backward, gradient all-reduce, Adam) on n-body,
+(``training_loss`` with ``Shard(rank, k)``, backward, gradient all-reduce, Adam) on n-body,
 S_n × E(3) PS with the PS paper transformer, B = 100, N = 20 (quick: B = 20). Interleaved in
 each repeat: ``k=1 ×1 thread`` (rank 0 alone, the other process waits), ``k=1 ×2 threads``
 (rank 0 alone with both cores) and ``k=2 ×1 thread`` (both processes, N/2 = 10 samples each).
@@ -33,9 +33,11 @@ import _bench  # noqa: E402
 
 _bench.setup_environment()
 
+from workers.schema import TrainerSettings  # noqa: E402
+
 CASE = {"group": {"name": "S_n x E(d)"}, "samples": 20, "batch": 100,
         "model": {"name": "transformer", "tokens": "pair", "layers": 8, "width": 64, "heads": 4}}
-TRAINER = {"lr": 1e-3, "pretrained_lr": None, "optimizer": "adam", "weight_decay": 0.0}
+TRAINER = TrainerSettings()  # adam, lr 1e-3, no weight decay
 
 
 def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, steps: int, out: str) -> None:
@@ -45,8 +47,9 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
     import torch
     import torch.distributed as dist
 
-    from workers.models.factory import build_model
+    from workers.models.factory import build_model, check
     from workers.objectives import make_objective
+    from workers.schema import RemulSettings
     from workers.sharding import Shard
     from workers.tasks import get_task
     from workers.train import make_optimizer, step_generator
@@ -59,13 +62,14 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
                    "noise_scale": 1.0, "temperature": 0.01, "sinkhorn_iters": 20, "entropy_weight": 0.1,
                    "interface": {"name": "auto"}}
     torch.manual_seed(0)
-    model = build_model(task, {"group": CASE["group"], "symmetrizer": symmetrizer, "model": dict(CASE["model"])})
+    plan = check(task, {"group": CASE["group"], "symmetrizer": symmetrizer, "model": dict(CASE["model"])})
+    model = build_model(plan)
     model.train()
     optimizer = make_optimizer(model, TRAINER)
     counter = iter(range(1, 10**9))
 
     def step(shard: Shard) -> None:
-        objective = make_objective({"symmetrizer": symmetrizer}, {}, model, task, shard)
+        objective = make_objective(plan.symmetrizer, RemulSettings(), model, task, shard)
         loss, _ = objective(batch, step_generator(0, next(counter)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

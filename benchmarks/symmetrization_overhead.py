@@ -11,8 +11,8 @@ Cases (the PS paper's models, built through the real factory ``workers.models.fa
 - ``nbody``: the PS paper transformer (8 layers, width 64, 4 heads, 25 pair tokens), S_n × E(3),
   N = 20, B = 100 (2,000 rows of 5 particles), PS with the Vector Neurons interface.
 
-A step is exactly the training loop's: the method's objective (``workers.objectives``: noise from the
-step's generator, symmetrized forward, task loss + entropy penalty) → ``zero_grad`` → ``backward`` →
+A step is exactly the training loop's: the method's objective (``workers.objectives``: noise from the step's
+generator, symmetrized forward, task loss + entropy penalty) → ``zero_grad`` → ``backward`` →
 ``optimizer.step`` (Adam). The reference ``base`` is method ``none`` (the same base model) on the
 batch repeated N times (``repeat_interleave``, B·N rows). Canonicalization uses one sample, so it is
 compared with the base model on B rows (``base@B``).
@@ -42,16 +42,17 @@ _bench.setup_environment()
 
 import torch  # noqa: E402
 
-from workers.models.factory import build_model  # noqa: E402
+from workers.models.factory import build_model, check  # noqa: E402
 from workers.objectives import make_objective  # noqa: E402
+from workers.schema import RemulSettings, TrainerSettings  # noqa: E402
 from workers.sharding import Shard  # noqa: E402
 from workers.symmetry import permutations  # noqa: E402
 from workers.symmetry.groups import with_soft  # noqa: E402
 from workers.tasks import get_task  # noqa: E402
 from workers.train import make_optimizer, step_generator  # noqa: E402
 
-TRAINER = {"lr": 1e-3, "pretrained_lr": None, "optimizer": "adam", "weight_decay": 0.0}
-REMUL = {"alpha": 1.0, "beta": 1.0, "balance": "constant"}
+TRAINER = TrainerSettings()  # adam, lr 1e-3, no weight decay
+REMUL = RemulSettings()
 CASES = {
     "exp_classify": {"task": {}, "group": {"name": "S_n"}, "samples": 10, "batch": 100,
                      "model": {"name": "mlp", "widths": [2048, 4096, 2048], "activation": "relu"}},
@@ -71,13 +72,14 @@ def build(task, case: dict, method: str):
     torch.manual_seed(0)
     config = {"group": case["group"], "symmetrizer": symmetrizer_config(method, case["samples"]),
               "model": dict(case["model"])}
-    return build_model(task, config).train(), config["symmetrizer"]
+    plan = check(task, config)
+    return build_model(plan).train(), plan.symmetrizer
 
 
-def step_function(model, task, batch: dict, method: str, symmetrizer: dict):
+def step_function(model, task, batch: dict, method: str, symmetrizer):
     """One training step exactly as ``workers.train.run`` takes it (without clipping or a schedule)."""
     optimizer = make_optimizer(model, TRAINER)
-    objective = make_objective({"symmetrizer": {**symmetrizer, "method": method}}, REMUL, model, task, Shard())
+    objective = make_objective(symmetrizer, REMUL, model, task, Shard())
     counter = itertools.count(1)
 
     def step() -> None:

@@ -213,7 +213,7 @@ def run_config(config: Mapping[str, Any], path: Path):
 def asha_epochs(trainer: Mapping[str, Any]) -> tuple[int, int]:
     """(grace period, max_t) of ASHA, in epochs: a trial runs at least to its first evaluation."""
     epochs = max(1, int(trainer["epochs"]))
-    return min(max(1, int(trainer.get("eval_every", 1))), epochs), epochs
+    return min(max(1, int(trainer["eval_every"])), epochs), epochs
 
 
 def make_scheduler(config: Mapping[str, Any]):

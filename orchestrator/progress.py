@@ -171,9 +171,13 @@ def _error_line(trial) -> str:
 
 
 def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) -> Callback | None:
-    """One W&B run per trial (offline unless a project is named); None when disabled or not installed."""
-    mode = settings.get("mode") or ("online" if settings.get("project") else "offline")
-    if not settings.get("enabled", True) or mode == "disabled":
+    """One W&B run per trial (offline unless a project is named); None when disabled or not installed.
+    ``settings`` is the ``logging.wandb`` section (its defaults in ``workers.schema.WandbSettings``)."""
+    from workers.schema import WandbSettings, load
+
+    wandb_settings = load(WandbSettings, settings, "logging.wandb")
+    mode = wandb_settings.mode or ("online" if wandb_settings.project else "offline")
+    if not wandb_settings.enabled or mode == "disabled":
         return None
     try:
         import wandb  # noqa: F401
@@ -181,10 +185,10 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
         print(f"symsweep: W&B logging off ({err})", file=sys.stderr)
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    options = {"project": settings.get("project") or "symsweep", "group": experiment, "mode": mode,
+    options = {"project": wandb_settings.project or "symsweep", "group": experiment, "mode": mode,
                "dir": str(directory)}
-    if settings.get("entity"):
-        options["entity"] = settings["entity"]
+    if wandb_settings.entity:
+        options["entity"] = wandb_settings.entity
     return WandbRuns(options)
 
 

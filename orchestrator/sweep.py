@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from orchestrator.config import DOMAINS, trial_config
+from workers.checks import fail as _fail
+from workers.checks import is_int as _is_int
+from workers.checks import is_number as _is_number
+from workers.schema import ClusterSettings, LoggingSettings, SweepSettings, load
 
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
@@ -33,18 +37,6 @@ LOOP_METRICS = ("train_loss", "entropy", "equivariance_gap", "mc_equivariance_er
                 "examples_per_s", "lr", "best_epoch", "epoch")
 MAXIMISED_LOOP_METRICS = ("samples_per_s", "examples_per_s")  # throughput; the other loop metrics are minimised
 EVERY_REPORT = ("train_loss", "elapsed_s", "samples_per_s", "examples_per_s", "lr", "epoch")  # in every report
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"{key}={value!r} is not allowed; expected {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _has_key(config: Mapping[str, Any], dotted: str) -> bool:
@@ -76,57 +68,31 @@ def check_domain(key: str, domain: Any) -> None:
 
 
 def check_sweep(config: Mapping[str, Any]) -> None:
-    """Sweep, cluster, logging and naming settings (not the trial configs)."""
-    sweep = config["sweep"]
-    params = sweep.get("params") or {}
-    if not isinstance(params, Mapping):
-        _fail("sweep.params", params,
-              "a mapping of dotted keys to domains, e.g. {symmetrizer.noise_scale: {grid: [0.1, 1]}}")
+    """Sweep, cluster, logging and naming settings (not the trial configs): each key against its rule
+    in ``workers.schema``, then what depends on several keys."""
+    sweep = load(SweepSettings, config["sweep"], "sweep")
+    load(ClusterSettings, config["cluster"], "cluster")
+    load(LoggingSettings, config["logging"], "logging")
+    params = sweep.params
     trial = trial_config(dict(config))
     for key, domain in params.items():
         if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(trial, key):
             raise ValueError(f"sweep.params.{key}: {key!r} is not a key of the trial config; sweepable keys live under "
                              f"{', '.join(TRIAL_SECTIONS)} (e.g. symmetrizer.noise_scale, group.name, trainer.lr)")
         check_domain(key, domain)
-    if not (_is_int(sweep["seeds"]) and sweep["seeds"] >= 1):
-        _fail("sweep.seeds", sweep["seeds"], "an integer ≥ 1")
-    if sweep["seeds"] > 1 and "trainer.seed" in params:
+    if sweep.seeds > 1 and "trainer.seed" in params:
         raise ValueError("sweep.seeds and sweep.params.trainer.seed both set the seed; use one of them")
-    if not (_is_int(sweep["num_samples"]) and sweep["num_samples"] >= 1):
-        _fail("sweep.num_samples", sweep["num_samples"], "an integer ≥ 1")
-    if sweep["search"] not in SEARCHES:
-        _fail("sweep.search", sweep["search"], f"one of {', '.join(SEARCHES)}")
-    if sweep["scheduler"] not in SCHEDULERS:
-        _fail("sweep.scheduler", sweep["scheduler"], f"one of {', '.join(SCHEDULERS)}")
-    if sweep["mode"] not in (None, "min", "max"):
-        _fail("sweep.mode", sweep["mode"], "null, min or max")
-    if sweep["metric"] is not None:
-        _check_metric("sweep.metric", sweep["metric"], config)
+    if sweep.metric is not None:
+        _check_metric("sweep.metric", sweep.metric, config)
     check_metric_every_report(config)
-    if sweep["max_concurrent"] is not None and not (_is_int(sweep["max_concurrent"]) and sweep["max_concurrent"] >= 1):
-        _fail("sweep.max_concurrent", sweep["max_concurrent"], "null or an integer ≥ 1")
-    if sweep["search"] == "optuna":
+    if sweep.search == "optuna":
         if any(next(iter(d)) == "grid" for d in params.values()):
             raise ValueError("sweep.search='optuna' cannot take {grid: [...]} domains; use {choice: [...]}")
-        if sweep["seeds"] > 1:
-            _fail("sweep.seeds", sweep["seeds"], "1 with sweep.search='optuna' (Optuna proposes each trial once)")
+        if sweep.seeds > 1:
+            _fail("sweep.seeds", sweep.seeds, "1 with sweep.search='optuna' (Optuna proposes each trial once)")
     check_derived(config)
     check_loglog(config)
     check_compare(config)
-    cluster = config["cluster"]
-    if cluster["address"] is not None and not isinstance(cluster["address"], str):
-        _fail("cluster.address", cluster["address"], "null (embedded local Ray), 'auto' or 'ray://host:port'")
-    if not (_is_number(cluster["cpus_per_trial"]) and cluster["cpus_per_trial"] > 0):
-        _fail("cluster.cpus_per_trial", cluster["cpus_per_trial"], "a number > 0")
-    if not (_is_number(cluster["gpus_per_trial"]) and cluster["gpus_per_trial"] >= 0):
-        _fail("cluster.gpus_per_trial", cluster["gpus_per_trial"], "a number ≥ 0 (fractions share a GPU)")
-    if cluster["num_cpus"] is not None and not (_is_int(cluster["num_cpus"]) and cluster["num_cpus"] >= 1):
-        _fail("cluster.num_cpus", cluster["num_cpus"], "null or an integer ≥ 1")
-    if not (_is_int(cluster["max_failures"]) and cluster["max_failures"] >= -1):
-        _fail("cluster.max_failures", cluster["max_failures"], "an integer ≥ 0 (or -1: retry forever)")
-    if not isinstance(cluster["dashboard"], bool):
-        _fail("cluster.dashboard", cluster["dashboard"], "true or false")
-    check_logging(config["logging"])
     check_trainer_device(config)
     if config["name"] is not None and not (isinstance(config["name"], str) and _NAME.match(config["name"])):
         _fail("name", config["name"], "letters, digits and _ . = , + - (no slashes or spaces)")
@@ -134,25 +100,11 @@ def check_sweep(config: Mapping[str, Any]) -> None:
         _fail("storage", config["storage"], "a directory path (shared by every node on a multi-node cluster)")
 
 
-def check_logging(logging: Mapping[str, Any]) -> None:
-    """``logging``: W&B settings and the progress line (typos like ``enabled=maybe`` are refused)."""
-    wandb = logging["wandb"]
-    if not isinstance(wandb.get("enabled"), bool):
-        _fail("logging.wandb.enabled", wandb.get("enabled"), "true or false")
-    for key in ("project", "entity"):
-        if wandb.get(key) is not None and not (isinstance(wandb[key], str) and wandb[key]):
-            _fail(f"logging.wandb.{key}", wandb[key], "null or a non-empty name")
-    if wandb["mode"] not in WANDB_MODES:
-        _fail("logging.wandb.mode", wandb["mode"], "null, offline, online or disabled")
-    if not isinstance(logging.get("progress"), bool):
-        _fail("logging.progress", logging.get("progress"), "true or false")
-
-
 def check_trainer_device(config: Mapping[str, Any]) -> None:
     """``trainer.device=cuda`` in a trial that Ray gives no GPU: Ray hides every GPU from it, so every
     trial would fail."""
     trainer, cluster = config["trainer"], config["cluster"]
-    if trainer.get("device") == "cuda" and _is_number(cluster["gpus_per_trial"]) and cluster["gpus_per_trial"] == 0:
+    if trainer["device"] == "cuda" and _is_number(cluster["gpus_per_trial"]) and cluster["gpus_per_trial"] == 0:
         _fail("trainer.device", "cuda", "auto or cpu with cluster.gpus_per_trial=0 (Ray shows a trial only the "
               "GPUs it asks for); or set cluster.gpus_per_trial > 0")
 
@@ -203,8 +155,8 @@ def check_metric_every_report(config: Mapping[str, Any]) -> None:
     if metric == "equivariance_gap":
         _fail("sweep.metric", metric, f"a metric of every evaluation with {user} (equivariance_gap is measured "
               "once, at the end of a trial); e.g. mc_equivariance_error or the task's validation metric")
-    if metric == "mc_equivariance_error" and trainer.get("equivariance_every", 1) != 1:
-        _fail("trainer.equivariance_every", trainer.get("equivariance_every"), f"1 with {user} and "
+    if metric == "mc_equivariance_error" and trainer["equivariance_every"] != 1:
+        _fail("trainer.equivariance_every", trainer["equivariance_every"], f"1 with {user} and "
               "sweep.metric=mc_equivariance_error (it is read in every report)")
     if metric in EVERY_REPORT or not all(_is_int(trainer.get(k)) for k in ("checkpoint_every", "eval_every", "epochs")):
         return
@@ -215,7 +167,7 @@ def check_metric_every_report(config: Mapping[str, Any]) -> None:
 
 
 def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str, list]:
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     if key not in params:
         _fail(where, key, f"a key of sweep.params (swept here: {', '.join(params) or 'none'})")
     (kind, values), = params[key].items()
@@ -224,7 +176,7 @@ def _swept_domain(config: Mapping[str, Any], where: str, key: Any) -> tuple[str,
 
 def check_derived(config: Mapping[str, Any]) -> None:
     """``sweep.derived``: ratios of ``metric`` between two values of one swept key (derived.csv)."""
-    entries = config["sweep"].get("derived") or []
+    entries = config["sweep"]["derived"]
     shape = "{name: ..., metric: ..., key: <swept key>, numerator: <its value>, denominator: <its value>}"
     if not isinstance(entries, list):
         _fail("sweep.derived", entries, f"a list of {shape}")
@@ -252,7 +204,7 @@ def check_derived(config: Mapping[str, Any]) -> None:
 
 def check_loglog(config: Mapping[str, Any]) -> None:
     """``sweep.loglog``: power-law fits of ``metric`` (or 1 − metric) against a positive swept key (fits.csv)."""
-    entries = config["sweep"].get("loglog") or []
+    entries = config["sweep"]["loglog"]
     shape = "{metric: ..., key: <numeric swept key>} and optionally complement: true (fit 1 - metric)"
     if not isinstance(entries, list):
         _fail("sweep.loglog", entries, f"a list of {shape}")
@@ -272,7 +224,7 @@ def check_loglog(config: Mapping[str, Any]) -> None:
 
 def check_compare(config: Mapping[str, Any]) -> None:
     """``sweep.compare``: every value of a swept key against a reference value, paired by seed (compare.csv)."""
-    entry = config["sweep"].get("compare")
+    entry = config["sweep"]["compare"]
     if entry is None:
         return
     shape = "null or {key: <swept key>, reference: <one of its values>} and optionally metric: <reported metric>"
@@ -296,10 +248,10 @@ def _check_values(domain: Mapping[str, list]) -> list[Any]:
 
 def trial_configs(config: Mapping[str, Any]):
     """The trial configs to check: the full grid when small enough, else each value on its own."""
-    from workers.trial import merge
+    from workers.settings import merge
 
     base = trial_config(dict(config))
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     keys = list(params)
     options = [_check_values(params[key]) for key in keys]
     if math.prod(len(o) for o in options) <= _MAX_CHECKED:
@@ -324,11 +276,11 @@ def validate(config: Mapping[str, Any]) -> int:
     checked, built = 0, set()
     for values, trial in trial_configs(config):
         try:
-            task, _, _ = check_config(trial)
+            plan = check_config(trial).model
             model = json.dumps([trial.get(key) for key in ("task", "group", "symmetrizer", "model")], sort_keys=True,
                                default=str)
             if model not in built:
-                check_build(task, trial)
+                check_build(plan)
                 built.add(model)
         except (ValueError, TypeError, AttributeError, KeyError) as err:
             message = str(err) if isinstance(err, ValueError) else (
@@ -367,7 +319,7 @@ def search_space(config: Mapping[str, Any]) -> dict[str, Any]:
 
     space: dict[str, Any] = {}
     collapsed = collapse(config)
-    for key, domain in (config["sweep"].get("params") or {}).items():
+    for key, domain in (config["sweep"]["params"]).items():
         (kind, values), = domain.items()
         if collapsed is not None and collapsed.collapsed:  # every value comes from points_to_evaluate
             space[key] = tune.choice(list(values) + [UNUSED])
@@ -423,10 +375,9 @@ class Collapse:
 def collapse(config: Mapping[str, Any]) -> Collapse | None:
     """The distinct configurations of a grid sweep (only ``{grid: [...]}`` domains, one sample, no
     Optuna); None for other sweeps, which run as Tune draws them. Seeds are never collapsed."""
-    from workers.settings import UNUSED, unused_keys
-    from workers.trial import merge
+    from workers.settings import UNUSED, merge, unused_keys
 
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     sweep = config["sweep"]
     if (not params or sweep["search"] == "optuna" or int(sweep["num_samples"]) != 1
             or any(next(iter(domain)) != "grid" for domain in params.values())):
@@ -458,7 +409,7 @@ def planned_trials(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     collapsed = collapse(config)
     if collapsed is not None and collapsed.collapsed:
         return [dict(point) for point in collapsed.points]
-    params = config["sweep"].get("params") or {}
+    params = config["sweep"]["params"]
     grid = {key: next(iter(d.values())) for key, d in params.items() if next(iter(d)) == "grid"}
     sampled = {key: _domain_text(d) for key, d in params.items() if next(iter(d)) != "grid"}
     samples = int(config["sweep"]["num_samples"])
@@ -482,7 +433,7 @@ def pinned_values(config: Mapping[str, Any], defaults: Mapping[str, Any] | None,
                   command_line: Iterable[str] = ()) -> dict[str, Any]:
     """Trial keys set on the command line, and those whose value differs from ``defaults`` (the same
     config groups without key overrides); swept keys left out."""
-    swept = set(config["sweep"].get("params") or {})
+    swept = set(config["sweep"]["params"])
     ours = _flat(trial_config(dict(config)))
     theirs = _flat(trial_config(dict(defaults))) if defaults is not None else ours
     named = {key for key in command_line if key in ours}
@@ -512,7 +463,7 @@ def plan(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
     return {"metric": metric, "mode": mode, "search": config["sweep"]["search"],
             "collapsed": collapsed.describe(len(seeds)) if collapsed is not None and collapsed.collapsed else None,
             "scheduler": config["sweep"]["scheduler"],
-            "swept": {key: dict(domain) for key, domain in (config["sweep"].get("params") or {}).items()},
+            "swept": {key: dict(domain) for key, domain in (config["sweep"]["params"]).items()},
             "pinned": pinned_values(config, defaults, command_line), "seeds": seeds, "configurations": trials,
             "n_trials": len(trials) * len(seeds),
             "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},

@@ -15,10 +15,11 @@ batch and the step's generator and returns the loss and its parts for the logs; 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
 
+from workers.schema import RemulSettings, SymmetrizerSettings
 from workers.sharding import Shard, take_noise
 from workers.symmetry import GradNorm, Symmetrizer, Transformed, equivariance_penalty, transform_example
 from workers.tasks import Task
@@ -159,22 +160,17 @@ class Remul(Supervised):
         self.gradnorm.load_state_dict(state)
 
 
-def method_of(config: Mapping[str, Any]) -> str:
-    """The trial's ``symmetrizer.method`` (the one place the loop reads it)."""
-    return (config.get("symmetrizer") or {}).get("method", "ps")
-
-
-def make_objective(config: Mapping[str, Any], remul: Mapping[str, Any], model: torch.nn.Module, task: Task,
+def make_objective(symmetrizer: SymmetrizerSettings, remul: RemulSettings, model: torch.nn.Module, task: Task,
                    shard: Shard) -> Supervised:
-    """The objective of the trial's ``symmetrizer.method``."""
-    symmetrizer, method = config.get("symmetrizer") or {}, method_of(config)
+    """The objective of the trial's ``symmetrizer.method`` (typed settings: ``check_config``'s plan)."""
+    method = symmetrizer.method
     if method == "none":
         return Supervised(model, task, shard)
     if method == "augment":
         return Augmentation(model, task, shard)
     if method == "remul":
         gradnorm = None
-        if remul["balance"] == "gradnorm":
-            gradnorm = GradNorm(remul["alpha"], remul["beta"], remul["gradnorm_lr"], remul["gradnorm_gamma"])
-        return Remul(model, task, shard, remul["alpha"], remul["beta"], gradnorm)
-    return Symmetrized(model, task, shard, float(symmetrizer.get("entropy_weight", 0.0) or 0.0))
+        if remul.balance == "gradnorm":
+            gradnorm = GradNorm(remul.alpha, remul.beta, remul.gradnorm_lr, remul.gradnorm_gamma)
+        return Remul(model, task, shard, remul.alpha, remul.beta, gradnorm)
+    return Symmetrized(model, task, shard, symmetrizer.entropy_weight)

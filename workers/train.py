@@ -43,16 +43,16 @@ from workers.checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from workers.models.factory import build_model
+from workers.models.factory import Plan, build_model
 from workers.objectives import (
     NO_GRADNORM_STATE,
     Supervised,
     forward,
     make_objective,
-    method_of,
     transformed_batch,
 )
-from workers.settings import REMUL_DEFAULTS, TRAINER_DEFAULTS, check_config, settings
+from workers.schema import SECTIONS, RemulSettings, SymmetrizerSettings, TrainerSettings, load
+from workers.settings import TrialPlan, check_config, trainer_settings, unused_keys
 from workers.sharding import Shard
 from workers.symmetry import (
     Symmetrizer,
@@ -89,28 +89,28 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cuda" if choice in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(model: torch.nn.Module, trainer: Mapping[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, trainer: TrainerSettings) -> torch.optim.Optimizer:
     """Adam/AdamW; parameters loaded from a pretrained weights file get ``pretrained_lr``."""
     names = set(getattr(getattr(model, "base", None), "pretrained_parameter_names", lambda: [])())
     pretrained = [p for n, p in model.named_parameters() if n.removeprefix("base.") in names and n.startswith("base.")]
     pretrained_names = {f"base.{name}" for name in names}
     others = [p for n, p in model.named_parameters() if n not in pretrained_names]
-    groups = [{"params": others, "lr": trainer["lr"]}]
+    groups = [{"params": others, "lr": trainer.lr}]
     if pretrained:
-        groups.append({"params": pretrained, "lr": trainer["pretrained_lr"] if trainer["pretrained_lr"] is not None
-                       else trainer["lr"]})
-    cls = torch.optim.AdamW if trainer["optimizer"] == "adamw" else torch.optim.Adam
-    return cls(groups, weight_decay=trainer["weight_decay"])
+        groups.append({"params": pretrained, "lr": trainer.pretrained_lr if trainer.pretrained_lr is not None
+                       else trainer.lr})
+    cls = torch.optim.AdamW if trainer.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, weight_decay=trainer.weight_decay)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, trainer: Mapping[str, Any], steps_per_epoch: int):
+def make_schedule(optimizer: torch.optim.Optimizer, trainer: TrainerSettings, steps_per_epoch: int):
     """Linear warm-up over ``warmup_epochs``, then constant or cosine decay to 0, per step."""
-    warmup, total = trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch
+    warmup, total = trainer.warmup_epochs * steps_per_epoch, trainer.epochs * steps_per_epoch
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if trainer["schedule"] == "cosine":
+        if trainer.schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
         return 1.0
 
@@ -131,12 +131,12 @@ def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[s
 
 # -- evaluation ---------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate_split(model, task: Task, split: Mapping[str, torch.Tensor], trainer: Mapping[str, Any], device,
+def evaluate_split(model, task: Task, split: Mapping[str, torch.Tensor], trainer: TrainerSettings, device,
                    generator: torch.Generator, shard: Shard) -> tuple[dict[str, float], float | None]:
     """Task metrics of a whole split with the eval sample count, and the entropy of P̄ (S_n)."""
     model.eval()
     predictions, entropies = [], []
-    size = trainer["eval_batch_size"] or trainer["batch_size"]
+    size = trainer.eval_batch_size or trainer.batch_size
     for batch in iterate_batches(split, size, shuffle=False):
         batch = to_device(batch, device)
         out = forward(model, task, batch, generator, shard)
@@ -167,18 +167,18 @@ def transformed_split(model, task: Task, split: Mapping[str, torch.Tensor], seed
     return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
-def evaluate_transformed(model, task: Task, transformed: Mapping[str, torch.Tensor], trainer: Mapping[str, Any],
+def evaluate_transformed(model, task: Task, transformed: Mapping[str, torch.Tensor], trainer: TrainerSettings,
                          device, seed: int, epoch: int, shard: Shard) -> dict[str, float]:
     """``test_<metric>_transformed``: the task metrics on the transformed copy of the test split."""
     values, _ = evaluate_split(model, task, transformed, trainer, device, step_generator(seed, epoch, 2_000), shard)
     return {f"{TRANSFORMED_SPLIT}_{key}_transformed": value for key, value in values.items()}
 
 
-def evaluation_metrics(model, task: Task, data, trainer: Mapping[str, Any], device, epoch: int, splits,
+def evaluation_metrics(model, task: Task, data, trainer: TrainerSettings, device, epoch: int, splits,
                        transformed: Mapping[str, torch.Tensor] | None, shard: Shard) -> dict[str, float]:
     """One evaluation: every split in ``splits`` with the eval sample count (noise from (seed, epoch,
     split)), the entropy of P̄ on val (S_n), and the transformed test split when there is one."""
-    seed, metrics = trainer["seed"], {}
+    seed, metrics = trainer.seed, {}
     for index, split in enumerate(splits):
         values, entropy = evaluate_split(model, task, data.splits[split], trainer, device,
                                          step_generator(seed, epoch, 1_000 + index), shard)
@@ -196,7 +196,7 @@ def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], tra
     estimate, not a departure from equivariance (reported as ``mc_equivariance_error``; the exact check
     is ``exact_equivariance_gap``)."""
     model.eval()
-    batch = to_device({k: v[: trainer["equivariance_batch"]] for k, v in split.items()}, device)
+    batch = to_device({k: v[: trainer.equivariance_batch] for k, v in split.items()}, device)
     inputs = {name: batch[name] for name in task.input_kinds}
     generator = step_generator(seed, 7)
 
@@ -204,7 +204,7 @@ def equivariance_error(model, task: Task, split: Mapping[str, torch.Tensor], tra
         return model(x, mask, generator=generator).output if isinstance(model, Symmetrizer) else model(x, mask).output
 
     errors = equivariance_errors(apply, inputs, model.group, task.input_kinds, task.target_kind, batch.get("mask"),
-                                 samples=trainer["equivariance_samples"], generator=step_generator(seed, 8))
+                                 samples=trainer.equivariance_samples, generator=step_generator(seed, 8))
     return errors["E"]
 
 
@@ -215,13 +215,13 @@ def exact_equivariance_gap(model, task: Task, split: Mapping[str, torch.Tensor],
     (``none``, ``augment``, ``remul``, interpolated rotations). Unlike E with fresh noise, no
     Monte-Carlo spread enters it."""
     model = model.double().eval()
-    rows = {k: v[: trainer["equivariance_batch"]] for k, v in split.items()}
+    rows = {k: v[: trainer.equivariance_batch] for k, v in split.items()}
     batch = {k: v.double() if v.is_floating_point() else v for k, v in to_device(rows, device).items()}
     inputs = {name: batch[name] for name in task.input_kinds}
     return coupled_equivariance_gap(model, inputs, batch.get("mask"), generator=step_generator(seed, 9))
 
 
-def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, seed: int, counts, repeats: int,
+def samples_curve(model, task: Task, data, trainer: TrainerSettings, device, seed: int, counts, repeats: int,
                   splits) -> dict[str, dict[str, dict[str, float]]]:
     """``{<split>_<metric>: {<N>: {mean, std}}}``: the task metric of every split evaluated with N group
     samples per input, for each N of ``counts``, mean and std (ddof 1) over ``repeats`` fresh draws of the
@@ -245,17 +245,17 @@ def samples_curve(model, task: Task, data, trainer: Mapping[str, Any], device, s
     return curve
 
 
-def end_of_trial(config: Mapping[str, Any], task: Task, data, trainer: Mapping[str, Any], weights: Mapping,
+def end_of_trial(plan: Plan, task: Task, data, trainer: TrainerSettings, weights: Mapping,
                  device, splits) -> dict[str, Any]:
     """What is measured once on the best validation epoch's ``weights``: ``equivariance_gap`` on test
     inputs and, with ``trainer.eval_samples_curve``, ``eval_samples_curve`` on every evaluation split."""
-    seed = trainer["seed"]
-    model = build_seeded(task, config, seed).to(device)
+    seed = trainer.seed
+    model = build_seeded(plan, seed).to(device)
     model.load_state_dict(weights)
     out: dict[str, Any] = {}
-    if trainer["eval_samples_curve"]:
+    if trainer.eval_samples_curve:
         out["eval_samples_curve"] = samples_curve(model, task, data, trainer, device, seed,
-                                                  trainer["eval_samples_curve"], trainer["eval_samples_repeats"],
+                                                  trainer.eval_samples_curve, trainer.eval_samples_repeats,
                                                   splits)
     split = data.splits["test" if "test" in data.splits else splits[0]]
     out["equivariance_gap"] = exact_equivariance_gap(model, task, split, trainer, device, seed)
@@ -271,13 +271,15 @@ EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_cu
 
 
 def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
-    """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config."""
+    """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config;
+    a key the configuration does not read (``unused_keys``: eval_samples of canonical) is no difference."""
     def value(source, section, key):
-        default = TRAINER_DEFAULTS.get(key) if section == "trainer" else 1  # check_config's defaults
-        return (source.get(section) or {}).get(key, default)
+        return getattr(load(SECTIONS[section], source.get(section), section), key)
 
+    unused = unused_keys(config)
     return [f"{section}.{key}={value(config, section, key)!r} (checkpoint: {value(saved, section, key)!r})"
-            for section, key in EVALUATION_KEYS if value(config, section, key) != value(saved, section, key)]
+            for section, key in EVALUATION_KEYS
+            if f"{section}.{key}" not in unused and value(config, section, key) != value(saved, section, key)]
 
 
 def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:
@@ -298,17 +300,17 @@ def evaluate_checkpoint(saved: Mapping[str, Any], counts, repeats: int, splits, 
                         ) -> dict[str, dict[str, dict[str, float]]]:
     """A finished trial's best model evaluated at each number of evaluation samples in ``counts`` on
     ``splits`` (``samples_curve``), without training: ``symsweep evaluate``."""
-    config = saved["config"]
-    task, trainer, _ = check_config(config)
+    trial = check_config(saved["config"])
+    task, trainer = trial.task, trial.trainer
     data = task.load()
     missing = [split for split in splits if split not in data.splits or split == "train"]
     if missing:
         allowed = ", ".join(name for name in data.splits if name != "train")
         raise ValueError(f"--split={missing[0]} is not an evaluation split of task {task.name!r}; allowed: {allowed}")
     where = pick_device(device)
-    model = build_seeded(task, config, trainer["seed"]).to(where)
+    model = build_seeded(trial.model, trainer.seed).to(where)
     model.load_state_dict(best_weights(saved, "evaluated at other sample counts"))
-    return samples_curve(model, task, data, trainer, where, trainer["seed"], counts, repeats, splits)
+    return samples_curve(model, task, data, trainer, where, trainer.seed, counts, repeats, splits)
 
 
 def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: str | os.PathLike = "checkpoint") -> None:
@@ -317,10 +319,11 @@ def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: st
     one with another ``symmetrizer.eval_samples`` (its best_* so far were measured with its own count,
     and the two would be mixed; a finished one is evaluated anew)."""
     state = LoopState.from_checkpoint(saved, source)
-    remul = settings(config, "remul", REMUL_DEFAULTS)
-    if method_of(config) == "remul" and remul["balance"] == "gradnorm" and saved.get("gradnorm") is None:
+    remul = load(RemulSettings, config.get("remul"), "remul")
+    method = load(SymmetrizerSettings, config.get("symmetrizer"), "symmetrizer").method
+    if method == "remul" and remul.balance == "gradnorm" and saved.get("gradnorm") is None:
         raise ValueError(f"{source}: {NO_GRADNORM_STATE}")
-    epochs = settings(config, "trainer", TRAINER_DEFAULTS)["epochs"]
+    epochs = trainer_settings(config).epochs
     changed = [change for change in evaluation_changes(saved["config"], config)
                if change.startswith("symmetrizer.eval_samples=")]
     if changed and not (state.epoch >= epochs and state.history):
@@ -329,31 +332,31 @@ def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: st
                          "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
 
 
-def reevaluate(model, config: Mapping[str, Any], task: Task, data, trainer, saved: Mapping[str, Any], device,
+def reevaluate(model, config: Mapping[str, Any], plan: Plan, data, trainer, saved: Mapping[str, Any], device,
                splits) -> dict[str, Any]:
     """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best
     validation epoch's weights on every evaluation split, and the end-of-trial measurements."""
-    state = saved["loop"]
+    state, task = saved["loop"], plan.task
     weights = best_weights(saved, f"evaluated with {', '.join(evaluation_changes(saved['config'], config))}; "
                                   "allowed: the checkpoint's own evaluation settings")
     model.load_state_dict(weights)
     metrics: dict[str, Any] = {"epoch": state["epoch"], "step": state["step"],
                                "eval_samples": int(getattr(model, "eval_samples", 1))}
-    transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
+    transformed = (transformed_split(model, task, data.splits[TRANSFORMED_SPLIT], trainer.seed)
                    if TRANSFORMED_SPLIT in data.splits else None)
     metrics.update(evaluation_metrics(model, task, data, trainer, device, state["epoch"], splits, transformed, Shard()))
     metrics.update({f"best_{k}": v for k, v in metrics.items() if k.split("_")[0] in splits})
     metrics["best_epoch"] = state["best"].get("best_epoch", state["epoch"])
-    metrics.update(end_of_trial(config, task, data, trainer, weights, device, splits))
+    metrics.update(end_of_trial(plan, task, data, trainer, weights, device, splits))
     metrics["elapsed_s"] = state["elapsed"]
     return metrics
 
 
-def build_seeded(task: Task, config: Mapping[str, Any], seed: int) -> torch.nn.Module:
-    """The model initialised from ``seed``, leaving the global RNG as it was."""
+def build_seeded(plan: Plan, seed: int) -> torch.nn.Module:
+    """The model of a checked ``plan`` initialised from ``seed``, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(task, config)
+        return build_model(plan)
 
 
 # -- the loop -------------------------------------------------------------------------------------------
@@ -362,8 +365,9 @@ class Training:
     """What a trial's epochs work on, built once from the config (``LoopState`` is what changes)."""
 
     config: Mapping[str, Any]
+    plan: TrialPlan  # the config, checked and typed
     task: Task
-    trainer: Mapping[str, Any]
+    trainer: TrainerSettings
     data: TaskData
     device: torch.device
     shard: Shard
@@ -385,68 +389,70 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
     with ``replay`` the reports made before that checkpoint are made again first (for a caller
     whose log was lost). Only rank 0 of a sharded trial writes checkpoints.
     """
-    task, trainer, remul = check_config(config)
-    if trainer["threads"]:
-        torch.set_num_threads(trainer["threads"])
-    device = pick_device(trainer["device"])
+    plan = check_config(config)
+    task, trainer = plan.task, plan.trainer
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    device = pick_device(trainer.device)
     report = report or (lambda metrics, checkpoint: None)
     data = task.load()
     if not task.trainable:
-        return separation(task, config, trainer, data, device, report)
-    training = set_up(config, task, trainer, remul, data, device, shard, Path(workdir or Path.cwd() / "trial"))
+        return separation(task, plan.model, trainer, data, device, report)
+    training = set_up(config, plan, data, device, shard, Path(workdir or Path.cwd() / "trial"))
     state = LoopState()
     if resume is not None:
         state, finished = restore(training, resume, report, replay)
         if finished is not None:
             return finished
     if TRANSFORMED_SPLIT in data.splits:
-        training.transformed = transformed_split(training.model, task, data.splits[TRANSFORMED_SPLIT], trainer["seed"])
+        training.transformed = transformed_split(training.model, task, data.splits[TRANSFORMED_SPLIT], trainer.seed)
     start = time.perf_counter() - state.elapsed
     metrics = state.last_metrics()  # what a run resumed from its final checkpoint returns: nothing trained
-    for epoch in range(state.epoch + 1, trainer["epochs"] + 1):
+    for epoch in range(state.epoch + 1, trainer.epochs + 1):
         metrics = train_epoch(training, state, epoch)
-        evaluate_now = epoch % trainer["eval_every"] == 0 or epoch == trainer["epochs"]
+        evaluate_now = epoch % trainer.eval_every == 0 or epoch == trainer.epochs
         if evaluate_now:
             evaluate(training, state, epoch, metrics)
         metrics.update(state.metrics)
         metrics.update(state.best)
         state.epoch, state.elapsed = epoch, time.perf_counter() - start
         metrics["elapsed_s"] = state.elapsed
-        if epoch == trainer["epochs"] and state.best_weights is not None:
-            metrics.update(end_of_trial(config, task, data, trainer, state.best_weights, device, training.splits))
-        checkpoint_now = epoch % trainer["checkpoint_every"] == 0 or epoch == trainer["epochs"]
+        if epoch == trainer.epochs and state.best_weights is not None:
+            metrics.update(end_of_trial(plan.model, task, data, trainer, state.best_weights, device, training.splits))
+        checkpoint_now = epoch % trainer.checkpoint_every == 0 or epoch == trainer.epochs
         if evaluate_now or checkpoint_now:  # every worker of a sharded trial reports together
             state.history.append(dict(metrics))
             report(metrics, save(training, state) if checkpoint_now else None)
     return metrics
 
 
-def set_up(config: Mapping[str, Any], task: Task, trainer: Mapping[str, Any], remul: Mapping[str, Any], data,
-           device: torch.device, shard: Shard, workdir: Path) -> Training:
+def set_up(config: Mapping[str, Any], plan: TrialPlan, data, device: torch.device, shard: Shard,
+           workdir: Path) -> Training:
     """The seeded model, its optimiser, schedule and objective; then the global RNG (dropout) is seeded."""
-    model = build_seeded(task, config, trainer["seed"]).to(device)
+    trainer = plan.trainer
+    model = build_seeded(plan.model, trainer.seed).to(device)
     optimizer = make_optimizer(model, trainer)
-    scheduler = make_schedule(optimizer, trainer, math.ceil(data.size("train") / trainer["batch_size"]))
-    objective = make_objective(config, remul, model, task, shard)
-    torch.manual_seed(trainer["seed"] + 1)  # the global stream: dropout
+    scheduler = make_schedule(optimizer, trainer, math.ceil(data.size("train") / trainer.batch_size))
+    objective = make_objective(plan.symmetrizer, plan.remul, model, plan.task, shard)
+    torch.manual_seed(trainer.seed + 1)  # the global stream: dropout
     splits = [name for name in data.splits if name != "train"]
-    return Training(config, task, trainer, data, device, shard, workdir, model, optimizer, scheduler, objective,
-                    splits)
+    return Training(config, plan, plan.task, trainer, data, device, shard, workdir, model, optimizer, scheduler,
+                    objective, splits)
 
 
 def train_epoch(training: Training, state: LoopState, epoch: int) -> dict[str, float]:
     """One pass over the shuffled training split (order from (seed, epoch), group-sample noise of step s
     from (seed, s)); the epoch's training metrics."""
     trainer, model, device = training.trainer, training.model, training.device
-    autocast = trainer["precision"] == "bf16" and device.type == "cuda"
+    autocast = trainer.precision == "bf16" and device.type == "cuda"
     model.train()
     epoch_start, losses, examples, sums = time.perf_counter(), [], 0, {}
-    for batch in iterate_batches(training.data.splits["train"], trainer["batch_size"], shuffle=True,
-                                 seed=trainer["seed"], epoch=epoch):
+    for batch in iterate_batches(training.data.splits["train"], trainer.batch_size, shuffle=True,
+                                 seed=trainer.seed, epoch=epoch):
         state.step += 1
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, parts = training.objective(batch, step_generator(trainer["seed"], state.step))
+            loss, parts = training.objective(batch, step_generator(trainer.seed, state.step))
         if not torch.isfinite(loss):
             raise NonFiniteLoss(non_finite_message(float(loss.detach()), epoch, state, training.workdir), state.epoch)
         optimizer_step(training, loss)
@@ -468,8 +474,8 @@ def optimizer_step(training: Training, loss: torch.Tensor) -> None:
     training.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     training.shard.average_gradients(training.model.parameters())
-    if training.trainer["grad_clip"]:
-        torch.nn.utils.clip_grad_norm_(training.model.parameters(), training.trainer["grad_clip"])
+    if training.trainer.grad_clip:
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), training.trainer.grad_clip)
     training.optimizer.step()
     training.scheduler.step()
 
@@ -482,10 +488,10 @@ def evaluate(training: Training, state: LoopState, epoch: int, metrics: dict) ->
     state.evaluations += 1
     metrics.update(evaluation_metrics(model, training.task, training.data, trainer, training.device, epoch, splits,
                                       training.transformed, training.shard))
-    every = trainer["equivariance_every"]
+    every = trainer.equivariance_every
     if every and state.evaluations % every == 0:
         metrics["mc_equivariance_error"] = equivariance_error(model, training.task, training.data.splits["val"],
-                                                           trainer, training.device, trainer["seed"] * 7919 + epoch)
+                                                           trainer, training.device, trainer.seed * 7919 + epoch)
     state.best = best_so_far(state.best, metrics, training.task, epoch, splits)
     if state.best.get("best_epoch") == epoch:
         state.best_weights = weights_copy(model)
@@ -520,10 +526,10 @@ def restore(training: Training, resume: str | os.PathLike, report: Report, repla
     set_rng_state(saved["rng"], training.device)
     for metrics in state.history if replay else []:
         report(metrics, None)
-    if state.epoch >= training.trainer["epochs"] and state.history:  # finished before the interruption
+    if state.epoch >= training.trainer.epochs and state.history:  # finished before the interruption
         if evaluation_changes(saved["config"], training.config):  # never replay results of other settings
-            metrics = reevaluate(training.model, training.config, training.task, training.data, training.trainer,
-                                 saved, training.device, training.splits)
+            metrics = reevaluate(training.model, training.config, training.plan.model, training.data,
+                                 training.trainer, saved, training.device, training.splits)
             report(metrics, None)
             return state, metrics
         if not replay:
@@ -557,17 +563,17 @@ def best_so_far(best: dict, metrics: Mapping[str, float], task: Task, epoch: int
     return out
 
 
-def separation(task: Task, config: Mapping[str, Any], trainer, data, device, report: Report) -> dict[str, float]:
+def separation(task: Task, plan: Plan, trainer: TrainerSettings, data, device, report: Report) -> dict[str, float]:
     """PS paper protocol: for seeds 0..S-1 embed every graph with a freshly initialised model (eval
     samples); count the pairs no seed separates."""
     split = data.splits["test"]
     embeddings, start = [], time.perf_counter()
-    for seed in range(trainer["separation_seeds"]):
-        model = build_seeded(task, config, seed).to(device).eval()
-        generator = step_generator(trainer["seed"], seed)
+    for seed in range(trainer.separation_seeds):
+        model = build_seeded(plan, seed).to(device).eval()
+        generator = step_generator(trainer.seed, seed)
         with torch.no_grad():
             parts = [forward(model, task, to_device(batch, device), generator, Shard()).output.double().cpu()
-                     for batch in iterate_batches(split, trainer["eval_batch_size"] or trainer["batch_size"], False)]
+                     for batch in iterate_batches(split, trainer.eval_batch_size or trainer.batch_size, False)]
         embeddings.append(torch.cat(parts))
     size = data.size("test")
     pairs = task.pairs(size)
@@ -575,6 +581,6 @@ def separation(task: Task, config: Mapping[str, Any], trainer, data, device, rep
     unseparated = separation_count(embeddings, pairs)
     metrics = {"epoch": 0, "test_unseparated_pairs": float(unseparated),
                "test_separated_fraction": 1.0 - unseparated / total if total else 1.0,
-               "seeds": trainer["separation_seeds"], "elapsed_s": time.perf_counter() - start}
+               "seeds": trainer.separation_seeds, "elapsed_s": time.perf_counter() - start}
     report(metrics, None)
     return metrics

@@ -17,7 +17,6 @@ Never compose Hydra configs here: trials see plain dicts only.
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import sys
@@ -27,24 +26,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-def merge(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with every dotted key of ``params`` (e.g. ``symmetrizer.noise_scale``) set."""
-    config = copy.deepcopy(dict(base))
-    for dotted, value in params.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return config
-
-
 def _threads(config: dict[str, Any]) -> None:
     """Torch threads = the CPUs Ray gave this trial (at least 1), unless ``trainer.threads`` is set."""
     import ray
     import torch
 
-    if config["trainer"].get("threads"):
+    from workers.settings import trainer_settings
+
+    if trainer_settings(config).threads:
         return
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -81,7 +70,7 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     which the driver removes when the sweep ends, whatever killed a worker."""
     from ray import tune
 
-    from workers.settings import UNUSED
+    from workers.settings import UNUSED, merge, trainer_settings
     from workers.train import NonFiniteLoss
 
     _quiet()
@@ -92,7 +81,7 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     try:
         if marker.is_file():  # a retry of a deterministic failure: fail again at once, with the same message
             raise DeterministicFailure(marker.read_text().strip())
-        if int(config["trainer"].get("devices", 1)) > 1:
+        if trainer_settings(config).devices > 1:
             _sharded(config, trial_dir, resources)
         else:
             _single(config, trial_dir, experiment_dir, scratch)

@@ -29,14 +29,17 @@ def add_parser(subparsers) -> None:
 
 
 def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int, exact: bool = False) -> dict:
+    import dataclasses
+
     import torch
 
     from workers.settings import check_config
     from workers.symmetry import Unsymmetrized, equivariance_errors
     from workers.train import build_seeded, exact_equivariance_gap, load_checkpoint, step_generator
 
-    task, trainer, _ = check_config(config)
-    model = build_seeded(task, config, trainer["seed"])
+    trial = check_config(config)
+    task, trainer = trial.task, trial.trainer
+    model = build_seeded(trial.model, trainer.seed)
     if checkpoint is not None:
         model.load_state_dict(load_checkpoint(checkpoint)["model"])
     model.eval()
@@ -45,7 +48,7 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
     batch = {key: value[:batch_size] for key, value in data.splits[split].items()}
     inputs = {name: batch[name] for name in task.input_kinds}
     mask = batch.get("mask")
-    generator = step_generator(trainer["seed"], 11)
+    generator = step_generator(trainer.seed, 11)
 
     def symmetrized(x, m):
         return model(x, m, generator=generator).output
@@ -58,19 +61,19 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
 
     kinds, kind = task.input_kinds, task.target_kind
     full = equivariance_errors(symmetrized, inputs, model.group, kinds, kind, mask, samples,
-                               step_generator(trainer["seed"], 12))
+                               step_generator(trainer.seed, 12))
     bare = equivariance_errors(base, inputs, model.group, kinds, kind, mask, samples,
-                               step_generator(trainer["seed"], 12))
+                               step_generator(trainer.seed, 12))
     result = {"E": full["E"], "E_prime": full["E_prime"], "E_base": bare["E"], "E_prime_base": bare["E_prime"],
               "group": model.group.name, "method": config["symmetrizer"]["method"], "samples": samples,
               "eval_samples": getattr(model, "eval_samples", 1), "task": task.name, "split": split,
               "batch": int(next(iter(inputs.values())).shape[0]), "model": config["model"]["name"],
               "checkpoint": checkpoint, "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
     if exact:
-        on = {"equivariance_batch": batch_size}
-        result["exact_gap"] = exact_equivariance_gap(model, task, batch, on, "cpu", trainer["seed"])
+        on = dataclasses.replace(trainer, equivariance_batch=batch_size)
+        result["exact_gap"] = exact_equivariance_gap(model, task, batch, on, "cpu", trainer.seed)
         bare_model = Unsymmetrized(model.base, model.group, task.input_kinds, task.target_kind)
-        result["exact_gap_base"] = exact_equivariance_gap(bare_model, task, batch, on, "cpu", trainer["seed"])
+        result["exact_gap_base"] = exact_equivariance_gap(bare_model, task, batch, on, "cpu", trainer.seed)
     return result
 
 

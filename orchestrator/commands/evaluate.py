@@ -72,14 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.derived import samples_markdown
     from orchestrator.records import open_experiment, read_trials
     from orchestrator.results import load_experiment, write_report
-    from workers.settings import TRAINER_DEFAULTS
+    from workers.settings import trainer_settings
 
     path, config = open_experiment(Path(args.path).expanduser().resolve())
-    trainer = config.get("trainer") or {}
-    counts = parse_counts(args.eval_samples) if args.eval_samples else (trainer.get("eval_samples_curve")
-                                                                         or DEFAULT_COUNTS)
-    repeats = args.repeats if args.repeats is not None else trainer.get("eval_samples_repeats",
-                                                                         TRAINER_DEFAULTS["eval_samples_repeats"])
+    trainer = trainer_settings(config)
+    counts = parse_counts(args.eval_samples) if args.eval_samples else (trainer.eval_samples_curve or DEFAULT_COUNTS)
+    repeats = args.repeats if args.repeats is not None else trainer.eval_samples_repeats
     if repeats < 1:
         raise ValueError(f"--repeats={repeats} is not allowed; expected an integer ≥ 1")
     splits = [split.strip() for split in args.split.split(",") if split.strip()]

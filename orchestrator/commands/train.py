@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     trial = trial_config(config)
     from workers.settings import check_build, check_config
 
-    task, trainer, _ = check_config(trial)  # every error before any directory is written
-    check_build(task, trial)
-    if trainer["device"] == "cuda":
+    checked = check_config(trial)  # every error before any directory is written
+    check_build(checked.model)
+    if checked.trainer.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():

@@ -70,7 +70,7 @@ def _exact(task_name: str, group: str, method: str) -> bool:
 def test_every_valid_combination_trains_and_is_equivariant(task_name, group, method):
     torch.manual_seed(0)
     task, batch = task_and_batch(task_name)
-    model = build_model(task, config(group, method, widths=[16]))
+    model = build_model(check(task, config(group, method, widths=[16])))
     inputs = {name: batch[name] for name in task.input_kinds}
     mask = batch.get("mask")
     model.train()
@@ -90,7 +90,7 @@ def test_every_valid_combination_trains_and_is_equivariant(task_name, group, met
 def test_the_bare_base_model_is_not_equivariant(task_name, group):
     torch.manual_seed(0)
     task, batch = task_and_batch(task_name)
-    model = build_model(task, config(group, "none", widths=[16])).double().eval()
+    model = build_model(check(task, config(group, "none", widths=[16]))).double().eval()
     inputs = {k: (batch[k].double() if batch[k].is_floating_point() else batch[k]) for k in task.input_kinds}
     errors = equivariance_errors(lambda x, m: model(x, m).output, inputs, model.group, task.input_kinds,
                                  task.target_kind, batch.get("mask"), samples=4,
@@ -114,7 +114,7 @@ MODEL_CASES = [
 def test_every_base_model_symmetrizes(task_name, group, method, model_name, options):
     torch.manual_seed(0)
     task, batch = task_and_batch(task_name, rows=2)
-    model = build_model(task, config(group, method, model_name, **options))
+    model = build_model(check(task, config(group, method, model_name, **options)))
     inputs = {name: batch[name] for name in task.input_kinds}
     out = model(inputs, batch.get("mask"))
     task.loss(out.output, batch).backward()

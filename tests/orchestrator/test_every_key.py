@@ -13,7 +13,7 @@ from orchestrator.cli import main
 from orchestrator.config import compose
 from orchestrator.overrides import parse_overrides
 from orchestrator.sweep import _flat, validate
-from workers.trial import merge
+from workers.settings import merge
 
 NBODY = ["task=nbody", "group=sn_e", "task.train_size=20", "task.eval_size=10"]
 # key -> (a value of the wrong type, an out-of-range value); None where the key has no such value

@@ -16,8 +16,8 @@ import pytest
 
 from orchestrator.config import CONFIG_DIR, compose, trial_config
 from orchestrator.sweep import metric_and_mode, validate
+from workers.settings import merge
 from workers.train import run
-from workers.trial import merge
 
 PRESETS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
 PAPER_PRESETS = [name for name in PRESETS if name != "quickstart" and not name.endswith("_cpu")]

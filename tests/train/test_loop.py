@@ -73,7 +73,7 @@ def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
     assert set(state) >= {"model", "optimizer", "scheduler", "rng", "loop", "config"}
     assert state["loop"]["epoch"] == 3 and state["loop"]["step"] == 9
     assert state["config"] == config
-    model = build_model(check_config(config)[0], config)
+    model = build_model(check_config(config).model)
     model.load_state_dict(state["model"])  # strict: every parameter of a fresh model is in it
 
 
@@ -170,7 +170,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     assert checkpoint_dirs(tmp_path) == ["checkpoint_000001"] and leftovers(tmp_path) == []
     state = load_checkpoint(tmp_path / "checkpoint_000001")
     assert state["loop"]["epoch"] == 1
-    model = build_model(check_config(config)[0], config)
+    model = build_model(check_config(config).model)
     model.load_state_dict(state["model"])
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -235,7 +235,7 @@ def test_separation_task_reports_unseparated_pairs(tmp_path, monkeypatch):
 def test_separation_counts_pairs_a_constant_model_cannot_tell_apart(tmp_path, monkeypatch):
     shrink_task(monkeypatch, "exp", {"test": 40})
     config = compose_trial("task=exp", "model.widths=[16]", "symmetrizer=none", "trainer.separation_seeds=2")
-    monkeypatch.setattr(train, "build_seeded", lambda task, config, seed: _Constant(build_model(task, config)))
+    monkeypatch.setattr(train, "build_seeded", lambda plan, seed: _Constant(build_model(plan)))
     metrics = run(config, None, tmp_path)
     assert metrics["test_unseparated_pairs"] == 20 and metrics["test_separated_fraction"] == 0
 
@@ -293,8 +293,8 @@ def test_transformed_split_moves_every_example_by_a_group_element():
     """S_n x E(3) on n-body: each transformed system keeps its pairwise distances, charges move with their
     particles, and targets move with the inputs; the draw depends on the seed only."""
     config = compose_trial(*NBODY_MLP)
-    task = check_config(config)[0]
-    model = build_model(task, config)
+    trial = check_config(config)
+    task, model = trial.task, build_model(trial.model)
     split = task.load().splits["test"]
     moved = train.transformed_split(model, task, split, seed=3)
     assert set(moved) == set(split)

@@ -23,8 +23,8 @@ from workers.train import build_seeded, load_checkpoint, run, step_generator
 
 def objective_of(*overrides: str):
     config = compose_trial(*NBODY_MLP, *overrides)
-    task, _, remul = check_config(config)
-    return make_objective(config, remul, build_seeded(task, config, 0), task, Shard())
+    plan = check_config(config)
+    return make_objective(plan.symmetrizer, plan.remul, build_seeded(plan.model, 0), plan.task, Shard())
 
 
 @pytest.mark.parametrize("method, family", [("none", Supervised), ("ps", Symmetrized), ("ga", Symmetrized),
@@ -47,7 +47,7 @@ def test_remul_weights_are_constant_or_gradnorm():
 
 
 def nbody_batch(config: dict) -> tuple:
-    task, _, _ = check_config(config)
+    task = check_config(config).task
     split = task.load().splits["train"]
     return task, {key: value[:4] for key, value in split.items()}
 
@@ -57,7 +57,7 @@ def test_the_loop_penalty_is_the_library_penalty_with_a_masked_task_loss():
     ``equivariance_penalty`` called with the bare model and the task's masked MSE."""
     config = compose_trial(*NBODY_MLP, "symmetrizer.method=remul")
     task, batch = nbody_batch(config)
-    model = build_seeded(task, config, 0)
+    model = build_seeded(check_config(config).model, 0)
     inputs = {name: batch[name] for name in task.input_kinds}
     with torch.no_grad():
         library = equivariance_penalty(lambda x, m: model(x, m).output,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from workers.models.factory import build_model
-from workers.settings import TRAINER_DEFAULTS
+from workers.models.factory import build_model, check
+from workers.schema import TrainerSettings
 from workers.tasks import get_task
 from workers.train import make_optimizer
 
@@ -22,11 +22,11 @@ def config(weights=None) -> dict:
 def test_pretrained_parameters_get_their_own_learning_rate(tmp_path):
     task = get_task("pattern", **PATTERN)
     torch.manual_seed(0)
-    source = build_model(task, config())
+    source = build_model(check(task, config()))
     path = tmp_path / "backbone.pt"
     torch.save(source.base.backbone.state_dict(), path)
-    model = build_model(task, config(str(path)))
-    trainer = {**TRAINER_DEFAULTS, "lr": 1e-3, "pretrained_lr": 1e-5}
+    model = build_model(check(task, config(str(path))))
+    trainer = TrainerSettings(lr=1e-3, pretrained_lr=1e-5)
     optimizer = make_optimizer(model, trainer)
     assert [group["lr"] for group in optimizer.param_groups] == [1e-3, 1e-5]
     pretrained = {id(p) for p in optimizer.param_groups[1]["params"]}
@@ -37,5 +37,5 @@ def test_pretrained_parameters_get_their_own_learning_rate(tmp_path):
 
 def test_without_weights_there_is_one_group():
     task = get_task("pattern", **PATTERN)
-    optimizer = make_optimizer(build_model(task, config()), {**TRAINER_DEFAULTS, "pretrained_lr": 1e-5})
+    optimizer = make_optimizer(build_model(check(task, config())), TrainerSettings(pretrained_lr=1e-5))
     assert len(optimizer.param_groups) == 1

@@ -14,9 +14,8 @@ from tests.train import (
     compose_trial,
     one_thread,  # noqa: F401 (autouse fixture)
 )
-from workers.settings import check_config, unused_keys
+from workers.settings import check_config, merge, unused_keys
 from workers.train import run
-from workers.trial import merge
 
 OTHER_VALUE = {  # a valid value different from the configs' own, per leaf key
     "noise_scale": 3.7, "temperature": 0.5, "sinkhorn_iters": 3, "entropy_weight": 0.9, "train_samples": 3,

@@ -1,10 +1,11 @@
 """The factory: (task, group, method, model config) -> a ready symmetrized model.
 
-``check(task, config)`` does every compatibility check without building anything (it is what the
-orchestrator runs before a sweep starts); ``build_model(task, config)`` builds. ``config`` is the
-plain dict of a trial with the sections ``group`` (name, dim, order), ``symmetrizer`` (method,
-noise_scale, train_samples, eval_samples, temperature, sinkhorn_iters, interface) and ``model``
-(name + the model's hyperparameters).
+``check(task, config)`` does every compatibility check without building anything and returns the
+checked ``Plan`` (it is what the orchestrator runs before a sweep starts, and what a trial runs
+once); ``build_model(plan)`` builds from it without checking again, so a separation trial that
+builds a hundred models checks once. ``config`` is the plain dict of a trial with the sections
+``group`` (name, dim, order), ``symmetrizer`` (``workers.schema.SymmetrizerSettings``) and
+``model`` (name + the model's hyperparameters).
 
 Methods: ``ps``, ``ps_fixed_noise``, ``canonical``, ``ga``, ``fa`` wrap the base model in a
 ``Symmetrizer``; ``none``, ``augment`` and ``remul`` train the bare base model (augmentation and
@@ -20,14 +21,21 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from workers.models.layers import check_dropout
 from workers.models.spec import FieldSpec, fields_of
-from workers.symmetry import Group, RegularScorer, Symmetrizer, Unsymmetrized, make_distribution
+from workers.schema import (
+    INTERFACES,
+    LEARNED_METHODS,
+    METHODS,
+    MODEL_DEFAULT,
+    UNSYMMETRIZED,
+    SymmetrizerSettings,
+    load,
+)
+from workers.symmetry import Group, RegularScorer, Unsymmetrized, symmetrize
 from workers.tasks.base import Task
 
-SYMMETRIZED = ("ps", "ps_fixed_noise", "canonical", "ga", "fa")
-UNSYMMETRIZED = ("none", "augment", "remul")
-METHODS = SYMMETRIZED + UNSYMMETRIZED
-LEARNED = ("ps", "ps_fixed_noise", "canonical")  # methods with an interface network q_ω
+__all__ = ["METHODS", "MODELS", "Plan", "build_interface", "build_model", "check", "model_class"]
 
 MODELS = {
     "mlp": "workers.models.mlp:MLP",
@@ -38,8 +46,7 @@ MODELS = {
     "egnn": "workers.models.gnn:EGNN",
     "cnn": "workers.models.cnn:CNN",
 }
-INTERFACES = ("auto", "gin", "vector_neurons", "scorer")
-INTERFACE_KEYS = ("name", "layers", "hidden", "dropout", "knn")
+SCORER_HIDDEN = 32  # width of the C_k/D_k scorer when symmetrizer.interface.hidden is null
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -61,6 +68,7 @@ class Plan:
     model_name: str
     model_options: dict[str, Any]
     interface: str | None  # gin / vector_neurons / scorer for learned methods
+    symmetrizer: SymmetrizerSettings
 
 
 def input_specs(task: Task) -> dict[str, FieldSpec]:
@@ -159,10 +167,8 @@ def _interface_for(task: Task, group: Group, method: str, specs: Mapping[str, Fi
 
 def check(task: Task, config: Mapping[str, Any]) -> Plan:
     """Validate the (task, group, method, model) combination; raise ValueError naming the key."""
-    symmetrizer = dict(config.get("symmetrizer") or {})
-    method = symmetrizer.get("method", "ps")
-    if method not in METHODS:
-        raise ValueError(f"symmetrizer.method={method!r} is not a method; allowed: {', '.join(METHODS)}")
+    symmetrizer = load(SymmetrizerSettings, config.get("symmetrizer"), "symmetrizer")
+    method = symmetrizer.method
     group = resolve_group(task, config.get("group") or {})
     specs = input_specs(task)
     output = FieldSpec(task.target_kind, tuple(task.output_shape()))
@@ -178,15 +184,10 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
             raise ValueError(f"symmetrizer.method='fa' over S_n needs an adjacency (kind 'pair'); task "
                              f"{task.name!r} has none; allowed methods here: ps, ga, none, augment, remul")
     interface = None
-    if method in LEARNED:
-        interface = _interface_for(task, group, method, specs, (symmetrizer.get("interface") or {}).get("name", "auto"))
-        unknown = sorted(set(symmetrizer.get("interface") or {}) - set(INTERFACE_KEYS))
-        if unknown:
-            raise ValueError(f"symmetrizer.interface.{unknown[0]} is not an interface option; "
-                             f"allowed: {', '.join(INTERFACE_KEYS)}")
-        _check_interface_options(symmetrizer.get("interface") or {})
+    if method in LEARNED_METHODS:
+        interface = _interface_for(task, group, method, specs, symmetrizer.interface.name)
     model = dict(config.get("model") or {})
-    name = model.pop("name", "mlp")
+    name = model.pop("name", MODEL_DEFAULT)
     cls = model_class(name)
     reason = cls.unsupported(specs, output)
     if reason:
@@ -194,38 +195,25 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
         raise ValueError(f"model.name={name!r} cannot be used on task {task.name!r}: it {reason}; "
                          f"allowed models for this task: {', '.join(fitting)}")
     if "dropout" in model:
-        _check_dropout("model.dropout", model["dropout"])
+        check_dropout(model["dropout"])
     parameters = inspect.signature(cls.__init__).parameters
     for key in model:
         if key not in parameters or key in ("self", "inputs", "output"):
             allowed = [p for p in parameters if p not in ("self", "inputs", "output")]
             raise ValueError(f"model.{key}={model[key]!r} is not an option of model {name!r}; "
                              f"allowed: {', '.join(allowed)}")
-    return Plan(task, group, method, specs, output, name, model, interface)
+    return Plan(task, group, method, specs, output, name, model, interface, symmetrizer)
 
 
-def _check_dropout(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{key}={value!r} is not allowed; expected a number in [0, 1)")
-
-
-def _check_interface_options(options: Mapping[str, Any]) -> None:
-    """Values of ``symmetrizer.interface`` (null: the interface's default)."""
-    for key in ("layers", "hidden", "knn"):
-        value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"symmetrizer.interface.{key}={value!r} is not allowed; expected null or an integer ≥ 1")
-    if options.get("dropout") is not None:
-        _check_dropout("symmetrizer.interface.dropout", options["dropout"])
-
-
-def build_interface(plan: Plan, options: Mapping[str, Any]) -> nn.Module:
+def build_interface(plan: Plan) -> nn.Module:
     """The interface network q_ω of a learned method."""
     from workers.models import interfaces
 
     specs, group = plan.inputs, plan.group
     node_fields = {name: specs[name].shape[-1] for name in fields_of(specs, "node")}
-    given = {key: value for key, value in options.items() if key != "name" and value is not None}
+    options = plan.symmetrizer.interface
+    given = {key: getattr(options, key) for key in ("layers", "hidden", "dropout", "knn")
+             if getattr(options, key) is not None}
     if plan.interface == "gin":
         given.pop("knn", None)
         node = (fields_of(specs, "node") or [None])[0]
@@ -236,28 +224,22 @@ def build_interface(plan: Plan, options: Mapping[str, Any]) -> nn.Module:
                                         node_fields=node_fields, **given)
     # scorer: a small network of the task's layout scoring each transformed input (regular repr.)
     scorer_kind = "cnn" if fields_of(specs, "image") else "mlp"
-    hidden = int(given.get("hidden", 32))
+    hidden = options.hidden if options.hidden is not None else SCORER_HIDDEN
     scorer_options = {"channels": [hidden // 2 or 1, hidden]} if scorer_kind == "cnn" else {"widths": [hidden]}
     scorer = model_class(scorer_kind)(specs, FieldSpec("invariant", (1,)), **scorer_options)
     return RegularScorer(group, scorer, {name: spec.kind for name, spec in specs.items()})
 
 
-def build_model(task: Task, config: Mapping[str, Any]) -> nn.Module:
-    """A model ``forward(inputs, mask) -> SymmetrizedOutput`` for the trial's configuration."""
-    plan = check(task, config)
+def build_model(plan: Plan) -> nn.Module:
+    """A model ``forward(inputs, mask) -> SymmetrizedOutput`` for a checked ``plan`` (``check``): the
+    library's ``symmetrize`` around the base model, or the bare base model for the unsymmetrized methods.
+    Nothing is checked again here (the model and interface constructors check their own values)."""
     base = model_class(plan.model_name)(plan.inputs, plan.output, **plan.model_options)
     kinds = {name: spec.kind for name, spec in plan.inputs.items()}
     if plan.method in UNSYMMETRIZED:
         return Unsymmetrized(base, plan.group, kinds, plan.output.kind)
-    symmetrizer = dict(config.get("symmetrizer") or {})
-    interface = build_interface(plan, symmetrizer.get("interface") or {}) if plan.interface else None
-    distribution = make_distribution(
-        plan.group, plan.method, kinds, interface=interface,
-        noise_scale=float(symmetrizer.get("noise_scale", 1.0)),
-        temperature=float(symmetrizer.get("temperature", 0.01)),
-        sinkhorn_iters=int(symmetrizer.get("sinkhorn_iters", 20)),
-    )
-    samples = [int(symmetrizer.get("train_samples", 1)), int(symmetrizer.get("eval_samples", 1))]
-    if plan.method == "canonical":
-        samples = [1, 1]  # canonicalization is deterministic: one sample is the whole average
-    return Symmetrizer(base, distribution, kinds, plan.output.kind, *samples)
+    settings = plan.symmetrizer
+    interface = build_interface(plan) if plan.interface else None
+    return symmetrize(base, plan.group, plan.method, kinds, plan.output.kind, settings.train_samples,
+                      settings.eval_samples, interface=interface, noise_scale=settings.noise_scale,
+                      temperature=settings.temperature, sinkhorn_iters=settings.sinkhorn_iters)

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from workers.checks import require
 from workers.models.spec import FieldSpec, Specs
 from workers.symmetry.groups import NODE_KINDS
 
@@ -20,9 +21,8 @@ SLOT_KINDS = NODE_KINDS  # kinds whose first axis (or two) are node slots
 
 
 def check(condition: bool, key: str, value: Any, allowed: str) -> None:
-    """Raise the project's configuration error for ``model.<key>`` unless ``condition`` holds."""
-    if not condition:
-        raise ValueError(f"model.{key}={value!r} is not allowed; expected {allowed}")
+    """``workers.checks.require`` for ``model.<key>`` (model constructors name their own keys)."""
+    require(condition, f"model.{key}", value, allowed)
 
 
 def check_count(key: str, value: Any, least: int = 1) -> int:

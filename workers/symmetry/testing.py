@@ -28,7 +28,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from workers.symmetry.groups import NODE_KINDS, Group
+from workers.symmetry.groups import DATA_KINDS, NODE_KINDS, Group
 from workers.symmetry.metrics import coupled_equivariance_gap, transform_inputs
 
 Inputs = dict[str, torch.Tensor]
@@ -101,10 +101,10 @@ def random_inputs(input_kinds: Mapping[str, str], batch: int = 8, nodes: int = 6
     fields Gaussian (B, n, dim), ``node`` fields uniform (B, n, channels), ``image`` fields uniform
     (B, image_size, image_size, channels), ``invariant`` fields Gaussian (B, channels)."""
     generator = generator or torch.Generator().manual_seed(0)
-    unknown = sorted(name for name, kind in input_kinds.items() if kind not in (*NODE_KINDS, "image", "invariant"))
+    unknown = sorted(name for name, kind in input_kinds.items() if kind not in DATA_KINDS)
     if unknown:
         raise ValueError(f"input {unknown[0]!r} has kind {input_kinds[unknown[0]]!r}; allowed: "
-                         f"{', '.join((*NODE_KINDS, 'image', 'invariant'))}")
+                         f"{', '.join(DATA_KINDS)}")
     node_level = any(kind in NODE_KINDS for kind in input_kinds.values())
     least = dim + 1 if any(kind in ("point", "vector") for kind in input_kinds.values()) else 2
     mask = padded_mask(batch, nodes, generator, least=least) if node_level else None

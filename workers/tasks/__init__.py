@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workers.tasks.base import KINDS, Task, TaskData, iterate_batches
+from workers.symmetry.groups import DATA_KINDS as KINDS  # the one list of tensor kinds
+from workers.tasks.base import Task, TaskData, iterate_batches
 
 # name -> "module:Class"; modules are imported on first use so that a trial pays only for its task.
 REGISTRY: dict[str, str] = {

@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Iterator, Mapping
 import numpy as np
 import torch
 
+from workers import checks
 from workers.tasks import cache
 
-KINDS = ("node", "pair", "point", "vector", "image", "invariant")
 SPLITS = ("train", "val", "test")
 
 
@@ -134,6 +134,5 @@ def iterate_batches(
 
 
 def require(condition: bool, key: str, value: Any, allowed: str) -> None:
-    """Raise the project's standard configuration error unless ``condition`` holds."""
-    if not condition:
-        raise ValueError(f"task.{key}={value!r} is not allowed; expected {allowed}")
+    """``workers.checks.require`` for ``task.<key>`` (task constructors name their own keys)."""
+    checks.require(condition, f"task.{key}", value, allowed)

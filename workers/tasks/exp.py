@@ -27,6 +27,7 @@ import pycosat
 import torch
 import torch.nn.functional as F
 
+from workers.checks import is_int
 from workers.tasks.base import Task, require
 from workers.tasks.separation import SeparationTask
 
@@ -179,10 +180,7 @@ class _ExpGraphs:
 
     def validate(self) -> None:
         seed = self.params["seed"]
-        require(
-            isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
-            "seed", seed, "a non-negative integer",
-        )
+        require(is_int(seed) and seed >= 0, "seed", seed, "a non-negative integer")
 
 
 class Exp(_ExpGraphs, SeparationTask):

@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from workers.checks import is_int
 from workers.tasks.base import Task, require
 
 DT = 0.001
@@ -159,11 +160,6 @@ def masked_mse(pred: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.T
     mask = batch["mask"].to(pred.dtype)[..., None]  # (B, n, 1)
     squared = (pred - batch["y"].to(pred.dtype)) ** 2 * mask
     return squared.sum() / (mask.sum() * pred.shape[-1])
-
-
-def is_int(value: Any) -> bool:
-    """An integer that is not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 class NBody(Task):

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from workers.checks import is_int
 from workers.tasks.base import Task, require
-from workers.tasks.nbody import is_int, masked_mse
+from workers.tasks.nbody import masked_mse
 
 STAR_MASS = (1.0, 10.0)
 PLANET_MASS = (0.01, 0.1)

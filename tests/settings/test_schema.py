@@ -1,0 +1,249 @@
+"""One source of truth for every setting: the typed sections of ``workers.schema`` hold each key's
+default, allowed values and meaning; the YAML tree and the README's config reference must say the
+same, and a plain-dict config gets the same model as the Hydra-composed one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from workers import schema
+from workers.models import factory
+from workers.schema import (
+    METHODS,
+    ONE_SAMPLE_METHODS,
+    SECTIONS,
+    SHARDABLE_METHODS,
+    SYMMETRIZED,
+    SymmetrizerSettings,
+    TrainerSettings,
+    load,
+)
+from workers.settings import check_config
+from workers.symmetry import Symmetrizer
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+BASE_FILES = {"symmetrizer": "symmetrizer/ps.yaml", "trainer": "trainer/default.yaml", "sweep": "sweep/none.yaml",
+              "cluster": "cluster/local.yaml", "logging": "logging/default.yaml"}
+NBODY = ["task=nbody", "group=sn_e", "task.train_size=20", "task.eval_size=10", "model.widths=[16]"]
+
+
+def _yaml(relative: str) -> dict:
+    return yaml.safe_load((CONFIGS / relative).read_text())
+
+
+def _base_section(name: str) -> dict:
+    if name == "remul":  # not a config group: a section of config.yaml
+        return _yaml("config.yaml")["remul"]
+    return _yaml(BASE_FILES[name])
+
+
+# -- the YAML tree ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_the_base_yaml_holds_exactly_the_schema_defaults(name):
+    assert _base_section(name) == schema.defaults(SECTIONS[name])
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "symmetrizer").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_method_file_is_allowed_by_the_schema(path):
+    values = {key: value for key, value in yaml.safe_load(path.read_text()).items() if key != "defaults"}
+    merged = {**_base_section("symmetrizer"), **values}
+    assert load(SymmetrizerSettings, merged, "symmetrizer").method == path.stem
+
+
+def test_the_yaml_lists_every_method_and_trainer_choice():
+    """The ``# a | b | c`` comments of the base files name exactly the schema's allowed values."""
+    text = (CONFIGS / "symmetrizer/ps.yaml").read_text()
+    assert re.search(r"^method: ps +# (.*)$", text, re.M).group(1).split(" | ") == list(METHODS)
+    trainer = (CONFIGS / "trainer/default.yaml").read_text()
+    for key in ("optimizer", "schedule", "precision"):
+        rule = {f.name: f.metadata["rule"] for f in dataclasses.fields(TrainerSettings)}[key]
+        comment = re.search(rf"^{key}: \S+ +# (.*)$", trainer, re.M).group(1)
+        allowed = re.findall(r"[a-z0-9]+", rule.text.removeprefix("one of "))
+        assert [word.split(" ")[0] for word in comment.split(" | ")] == allowed
+
+
+# -- the README's config reference ----------------------------------------------------------------------
+def _value(text: str):
+    text = text.strip().strip("`")
+    if text in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _keys(cell: str) -> list[str]:
+    """```trainer.epochs`, `batch_size`` -> trainer.epochs, trainer.batch_size; ``a.{b,c}`` -> a.b, a.c."""
+    names = re.findall(r"`([^`]+)`", re.sub(r"\(`[^)]*`\)", "", cell))
+    keys: list[str] = []
+    for name in names:
+        if "." not in name and keys:
+            name = keys[0].rsplit(".", 1)[0] + "." + name
+        brace = re.fullmatch(r"(.*)\{(.*)\}", name)
+        keys += [brace.group(1) + part for part in brace.group(2).split(",")] if brace else [name]
+    return keys
+
+
+def readme_rows() -> dict[str, tuple[object, str]]:
+    """``{key: (default, the row's text)}`` of the README's config reference for the typed sections."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Config reference"):text.index("## Outputs")]
+    rows: dict[str, tuple[object, str]] = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`") or cells[0].split(".")[0].strip("`") not in SECTIONS:
+            continue
+        keys = _keys(cells[0])
+        defaults = [_value(part) for part in cells[1].split(",")] if keys[0] != "sweep.*" else []
+        if len(defaults) == 1:
+            defaults *= len(keys)
+        for key, default in zip(keys, defaults):
+            rows[key] = (default, line)
+    return rows
+
+
+README_SECTIONS = [name for name in SECTIONS if name != "sweep"]  # sweep keys: README, Sweeps
+
+
+@pytest.mark.parametrize("name", README_SECTIONS)
+def test_the_readme_states_every_key_with_the_schema_default(name):
+    rows = readme_rows()
+    described = schema.describe(SECTIONS[name], name)
+    missing = sorted(set(described) - set(rows))
+    assert not missing, f"keys without a README config-reference row: {missing}"
+    for key, (default, rule, _) in described.items():
+        assert rows[key][0] == default, f"{key}: README says {rows[key][0]!r}, the schema {default!r}"
+
+
+@pytest.mark.parametrize("name", README_SECTIONS)
+def test_the_readme_names_every_allowed_choice(name):
+    rows = readme_rows()
+    for key, (_, rule, _) in schema.describe(SECTIONS[name], name).items():
+        if rule.startswith("one of ") or key.endswith((".mode", ".balance")):
+            for choice in re.findall(r"[a-z_0-9]+", rule.removeprefix("one of ")):
+                if choice not in ("null", "or"):
+                    assert choice in rows[key][1], f"{key}: the README row does not name {choice!r}"
+
+
+def test_the_readme_parser_sees_drift():
+    """The check is not vacuous: a changed default in a row is found."""
+    rows = readme_rows()
+    assert rows["trainer.lr"][0] == 1e-3 and rows["symmetrizer.train_samples"][0] == 10
+    assert rows["logging.wandb.enabled"][0] is True and rows["symmetrizer.interface.knn"][0] is None
+
+
+# -- loading -------------------------------------------------------------------------------------------
+def test_load_fills_defaults_converts_and_names_the_key():
+    settings = load(SymmetrizerSettings, {"method": "ga", "noise_scale": 2, "interface": {"hidden": 8}}, "symmetrizer")
+    assert settings.noise_scale == 2.0 and isinstance(settings.noise_scale, float)
+    assert settings.train_samples == 10 and settings.entropy_weight == 0.1 and settings.interface.hidden == 8
+    with pytest.raises(ValueError, match=r"^symmetrizer\.noise_scale=-1 is not allowed; expected a number ≥ 0$"):
+        load(SymmetrizerSettings, {"noise_scale": -1}, "symmetrizer")
+    with pytest.raises(ValueError, match=r"^symmetrizer\.interface\.knn=True is not allowed; expected null or an"):
+        load(SymmetrizerSettings, {"interface": {"knn": True}}, "symmetrizer")
+    with pytest.raises(ValueError, match=r"^trainer\.epoch=3 is not a trainer option; allowed: epochs, "):
+        load(TrainerSettings, {"epoch": 3}, "trainer")
+
+
+# -- one model, whichever way the config came ------------------------------------------------------------
+def _same_model(composed: dict, plain: dict) -> None:
+    from workers.train import build_seeded
+
+    hydra, bare = check_config(composed), check_config(plain)
+    assert (bare.symmetrizer, bare.trainer, bare.remul) == (hydra.symmetrizer, hydra.trainer, hydra.remul)
+    first, second = build_seeded(hydra.model, 3).eval(), build_seeded(bare.model, 3).eval()
+    assert type(first) is type(second)
+    assert getattr(first, "train_samples", 1) == getattr(second, "train_samples", 1)
+    assert getattr(first, "eval_samples", 1) == getattr(second, "eval_samples", 1)
+    one, two = first.state_dict(), second.state_dict()
+    assert one.keys() == two.keys() and all(torch.equal(one[key], two[key]) for key in one)
+    data = hydra.task.load().splits["train"]
+    batch = {key: value[:4] for key, value in data.items()}
+    inputs = {name: batch[name] for name in hydra.task.input_kinds}
+    with torch.no_grad():
+        out = [model(inputs, batch.get("mask"), generator=torch.Generator().manual_seed(5)).output
+               if isinstance(model, Symmetrizer) else model(inputs, batch.get("mask")).output
+               for model in (first, second)]
+    assert torch.equal(out[0], out[1])
+
+
+DEFAULT_MODEL = ["task=nbody", "group=sn_e", "task.train_size=20", "task.eval_size=10"]  # model: mlp's YAML
+
+
+@pytest.mark.parametrize("overrides", [[], DEFAULT_MODEL, [*DEFAULT_MODEL, "symmetrizer=canonical"],
+                                       [*DEFAULT_MODEL, "symmetrizer=ga"], [*DEFAULT_MODEL, "symmetrizer=remul"]],
+                         ids=["default", "ps", "canonical", "ga", "remul"])
+def test_a_plain_dict_naming_only_the_method_builds_the_hydra_model(overrides):
+    """Hydra composition (YAML defaults) and a plain dict with only ``task``, ``group.name`` and
+    ``symmetrizer.method`` (schema and model-signature defaults) give identical settings, identical
+    parameters and identical outputs on the same input and noise."""
+    from orchestrator.config import compose, trial_config
+
+    composed = json.loads(json.dumps(trial_config(compose(overrides))))  # plain JSON data, as Ray ships it
+    plain = {"task": composed["task"], "group": {"name": composed["group"]["name"]},
+             "symmetrizer": {"method": composed["symmetrizer"]["method"]}}
+    assert check_config(plain).symmetrizer == SymmetrizerSettings(method=composed["symmetrizer"]["method"])
+    _same_model(composed, plain)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_model_yaml_states_its_constructor_defaults(path):
+    """A model's keys are its constructor's arguments: the YAML and the signature give the same default."""
+    import inspect
+
+    values = yaml.safe_load(path.read_text())
+    parameters = inspect.signature(factory.model_class(values.pop("name")).__init__).parameters
+    for key, value in values.items():
+        default = parameters[key].default
+        assert (list(default) if isinstance(default, tuple) else default) == value, f"{path.stem}: model.{key}"
+
+
+def test_the_one_sample_methods_build_with_one_sample():
+    """``ONE_SAMPLE_METHODS`` (unused_keys, device sharding) agrees with what the library builds."""
+    from orchestrator.config import compose, trial_config
+
+    base = trial_config(compose(NBODY))
+    for method in SYMMETRIZED:
+        config = {**base, "symmetrizer": {"method": method, "train_samples": 6, "eval_samples": 4}}
+        model = factory.build_model(check_config(config).model)
+        expected = (1, 1) if method in ONE_SAMPLE_METHODS else (6, 4)
+        assert (model.train_samples, model.eval_samples) == expected, method
+    assert set(SHARDABLE_METHODS) | set(ONE_SAMPLE_METHODS) == set(METHODS)
+
+
+def test_build_model_checks_nothing_again(monkeypatch):
+    """A checked plan builds without ``factory.check`` (a separation trial builds a hundred models)."""
+    from orchestrator.config import compose, trial_config
+
+    plan = check_config(trial_config(compose(NBODY))).model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("factory.check called while building")
+
+    monkeypatch.setattr(factory, "check", refuse)
+    monkeypatch.setattr(factory, "load", refuse)
+    assert isinstance(factory.build_model(plan), Symmetrizer)
+
+
+def test_a_checkpoint_of_a_one_sample_method_resumes_across_the_sample_count_default():
+    """Written when canonical's YAML set eval_samples 1: the count is not read by canonical, so resuming with
+    the base value is no evaluation change (``check_resume`` would refuse an unfinished one); for PS it is."""
+    from orchestrator.config import compose, trial_config
+    from workers.train import evaluation_changes
+
+    for method, changed in (("canonical", []), ("ps", ["symmetrizer.eval_samples=10 (checkpoint: 1)"])):
+        config = trial_config(compose([*NBODY, f"symmetrizer={method}"]))
+        saved = json.loads(json.dumps(config))
+        saved["symmetrizer"]["eval_samples"] = 1
+        assert evaluation_changes(saved, config) == changed, method
