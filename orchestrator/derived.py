@@ -34,6 +34,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from orchestrator.aggregate import SEED_KEY, Configuration, Summary, _order, text, write_csv
+from workers.schema import TrainerSettings
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,9 @@ def compare_spec(config: Mapping[str, Any], summary: Summary | None = None) -> d
 
 
 def base_seed(config: Mapping[str, Any]) -> Any:
-    """The seed of trials that do not sweep it (``sweep.seeds`` = 1): the config's ``trainer.seed``."""
-    return (config.get("trainer") or {}).get("seed", 0)
+    """The seed of trials that do not sweep it (``sweep.seeds`` = 1): the config's ``trainer.seed`` (the
+    schema's default where a saved config.json names none)."""
+    return (config.get("trainer") or {}).get("seed", TrainerSettings().seed)
 
 
 def _seed(trial, default: Any) -> Any:
