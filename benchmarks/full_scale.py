@@ -43,7 +43,7 @@ import itertools
 import math
 import statistics
 import sys
-import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -122,8 +122,8 @@ def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
     batch = next(iterate_batches(data.splits["train"], measured, shuffle=True))
     counter = itertools.count(1)
 
-    def step(count_flops: FlopCounterMode | None = None, saved: SavedBytes | None = None) -> None:
-        with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t) if saved else _null():
+    def step(saved: SavedBytes | None = None) -> None:
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t) if saved else nullcontext():
             loss, _ = objective(batch, step_generator(0, next(counter)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,11 +135,7 @@ def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
     ops = OpCounter()
     with ops:
         step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    times = [_bench.clock(step) for _ in range(steps)]
     model.eval()
     eval_size = trainer.eval_batch_size or trainer.batch_size
     eval_measured = max(1, round(eval_size * fraction))
@@ -160,14 +156,6 @@ def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
             "parameters": parameters, "state_bytes": 16 * parameters, "cpu_step_s": statistics.median(times),
             "eval_flop_per_batch": eval_flops.get_total_flops() * eval_scale, "eval_ops_per_batch": eval_ops.count,
             "eval_batches": sum(math.ceil(size / eval_size) for size in sizes), "eval_examples": sum(sizes)}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def estimate(counts: dict, tflops: float, launch_us: float, gpu_gib: float) -> dict:

@@ -273,13 +273,16 @@ EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_cu
 def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
     """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config;
     a key the configuration does not read (``unused_keys``: eval_samples of canonical) is no difference."""
-    def value(source, section, key):
-        return getattr(load(SECTIONS[section], source.get(section), section), key)
+    def sections(source: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: load(SECTIONS[name], source.get(name), name) for name in {s for s, _ in EVALUATION_KEYS}}
 
-    unused = unused_keys(config)
-    return [f"{section}.{key}={value(config, section, key)!r} (checkpoint: {value(saved, section, key)!r})"
-            for section, key in EVALUATION_KEYS
-            if f"{section}.{key}" not in unused and value(config, section, key) != value(saved, section, key)]
+    unused, now, then = unused_keys(config), sections(config), sections(saved)
+    changes = []
+    for section, key in EVALUATION_KEYS:
+        value, before = getattr(now[section], key), getattr(then[section], key)
+        if f"{section}.{key}" not in unused and value != before:
+            changes.append(f"{section}.{key}={value!r} (checkpoint: {before!r})")
+    return changes
 
 
 def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:
