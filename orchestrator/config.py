@@ -153,7 +153,26 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         params.pop(key, None)
     params.update(line.sweeps)
     config["sweep"]["params"] = params
+    _drop_analyses_of_unswept(config["sweep"], set(line.pinned) | set(line.unswept), line.plain)
     return config
+
+
+def _drop_analyses_of_unswept(sweep: dict[str, Any], unswept: set[str], plain: list[str]) -> None:
+    """A preset's ``compare``, ``derived`` and ``loglog`` entries over a key the command line pinned or
+    unswept are dropped (``experiment=ps_nbody_cpu symmetrizer.method=ps`` runs PS only, with nothing to
+    compare it with); entries the command line itself set are kept and checked as usual."""
+    def named(section: str) -> bool:
+        return any(text.lstrip("+~").split("=", 1)[0].split("[", 1)[0] in (section, f"sweep.{section}")
+                   or text.lstrip("+~").startswith(f"sweep.{section}.") for text in plain)
+
+    gone = unswept - set(sweep["params"])
+    compare = sweep.get("compare")
+    if isinstance(compare, dict) and compare.get("key") in gone and not named("compare"):
+        sweep["compare"] = None
+    for section in ("derived", "loglog"):
+        entries = sweep.get(section)
+        if isinstance(entries, list) and not named(section):
+            sweep[section] = [e for e in entries if not (isinstance(e, dict) and e.get("key") in gone)]
 
 
 def composed_keys(plain: list[str]):

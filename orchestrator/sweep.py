@@ -467,7 +467,25 @@ def plan(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
             "pinned": pinned_values(config, defaults, command_line), "seeds": seeds, "configurations": trials,
             "n_trials": len(trials) * len(seeds),
             "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},
-            "max_concurrent": config["sweep"]["max_concurrent"], "epochs": config["trainer"]["epochs"]}
+            "max_concurrent": config["sweep"]["max_concurrent"], "epochs": config["trainer"]["epochs"],
+            "analyses": analyses(config["sweep"], metric)}
+
+
+def analyses(sweep: Mapping[str, Any], metric: str) -> list[str]:
+    """What the report will compute beyond the summary (the comparison, derived ratios, log-log fits),
+    one line each; ``metric``: the sweep's metric, the comparison's default."""
+    lines = []
+    compare = sweep.get("compare")
+    if compare:
+        lines.append(f"compare: {compare['key']}: every value against {compare['reference']}, "
+                     f"paired by seed, on {compare.get('metric') or metric} (compare.csv)")
+    for entry in sweep.get("derived") or []:
+        lines.append(f"derived: {entry['name']} = {entry['metric']} at {entry['key']}={entry['numerator']} / "
+                     f"at {entry['key']}={entry['denominator']} (derived.csv)")
+    for entry in sweep.get("loglog") or []:
+        what = f"1 - {entry['metric']}" if entry.get("complement") else entry["metric"]
+        lines.append(f"loglog:  log({what}) against log({entry['key']}) (fits.csv)")
+    return lines
 
 
 def plan_lines(summary: Mapping[str, Any]) -> list[str]:
@@ -484,6 +502,7 @@ def plan_lines(summary: Mapping[str, Any]) -> list[str]:
     lines.append(f"trials: {summary['n_trials']} = {len(summary['configurations'])} configuration(s) x "
                  f"{len(summary['seeds'])} seed(s) {summary['seeds']}; each {resources['cpus']:g} CPU(s), "
                  f"{resources['gpus']:g} GPU(s), {summary['epochs']} epochs")
+    lines.extend(summary.get("analyses", []))
     return lines
 
 

@@ -41,6 +41,8 @@ CASES = {  # name: (class, options, layout)
     "egnn-nbody2": (EGNN, {"hidden": 16}, nbody(2)),
     "egnn-nbody4": (EGNN, {"hidden": 16}, nbody(4)),
     "cnn-digits": (CNN, {"channels": [8, 16]}, DIGITS),
+    "cnn-digits-pooled": (CNN, {"channels": [8, 8, 16, 16], "batch_norm": True, "pool_every": 2,
+                                "activation": "elu"}, DIGITS),
 }
 PADDED = [name for name, (_, _, (inputs, _)) in CASES.items() if "image" not in inputs]
 
@@ -234,6 +236,9 @@ BAD_OPTIONS = [
     (GNN, nbody(), {"residual": "yes"}, "model.residual"),
     (EGNN, nbody(), {"hidden": 2.5}, "model.hidden"),
     (CNN, DIGITS, {"kernel": 2}, "model.kernel"),
+    (CNN, DIGITS, {"batch_norm": "yes"}, "model.batch_norm"),
+    (CNN, DIGITS, {"pool_every": -1}, "model.pool_every"),
+    (CNN, DIGITS, {"channels": [8, 8, 8, 8], "pool_every": 1}, "model.pool_every"),  # 12 -> 6 -> 3 -> odd
 ]
 
 

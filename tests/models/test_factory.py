@@ -106,6 +106,9 @@ MODEL_CASES = [
     ("pattern", "S_n", "ps", "vit",
      {"arch": "vit_tiny_patch16_224", "patch": 20, "depth": 1, "embed_dim": 16, "heads": 2}),
     ("digits_rot", "D_k", "ps", "cnn", {"channels": [4]}),
+    # batch norm (running statistics in evaluation) and pooling between blocks
+    ("digits_rot", "C_k", "ga", "cnn",
+     {"channels": [4, 4, 8], "batch_norm": True, "pool_every": 2, "activation": "elu"}),
 ]
 
 

@@ -116,7 +116,7 @@ BAD_SWEEPS = [  # (extra overrides of candidate_nbody_dims_cpu, the key the erro
       "sweep.loglog=[{metric: test_mse, key: trainer.lr}]"], "sweep.loglog[0].key"),
     (["sweep.compare={key: model.name, reference: mlp}"], "sweep.compare.reference"),
     (["sweep.compare={key: trainer.lr, reference: 0.001}"], "sweep.compare.key"),
-    (["sweep.compare={key: model.name}"], "sweep.compare"),
+    (["~sweep.compare", "+sweep.compare={key: model.name}"], "sweep.compare"),
     (["sweep.compare={key: model.name, reference: egnn, metric: best_test_mes}"], "sweep.compare.metric"),
 ]
 

@@ -34,6 +34,26 @@ def test_pinning_the_method_of_a_preset_runs_only_that_method():
     assert config["symmetrizer"]["method"] == "ps"
 
 
+def test_pinning_the_compared_key_drops_the_comparison_and_the_plan_says_what_runs(capsys, tmp_path):
+    assert compose(["experiment=ps_nbody_cpu"])["sweep"]["compare"]["key"] == "symmetrizer.method"
+    assert compose(["experiment=ps_nbody_cpu", "symmetrizer.method=ps"])["sweep"]["compare"] is None
+    assert compose(["experiment=ps_nbody_cpu", "~sweep.params.symmetrizer.method"])["sweep"]["compare"] is None
+    dims = compose(["experiment=candidate_nbody_dims_cpu", "model.name=gnn"])["sweep"]
+    assert dims["compare"] is None and dims["derived"] == []
+    kept = compose(["experiment=candidate_nbody_dims_cpu", "task.dim=3"])["sweep"]  # another key: kept
+    assert kept["compare"]["key"] == "model.name" and len(kept["derived"]) == 1
+    # a comparison the command line asks for is kept, and refused when its key is not swept
+    status = main(["launch", f"storage={tmp_path}", "experiment=ps_nbody_cpu", "symmetrizer.method=ps",
+                   "sweep.compare={key: symmetrizer.method, reference: ga}", "--dry-run"])
+    assert status == 2 and "sweep.compare.key='symmetrizer.method'" in capsys.readouterr().err
+    assert main(["launch", f"storage={tmp_path}", "experiment=ps_nbody_cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "compare: symmetrizer.method: every value against ga, paired by seed, on best_test_mse" in out
+    assert main(["launch", f"storage={tmp_path}", "experiment=ps_nbody_cpu", "symmetrizer.method=ps",
+                 "--dry-run"]) == 0
+    assert "compare:" not in capsys.readouterr().out
+
+
 def test_a_command_line_sweep_replaces_the_preset_domain():
     config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5,2"])
     assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.5, 2]}

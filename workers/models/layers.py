@@ -16,7 +16,8 @@ from workers.checks import require
 from workers.models.spec import FieldSpec, Specs
 from workers.symmetry.groups import NODE_KINDS
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
+                                           "elu": nn.ELU}
 SLOT_KINDS = NODE_KINDS  # kinds whose first axis (or two) are node slots
 
 
