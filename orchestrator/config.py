@@ -34,6 +34,7 @@ class CommandLine:
     """The overrides of one command, sorted by what they do to the sweep (Hydra's "later wins")."""
 
     plain: list[str] = field(default_factory=list)  # passed to Hydra's compose as they are
+    plain_keys: set[str] = field(default_factory=set)  # the keys (or groups) those overrides name
     pinned: dict[str, Any] = field(default_factory=dict)  # key=value: the value, and the key leaves sweep.params
     sweeps: dict[str, dict[str, list]] = field(default_factory=dict)  # key=a,b / choice(...) / ...: its domain
     unswept: dict[str, bool] = field(default_factory=dict)  # ~sweep.params.<key>: it leaves sweep.params
@@ -97,6 +98,7 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
             line.pinned.pop(key, None)
         else:
             line.plain.append(text)
+            line.plain_keys.add(key)
             if override.type != OverrideType.DEL and key not in GROUPS and not key.startswith("sweep."):
                 line.pinned[key] = override.value()
                 line.sweeps.pop(key, None)
@@ -153,17 +155,17 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         params.pop(key, None)
     params.update(line.sweeps)
     config["sweep"]["params"] = params
-    _drop_analyses_of_unswept(config["sweep"], set(line.pinned) | set(line.unswept), line.plain)
+    _drop_analyses_of_unswept(config["sweep"], set(line.pinned) | set(line.unswept), line.plain_keys)
     return config
 
 
-def _drop_analyses_of_unswept(sweep: dict[str, Any], unswept: set[str], plain: list[str]) -> None:
+def _drop_analyses_of_unswept(sweep: dict[str, Any], unswept: set[str], named_keys: set[str]) -> None:
     """A preset's ``compare``, ``derived`` and ``loglog`` entries over a key the command line pinned or
     unswept are dropped (``experiment=ps_nbody_cpu symmetrizer.method=ps`` runs PS only, with nothing to
-    compare it with); entries the command line itself set are kept and checked as usual."""
+    compare it with); entries the command line itself set (``named_keys``) are kept and checked as usual."""
     def named(section: str) -> bool:
-        return any(text.lstrip("+~").split("=", 1)[0].split("[", 1)[0] in (section, f"sweep.{section}")
-                   or text.lstrip("+~").startswith(f"sweep.{section}.") for text in plain)
+        prefix = f"sweep.{section}"
+        return any(key == prefix or key.startswith(f"{prefix}.") for key in named_keys)
 
     gone = unswept - set(sweep["params"])
     compare = sweep.get("compare")

@@ -43,13 +43,10 @@ class CNN(nn.Module):
         self.images, self.output = fields_of(inputs, "image"), output
         widths = [sum(inputs[name].shape[-1] for name in self.images), *channels]
         pools = [index for index in range(1, len(channels)) if pool_every and index % pool_every == 0]
-        side = min(inputs[self.images[0]].shape[:2])
-        for count in range(len(pools)):
-            check(side % 2 == 0, "pool_every", pool_every,
-                  f"a value whose {len(pools)} pooling(s) each halve an even height and width "
-                  f"(the images are {inputs[self.images[0]].shape[0]} x {inputs[self.images[0]].shape[1]}, "
-                  f"{side} before pooling {count + 1})")
-            side //= 2
+        height, width = inputs[self.images[0]].shape[:2]
+        check(height % 2 ** len(pools) == 0 and width % 2 ** len(pools) == 0, "pool_every", pool_every,
+              f"a value whose {len(pools)} 2x2 pooling(s) each halve an even height and width "
+              f"(the images are {height} x {width}: 2^{len(pools)} must divide both)")
         layers: list[nn.Module] = []
         for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:]), start=1):
             layers.append(nn.Conv2d(fan_in, fan_out, kernel, padding=kernel // 2))
