@@ -20,8 +20,8 @@ def run_experiment(config: dict, path: Path, new: bool = False, restart_errored:
 
     Exit status: 0 every trial completed, 1 some trial failed, 130 interrupted by a signal (the sweep's
     state is saved; ``symsweep resume PATH`` continues it). Refusals (exit 2) happen before Ray starts."""
-    from orchestrator.launcher import save_config
     from orchestrator.recovery import ExperimentLock, check_restorable
+    from orchestrator.stored_config import save_config
 
     command = "launch" if new else "resume"
     if new:
@@ -79,17 +79,23 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
 def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, stop) -> int:
     import ray
 
+    from orchestrator import tune_patches
     from orchestrator.launcher import check_resources, make_tuner, restore_tuner, start_ray
-    from orchestrator.recovery import INTERRUPTED, RestoreFailed, RestoreGuard, set_aside_errored
-    from orchestrator.results import load_experiment, report_markdown, write_report
+    from orchestrator.recovery import RestoreFailed, RestoreGuard, set_aside_errored
     from orchestrator.session import Session
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables and hints off: Progress is the view
     # Tune saves the experiment's state at most every 10 s by default but deletes a trial's checkpoints beyond
     # the newest two at once: a driver killed in between leaves a state that names a deleted checkpoint, and
-    # resuming that trial fails. Saved at every step, the state names one of the two kept checkpoints.
+    # resuming that trial fails. Saved at every step, the state names one of the two kept checkpoints (each save
+    # copies only the files that changed, each replaced atomically: orchestrator.tune_patches).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # A trial stopped with the sweep (a signal, a full disk) can leave its last error unread: Ray would print it
+    # with a traceback as "Unhandled error" at exit; the trial's own error file holds it.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    tune_patches.reset()
+    grid, crashed = None, None
     with Session(embedded=config["cluster"]["address"] is None) as session:
         started = start_ray(config["cluster"])
         stop.install()
@@ -108,28 +114,87 @@ def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, 
                 except RestoreFailed as err:
                     raise ValueError(f"Ray Tune cannot restore {path} ({str(err)[:200]}); nothing was run") from None
                 except KeyboardInterrupt:  # a second signal: stopped at once
-                    grid = None
+                    stop.interrupted = True
+                except Exception as err:  # Ray's own failure (e.g. its memory monitor): the report still follows
+                    crashed = _crash_line(err, path)
         finally:
             if started:
                 ray.shutdown()
+    return _report(config, path, grid, stop.interrupted, crashed)
+
+
+def _crash_line(err: Exception, path: Path) -> str:
+    """One line for an exception that ended Ray Tune's loop; its traceback goes to ``driver_error.txt``."""
+    import traceback
+
+    try:
+        (path / "driver_error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        where = f"; traceback in {path / 'driver_error.txt'}"
+    except OSError:
+        where = ""
+    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first}{where}"
+
+
+def _report(config: dict, path: Path, grid, interrupted: bool, crashed: str | None) -> int:
+    """Write the tables and plots, print the summary, and decide the exit status from the experiment's files:
+    0 only when every planned trial completed (or was stopped early on purpose by ASHA)."""
+    from orchestrator import tune_patches
+    from orchestrator.recovery import INTERRUPTED
+    from orchestrator.results import load_experiment, report_markdown, write_report
+
+    hint = f"symsweep resume {path}"
     experiment = load_experiment(path)
-    states = write_report(experiment)["by_state"]
+    try:
+        write_report(experiment)
+    except OSError as err:
+        print(f"symsweep: the tables and plots could not be written ({err.strerror or err}: "
+              f"{getattr(err, 'filename', '') or path}); write them later with: symsweep report {path}", flush=True)
     print(report_markdown(experiment))
     print(f"\nresults: {path} (trials.csv, summary.csv, summary.md, plots/)")
-    if stop.interrupted or grid is None or _interrupted(grid):
-        print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: symsweep resume {path}",
-              flush=True)
+    failure = tune_patches.storage_failure()
+    if failure:
+        print(f"symsweep: {failure}; the sweep stopped and its last complete state is kept. Free space (or make the "
+              f"folder writable), then continue it with: {hint}", flush=True)
+        return 1
+    if crashed:
+        print(f"symsweep: Ray stopped the sweep ({crashed}); its state is saved. Continue it with: {hint}", flush=True)
+        return 1
+    if interrupted or grid is None or _interrupted(grid):
+        print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: {hint}", flush=True)
         return INTERRUPTED
-    if grid.errors:
-        print(f"symsweep: {len(grid.errors)} trial(s) failed; see trials.csv. Continue them from their last "
-              f"checkpoint with: symsweep resume {path}")
-        return 1
-    short = sum(states.get(state, 0) for state in ("unfinished", "running", "pending"))
-    if short and config["sweep"]["scheduler"] != "asha":  # (ASHA stops trials early on purpose)
-        # Tune calls them finished, but they did not reach their last epoch: never report that as success
-        print(f"symsweep: {short} trial(s) ended before their last epoch; see trials.csv")
-        return 1
-    return 0
+    return _outcome(config, path, experiment.records, hint)
+
+
+def _outcome(config: dict, path: Path, records, hint: str) -> int:
+    """Exit status 0 when the files hold every planned trial completed; else one line saying what is short."""
+    from collections import Counter
+
+    from orchestrator.sweep import planned_trials, seeds_of
+    from workers.trial import DETERMINISTIC
+
+    planned = len(planned_trials(config)) * len(seeds_of(config))
+    early = config["sweep"]["scheduler"] == "asha"  # ASHA stops trials early on purpose
+
+    def done(record) -> bool:
+        return record.state == "completed" or (early and record.state == "unfinished" and not record.error)
+
+    short = planned - sum(map(done, records))
+    if short <= 0:
+        return 0
+    counts = Counter(record.state for record in records if not done(record))
+    counts["never started"] = planned - len(records)
+    what = ", ".join(f"{count} {state}" for state, count in counts.items() if count > 0)
+    print(f"symsweep: {short} of {planned} planned trial(s) did not complete ({what}); see trials.csv.", flush=True)
+    repeat = sum(record.state == "errored" and bool(record.dirname)
+                 and (path / record.dirname / DETERMINISTIC).is_file() for record in records)
+    if repeat >= short:
+        print(f"symsweep: {repeat} trial(s) failed in a way a resume repeats (a non-finite loss or a setting the trial "
+              "refused; see trials.csv): change the settings and launch a new experiment", flush=True)
+    else:
+        also = f" ({repeat} failed in a way a resume repeats; see trials.csv)" if repeat else ""
+        print(f"symsweep: continue them from their last checkpoint with: {hint}{also}", flush=True)
+    return 1
 
 
 def _interrupted(grid) -> bool:

@@ -9,7 +9,6 @@ after a crash of the driver or the whole cluster.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -164,11 +163,14 @@ def check_resources(config: Mapping[str, Any]) -> None:
 def wrapped_trainable(config: Mapping[str, Any], path: Path, scratch: str | None = None):
     from ray import tune
 
+    from orchestrator import tune_patches
     from orchestrator.recovery import no_retry_of_deterministic_failures
     from workers.trial import trainable
 
     keep_trial_directories()
     no_retry_of_deterministic_failures()
+    tune_patches.atomic_storage()
+    tune_patches.rebase_restored_searchers()
     trial_side, worker = trial_resources(config)
     return tune.with_resources(tune.with_parameters(trainable, base=trial_config(dict(config)), resources=worker,
                                                     experiment_dir=str(path), scratch=scratch), trial_side)
@@ -282,25 +284,3 @@ def restore_tuner(config: Mapping[str, Any], path: Path, restart_errored: bool, 
                                resume_errored=not restart_errored, restart_errored=restart_errored)
     tuner._local_tuner._run_config.callbacks = callbacks(config, path)  # noqa: SLF001 - see the docstring
     return tuner
-
-
-def save_config(config: Mapping[str, Any], path: Path) -> None:
-    temporary = path / ".config.json.tmp"
-    temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
-    os.replace(temporary, path / "config.json")
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    file = path / "config.json"
-    if not file.is_file():
-        raise ValueError(f"{path} is not a symsweep experiment: expected a directory with config.json written by "
-                         "symsweep launch")
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{file} cannot be read ({type(err).__name__}: {err}); it is written by symsweep launch "
-                         "and must not be edited: restore it from a copy of the experiment") from None
-    if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("cluster", "sweep")):
-        raise ValueError(f"{file} is not a symsweep configuration (a JSON object with cluster and sweep sections); "
-                         "restore it from a copy of the experiment")
-    return config

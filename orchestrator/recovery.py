@@ -108,16 +108,20 @@ class RestoreFailed(RuntimeError):
 class RestoreGuard(logging.Filter):
     """Ray Tune logs "Failed to restore the run state." and goes on with a NEW experiment (trials it never
     planned, no swept values). This filter, on Tune's controller logger, turns that log record into an
-    exception that leaves ``Tuner.fit``. It also drops Tune's own "Tuner.restore(...)" hints: the command
-    prints ``symsweep resume PATH`` instead."""
+    exception that leaves ``Tuner.fit``. It also drops Tune's own "Tuner.restore(...)" hints and its "Stop
+    signal received (e.g. via SIGINT/Ctrl+C)" (symsweep says why it stops, and prints ``symsweep resume PATH``)."""
 
-    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+    LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+    # Tune's hints and its per-failure tracebacks: symsweep prints its own line for each (the progress line's
+    # "failed ..." with the error, the final counts and ``symsweep resume PATH``); error.txt keeps the traceback
+    DROPPED = ("Tuner.restore(", "Restarting experiment", "Stop signal received", "Trial task failed for trial",
+               "Trials did not complete", "Failed to fetch metrics for")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith("Failed to restore the run state"):
             raise RestoreFailed(str(record.exc_info[1]) if record.exc_info else message)
-        return "Tuner.restore(" not in message and "Restarting experiment" not in message
+        return not any(text in message for text in self.DROPPED)
 
     def __enter__(self) -> "RestoreGuard":
         for name in self.LOGGERS:

@@ -74,9 +74,11 @@ NAME = Rule(lambda v: v is None or (isinstance(v, str) and bool(v)), "null or a 
 ANY = Rule(lambda v: True, "see README, Sweeps")  # checked in full by orchestrator.sweep
 
 
-def setting(default: Any, rule: Rule, meaning: str) -> Any:
-    """A dataclass field with its default, its rule and its meaning (``dataclasses.fields(...).metadata``)."""
-    metadata = {"rule": rule, "meaning": meaning}
+def setting(default: Any, rule: Rule, meaning: str, results: bool = True) -> Any:
+    """A dataclass field with its default, its rule and its meaning (``dataclasses.fields(...).metadata``);
+    ``results=False`` for a key that cannot change what a trial computes (where it runs, how often it is
+    retried, what is logged): ``symsweep resume --allow-changed`` accepts an edit of those alone."""
+    metadata = {"rule": rule, "meaning": meaning, "results": results}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -166,7 +168,8 @@ class SweepSettings:
                                  "the headline metric; null: best_val_<task metric>")
     mode: str | None = setting(None, one_of(None, "min", "max", text="null, min or max"),
                                "null: the metric's own direction")
-    max_concurrent: int | None = setting(None, integer(1, True), "trials at once; null: as resources allow")
+    max_concurrent: int | None = setting(None, integer(1, True), "trials at once; null: as resources allow",
+                                         results=False)
     derived: list = setting([], ANY, "ratios of a metric between two values of one swept key")
     loglog: list = setting([], ANY, "power-law fits of a metric against a positive swept key")
     compare: dict | None = setting(None, ANY, "every value of a swept key against a reference value")
@@ -176,30 +179,32 @@ class SweepSettings:
 class ClusterSettings:
     address: str | None = setting(None, Rule(lambda v: v is None or isinstance(v, str),
                                              "null (embedded local Ray), 'auto' or 'ray://host:port'"),
-                                  "null: embedded local Ray; auto or ray://host:10001: attach")
+                                  "null: embedded local Ray; auto or ray://host:10001: attach", results=False)
     cpus_per_trial: float = setting(1, number(0, strict=True), "CPUs per device worker")
     gpus_per_trial: float = setting(0, Rule(lambda v: is_number(v) and v >= 0, "a number ≥ 0 (fractions share "
                                             "a GPU)"), "GPUs per device worker; fractions share a GPU")
-    num_cpus: int | None = setting(None, integer(1, True), "CPUs of the embedded local Ray; null: all")
+    num_cpus: int | None = setting(None, integer(1, True), "CPUs of the embedded local Ray; null: all",
+                                   results=False)
     max_failures: int = setting(2, Rule(lambda v: is_int(v) and v >= -1, "an integer ≥ 0 (or -1: retry forever)"),
-                                "retries of a failed trial from its last checkpoint")
-    dashboard: bool = setting(False, BOOLEAN, "start the embedded Ray's dashboard (127.0.0.1 only)")
+                                "retries of a failed trial from its last checkpoint", results=False)
+    dashboard: bool = setting(False, BOOLEAN, "start the embedded Ray's dashboard (127.0.0.1 only)", results=False)
 
 
 @dataclass(frozen=True)
 class WandbSettings:
-    enabled: bool = setting(True, BOOLEAN, "one W&B run per trial, grouped by experiment")
-    project: str | None = setting(None, NAME, "naming a project makes the runs online; null: offline files")
-    entity: str | None = setting(None, NAME, "the W&B entity")
+    enabled: bool = setting(True, BOOLEAN, "one W&B run per trial, grouped by experiment", results=False)
+    project: str | None = setting(None, NAME, "naming a project makes the runs online; null: offline files",
+                                  results=False)
+    entity: str | None = setting(None, NAME, "the W&B entity", results=False)
     mode: str | None = setting(None, one_of(None, "offline", "online", "disabled",
                                             text="null, offline, online or disabled"),
-                               "null: online when project is set, else offline")
+                               "null: online when project is set, else offline", results=False)
 
 
 @dataclass(frozen=True)
 class LoggingSettings:
     wandb: WandbSettings = section(WandbSettings, "W&B logging")
-    progress: bool = setting(True, BOOLEAN, "the live status line while the sweep runs")
+    progress: bool = setting(True, BOOLEAN, "the live status line while the sweep runs", results=False)
 
 
 SECTIONS: dict[str, type] = {"symmetrizer": SymmetrizerSettings, "trainer": TrainerSettings,
@@ -259,3 +264,21 @@ def describe(cls: type, prefix: str) -> dict[str, tuple[Any, str, str]]:
         else:
             out[key] = (getattr(instance, spec.name), spec.metadata["rule"].text, spec.metadata["meaning"])
     return out
+
+
+def changes_results(key: str) -> bool:
+    """Whether the dotted ``key`` can change what a trial computes (False only for the keys declared with
+    ``results=False``: where trials run, retries, logging); a key outside the typed sections (task, group,
+    model) always can."""
+    section, _, rest = key.partition(".")
+    cls = SECTIONS.get(section)
+    parts = rest.split(".") if rest else []
+    while cls is not None and parts:
+        spec = {f.name: f for f in dataclasses.fields(cls)}.get(parts[0])
+        if spec is None:
+            return True
+        nested = _nested(cls, parts[0])
+        if nested is None:
+            return len(parts) > 1 or spec.metadata.get("results", True)
+        cls, parts = nested, parts[1:]
+    return True

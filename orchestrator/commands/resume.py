@@ -1,8 +1,12 @@
-"""``symsweep resume PATH [--restart-errored]``: continue an experiment after a failure.
+"""``symsweep resume PATH [--restart-errored] [--address A] [--allow-changed KEY ...]``: continue an experiment
+after a failure.
 
 Completed trials are kept as they are; unfinished trials continue from their last checkpoint, and
 so do errored trials (``--restart-errored`` starts those from scratch instead). Works after a crash
-of the driver or of the whole cluster: Ray Tune's state lives in the experiment directory.
+of the driver or of the whole cluster: Ray Tune's state lives in the experiment directory. An experiment
+that was moved or copied is resumed where it is now and writes only there. ``config.json`` must hold what the
+experiment was launched with: an edited key is refused, naming it; keys that cannot change results (where
+trials run, retries, logging) are accepted with ``--allow-changed KEY``.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ def add_parser(subparsers) -> None:
     parser.add_argument("path", help="the experiment directory (<storage>/<name>)")
     parser.add_argument("--restart-errored", action="store_true", help="restart errored trials from scratch")
     parser.add_argument("--address", help="attach to this Ray cluster instead of the experiment's cluster.address")
+    parser.add_argument("--allow-changed", action="append", default=[], metavar="KEY",
+                        help="accept an edit of config.json for KEY (comma-separated or repeated; only keys that "
+                             "cannot change results, e.g. cluster.max_failures)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.experiment import run_experiment
-    from orchestrator.launcher import load_config
+    from orchestrator.stored_config import checked_config
 
     path = Path(args.path).expanduser().resolve()
-    config = load_config(path)
+    allowed = [key.strip() for option in args.allow_changed for key in option.split(",") if key.strip()]
+    config = checked_config(path, allowed)
     config["storage"], config["name"] = str(path.parent), path.name  # a moved or copied experiment: here
     if args.address:
         config["cluster"]["address"] = args.address

@@ -54,12 +54,15 @@ def epoch_metrics(epoch: int, quality: float, seed: int, entropy: float | None =
 
 
 class FakeExperiment:
-    """Writes config.json, trial directories and the experiment state file like Ray Tune does."""
+    """Writes config.json (and symsweep's record of it), trial directories and the experiment state file like
+    symsweep and Ray Tune do."""
 
     def __init__(self, path: Path, config: dict):
+        from orchestrator.stored_config import save_config
+
         self.path, self.entries = path, []
         path.mkdir(parents=True)
-        (path / "config.json").write_text(json.dumps(config))
+        save_config(config, path)
 
     def trial(self, params: dict, status: str, reports: list[dict], error: str | None = None,
               num_failures: int = 0, directory: bool = True) -> str:
@@ -403,7 +406,7 @@ def test_loglog_fits_csv_and_plot(tmp_path):
     path = scaling_experiment(tmp_path / "scaling")
     result = write_report(path)
     rows = read_csv(path / "fits.csv")
-    assert list(rows[0])[:4] == ["quantity", "key", "task.transform", "group.name"]
+    assert list(rows[0])[:4] == ["quantity", "key", "group.name", "task.transform"]  # config.json sorts its keys
     fitted = {(row["task.transform"], row["group.name"]): row for row in rows}
     assert len(fitted) == 4
     for (transform, group), slope in {("rotate", "C_4"): -0.5, ("rotate", "SO(2)"): -0.25,

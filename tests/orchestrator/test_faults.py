@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -102,15 +101,25 @@ def kill_driver_when(path: Path, launch: subprocess.Popen, condition) -> dict[in
     return ray_processes
 
 
-def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
-    """Items: the driver SIGKILLed while a trial trains; its Ray processes and temp folders do not survive;
-    the copy of the experiment resumes into itself (the original is untouched), the interrupted trial in its
-    own directory from its newest checkpoint, the finished one untouched, every epoch reported once."""
+def metrics_of(trial_dir: Path) -> list[dict]:
+    """The trial's reports without Ray's bookkeeping (times, hosts, ids), to compare two runs of it."""
+    skip = {"time_this_iter_s", "time_total_s", "timestamp", "date", "pid", "hostname", "node_ip", "node_id",
+            "time_since_restore", "iterations_since_restore", "training_iteration", "elapsed_s", "samples_per_s",
+            "examples_per_s", "experiment_id", "checkpoint_dir_name", "done", "should_checkpoint"}
+    return [{k: v for k, v in line.items() if k not in skip} for line in results(trial_dir)]
+
+
+def test_a_killed_driver_then_a_copy_and_a_move_resume_where_they_are(tmp_path):
+    """Items: the driver SIGKILLed while a trial trains and others wait (not yet created by Tune); its Ray
+    processes and temp folders do not survive. A copy (``cp -a``) of the experiment resumes into itself with
+    the original untouched, byte for byte; then the original, moved (``mv``), resumes where it is now and
+    nothing reappears at its old place. In both, every trial — finished, interrupted, never started — ends in
+    its own directory with every epoch reported once, and both end with the same reports."""
     env = environment(tmp_path)
     path = tmp_path / "crash"
     launch = symsweep("launch", f"storage={tmp_path}", "name=crash", *TINY, *QUIET, "trainer.epochs=8",
-                      "task.train_size=1000", "symmetrizer.method=ga,ps", "sweep.max_concurrent=1", wait=False,
-                      env=env)  # GA first (fast), then PS (about a second per epoch): killed while PS trains
+                      "task.train_size=1000", "symmetrizer.method=ga,ps", "trainer.lr=0.001,0.002",
+                      "sweep.max_concurrent=1", wait=False, env=env)
 
     def newest_epoch(trial: Path) -> int:
         from workers.train import checkpoints
@@ -118,30 +127,44 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
         found = checkpoints(trial)  # written into the trial directory at once (result.json only now and then)
         return json.loads((found[0] / "meta.json").read_text())["epoch"] if found else 0
 
-    def first_done_second_training():
+    def one_done_one_training_others_waiting():
         epochs = [newest_epoch(t) for t in trial_dirs(path)]
-        return 8 in epochs and any(2 <= epoch < 8 for epoch in epochs)
+        return 8 in epochs and any(2 <= epoch < 8 for epoch in epochs) and len(epochs) < 4
 
-    ray_processes = kill_driver_when(path, launch, first_done_second_training)
+    ray_processes = kill_driver_when(path, launch, one_done_one_training_others_waiting)
     wait_for(lambda: not alive(ray_processes) and not leftovers(env), timeout=30)
-
-    names = [t.name for t in trial_dirs(path)]
+    started = [t.name for t in trial_dirs(path)]
     finished = [t.name for t in trial_dirs(path) if epochs_of(t)[-1:] == [8]]
+    assert len(started) < 4, "some trial had not started when the driver died"
     original = digest(path)
-    copy = tmp_path / "moved" / "crash"
-    shutil.copytree(path, copy)
+
+    copy = tmp_path / "copied" / "crash"
+    copy.parent.mkdir()
+    subprocess.run(["cp", "-a", str(path), str(copy.parent)], check=True)
     resumed = symsweep("resume", str(copy), env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert digest(path) == original, "resuming the copy changed the original experiment"
-    assert [t.name for t in trial_dirs(copy)] == names, "no new trial directory"
-    for trial in trial_dirs(copy):
-        assert epochs_of(trial) == list(range(1, 9)), (trial.name, epochs_of(trial))
-    for name in finished:
-        assert digest(copy / name) == {k.removeprefix(name + "/"): v for k, v in original.items()
-                                       if k.startswith(name + "/")}, f"completed trial {name} was touched"
-    rows = csv_rows(copy / "trials.csv")
-    assert len(rows) == 2 and {row["state"] for row in rows} == {"completed"}
-    assert "Tuner.restore" not in resumed.stdout + resumed.stderr
+    moved = tmp_path / "moved" / "crash"
+    moved.parent.mkdir()
+    path.rename(moved)
+    again = symsweep("resume", str(moved), env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not path.exists(), "the moved experiment wrote into its old place"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copied", "moved", "tmp"]
+
+    for where in (copy, moved):
+        trials = trial_dirs(where)
+        assert len(trials) == 4 and [t.name for t in trials if t.name in started] == started
+        for trial in trials:
+            assert epochs_of(trial) == list(range(1, 9)), (where, trial.name, epochs_of(trial))
+        for name in finished:
+            assert digest(where / name) == {k.removeprefix(name + "/"): v for k, v in original.items()
+                                            if k.startswith(name + "/")}, f"completed trial {name} was touched"
+        rows = csv_rows(where / "trials.csv")
+        assert len(rows) == 4 and {row["state"] for row in rows} == {"completed"}
+    for one, other in zip(trial_dirs(copy), trial_dirs(moved), strict=True):
+        assert metrics_of(one) == metrics_of(other), one.name
+    assert "Tuner.restore" not in resumed.stdout + resumed.stderr + again.stdout + again.stderr
     assert not leftovers(env)
 
 
@@ -256,3 +279,97 @@ def test_soak_driver_and_workers_killed_again_and_again_end_as_an_uninterrupted_
                 assert ours[key] == theirs[key], (method, ours["epoch"], key)
         assert rows[method]["state"] == "completed" and rows[method]["error"] == ""
     assert not leftovers(env)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MiB tmpfs of its own, to fill up; skipped (saying why) where it cannot be mounted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        pytest.skip(f"a small file system is needed to fill up and `mount -t tmpfs` failed here ({made.stderr.strip()}"
+                    "); it needs root with CAP_SYS_ADMIN, as in CI")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk`` (the sweep's next write fails with ENOSPC)."""
+    filler = disk / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 2**20)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_continues_once_space_is_freed(tmp_path, small_disk):
+    """Item: storage fills up mid-sweep. The sweep stops (exit 1) with one line naming the path and the free space
+    and the resume hint; Tune's state is not left truncated; after space is freed, resume continues to the
+    uninterrupted result, every epoch once."""
+    from orchestrator.config import compose, trial_config
+    from workers.train import run
+
+    env = environment(tmp_path)
+    settings = [*TINY, *QUIET, "trainer.epochs=10", "task.train_size=400", "symmetrizer.method=ga,ps",
+                "sweep.max_concurrent=1", "cluster.max_failures=1"]
+    path = small_disk / "full"
+    launch = symsweep("launch", f"storage={small_disk}", "name=full", *settings, wait=False, env=env)
+    try:
+        wait_for(lambda: any(len(epochs_of(t)) >= 2 for t in trial_dirs(path)), timeout=240)
+        filler = fill(small_disk)
+        output, _ = launch.communicate(timeout=240)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    assert launch.returncode == 1, output
+    stops = [line for line in output.splitlines() if "the disk is full: cannot write" in line]
+    assert len(stops) == 1 and str(path) in stops[0] and "MiB free" in stops[0], output
+    assert f"symsweep resume {path}" in stops[0]
+    assert output.count("Traceback") <= 4, output  # trials' own failures at most, never one per copy
+    for state in path.glob("experiment_state-*.json"):
+        json.loads(state.read_text())  # whole: the last complete state
+
+    filler.unlink()
+    resumed = symsweep("resume", str(path), env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    base = trial_config(compose([f"storage={small_disk}", *settings]))
+    for trial in trial_dirs(path):
+        lines = results(trial)
+        assert [line["epoch"] for line in lines] == list(range(1, 11)), (trial.name, [x["epoch"] for x in lines])
+        method = lines[0]["config"]["symmetrizer.method"]
+        reference = []
+        config = {**base, "symmetrizer": {**base["symmetrizer"], "method": method}}
+        run(config, lambda metrics, checkpoint: reference.append(metrics), tmp_path / f"reference-{method}")
+        assert [line["val_mse"] for line in lines] == [r["val_mse"] for r in reference], method
+    assert {row["state"] for row in csv_rows(path / "trials.csv")} == {"completed"}
+
+
+def test_trials_killed_by_rays_memory_monitor_are_failed_trials_and_resume_completes_them(tmp_path):
+    """Item: low memory. Ray's memory monitor (its threshold set below what the machine uses now) kills every trial
+    actor: each is a failed trial, retried as configured; the driver never shows a traceback, writes trials.csv
+    and the summary, says how to resume and exits 1. Resumed with memory to spare, every trial completes."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    used = (memory.total - memory.available) / memory.total
+    env = {**environment(tmp_path), "RAY_memory_usage_threshold": f"{max(0.01, used / 2):.3f}",
+           "RAY_memory_monitor_refresh_ms": "50"}
+    path = tmp_path / "oom"
+    done = symsweep("launch", f"storage={tmp_path}", "name=oom", *TINY, *QUIET, "trainer.epochs=2",
+                    "symmetrizer.method=ga,ps", "cluster.max_failures=1", env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    assert f"symsweep resume {path}" in output and "2 of 2 planned trial(s) did not complete" in output, output
+    assert {row["state"] for row in csv_rows(path / "trials.csv")} == {"errored"}
+    assert (path / "summary.md").is_file()
+    resumed = symsweep("resume", str(path), env=environment(tmp_path))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [epochs_of(trial) for trial in trial_dirs(path)] == [[1, 2], [1, 2]]
+    assert {row["state"] for row in csv_rows(path / "trials.csv")} == {"completed"}

@@ -97,3 +97,25 @@ def test_the_tune_internals_resume_relies_on_are_there():
     assert "if not trial.checkpoint" in restore, CHANGED + "result.json restore from storage"
     assert "_restore_from_remote(EXPR_RESULT_FILE" in inspect.getsource(json_logger.JsonLoggerCallback), \
         CHANGED + "JsonLoggerCallback.log_trial_start"
+
+
+def test_the_internals_orchestrator_tune_patches_changes_are_there():
+    """Atomic copies into the experiment and the storage of a restored searcher (``orchestrator.tune_patches``):
+    the syncer's upload command, ``save_to_dir`` writing the state, ``resume`` restoring the searcher, and where
+    the searchers keep the experiment's storage."""
+    from ray.train._internal.storage import _FilesystemSyncer, _upload_to_fs_path
+    from ray.tune.search.basic_variant import _TrialIterator, _VariantIterator
+    from ray.tune.search.search_generator import SearchGenerator
+
+    assert "_upload_to_fs_path" in inspect.getsource(_FilesystemSyncer._sync_up_command), CHANGED + "syncer upload"
+    assert list(inspect.signature(_upload_to_fs_path).parameters) == ["local_path", "fs", "fs_path", "exclude"], (
+        CHANGED + "_upload_to_fs_path's arguments")
+    assert "experiment_state_file_name" in inspect.getsource(tune_controller.TuneController.save_to_dir), (
+        CHANGED + "save_to_dir")
+    assert "restore_from_dir" in inspect.getsource(tune_controller.TuneController.resume), CHANGED + "resume"
+    iterator = inspect.getsource(_TrialIterator.__init__)
+    assert "self.unresolved_spec = unresolved_spec" in iterator and "self.variants = None" in iterator, (
+        CHANGED + "_TrialIterator")
+    assert "self.iterable = list(iterable)" in inspect.getsource(_VariantIterator.__init__), CHANGED + "variants"
+    assert "self._experiment = experiment_list[0]" in inspect.getsource(SearchGenerator.add_configurations), (
+        CHANGED + "SearchGenerator's experiment")

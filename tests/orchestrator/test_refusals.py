@@ -148,7 +148,7 @@ def test_bad_storage_or_name_is_one_line_before_anything(case, tmp_path, capsys)
 
 def test_a_resumed_experiment_writes_only_into_itself(tmp_path):
     """config.json keeps the launch's storage; a moved experiment is resumed where it is now."""
-    from orchestrator.launcher import load_config
+    from orchestrator.stored_config import load_config
 
     path = experiment(tmp_path)
     config = load_config(path)

@@ -176,7 +176,7 @@ def test_a_metric_the_trials_do_not_report_is_refused_with_the_list():
 def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, monkeypatch):
     """What the Tuner, ASHA, Optuna, the progress line, the summary and status read."""
     import orchestrator.experiment as experiment
-    from orchestrator.launcher import save_config
+    from orchestrator.stored_config import save_config
 
     def run_experiment(config, path, **options):
         path.mkdir(parents=True)
