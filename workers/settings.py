@@ -95,36 +95,38 @@ INTERFACE_OPTIONS = tuple(spec.name for spec in fields(InterfaceSettings))
 REMUL_OPTIONS = tuple(spec.name for spec in fields(RemulSettings))
 
 
-def unused_keys(config: Mapping[str, Any]) -> dict[str, str]:
+def unused_keys(config: TrialPlan | Mapping[str, Any]) -> dict[str, str]:
     """The settings this trial configuration never reads, each with the reason (``"not used by ga"``).
 
-    Two configurations that differ only in these keys train the same model on the same data with the
-    same random streams, so a sweep runs them once. Deliberately short and conservative: a key is
-    listed only where the code that would read it is not reached (``tests/train/test_unused_keys.py``
-    trains both ways and compares every metric)."""
-    method = load(SymmetrizerSettings, config.get("symmetrizer"), "symmetrizer").method
-    group = str((config.get("group") or {}).get("name") or "").replace(" ", "")
+    Decided from the checked plan (a plain-dict config is checked first): the parsed group (whatever its
+    spelling: ``D8``, ``D_8``, ``D_k``), the method's family, the REMUL balance. Two configurations that differ
+    only in these keys train the same model on the same data with the same random streams, so a sweep runs them
+    once. Deliberately short and conservative: a key is listed only where the code that would read it is not
+    reached (``tests/train/test_unused_keys.py`` trains both ways and compares every metric)."""
+    trial = config if isinstance(config, TrialPlan) else check_config(config)
+    method, group = trial.model.method, trial.model.group
+    where = f"{method} over {group.name}"
     unused: dict[str, str] = {}
     if method not in NOISY_METHODS:
         unused["symmetrizer.noise_scale"] = f"not used by {method}"
-    relaxed = method in LEARNED_METHODS and group.startswith("S_n")  # a trained S_n relaxation (Sinkhorn)
+    learned = method in LEARNED_METHODS
+    relaxed = learned and group.permutations  # a trained S_n relaxation (Sinkhorn)
     for key in ("sinkhorn_iters", "entropy_weight"):
         if not relaxed:
-            unused[f"symmetrizer.{key}"] = f"not used by {method} over {group or 'this group'}"
-    if not (relaxed or (method in LEARNED_METHODS and group[:2] in ("C_", "D_"))):  # softmax over C_k/D_k
-        unused["symmetrizer.temperature"] = f"not used by {method} over {group or 'this group'}"
+            unused[f"symmetrizer.{key}"] = f"not used by {where}"
+    if not (relaxed or (learned and group.finite is not None)):  # Sinkhorn's τ, or the softmax over C_k/D_k
+        unused["symmetrizer.temperature"] = f"not used by {where}"
     if method in ONE_SAMPLE_METHODS:
         unused["symmetrizer.train_samples"] = unused["symmetrizer.eval_samples"] = f"not used by {method}"
-    if method not in LEARNED_METHODS:
+    if not learned:
         for key in INTERFACE_OPTIONS:
             unused[f"symmetrizer.interface.{key}"] = f"not used by {method}"
     if method != "remul":
         for key in REMUL_OPTIONS:
             unused[f"remul.{key}"] = f"not used by {method}"
-    elif load(RemulSettings, config.get("remul"), "remul").balance != "gradnorm":
+    elif trial.remul.balance != "gradnorm":
         unused["remul.gradnorm_lr"] = unused["remul.gradnorm_gamma"] = "not used by remul.balance=constant"
-    if "(" not in group:
-        unused["group.dim"] = f"not used by {group or 'this group'}"
-    if not group.endswith("_k"):
-        unused["group.order"] = f"not used by {group or 'this group'}"
+    for key in ("dim", "order"):
+        if key not in group.reads:
+            unused[f"group.{key}"] = f"not used by {group.name}"
     return unused

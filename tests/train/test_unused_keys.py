@@ -66,3 +66,27 @@ def test_what_each_method_reads():
     assert "remul.alpha" in ps
     remul = unused_keys(compose_trial(*NBODY_MLP, "symmetrizer.method=remul", "remul.balance=gradnorm"))
     assert "remul.alpha" not in remul and "remul.gradnorm_lr" not in remul
+
+
+@pytest.mark.parametrize("spelling", [("D8", None), ("D_8", None), ("D_k", 8), ("C4", None), ("C_4", None),
+                                      ("C_k", 4)])
+def test_every_spelling_of_a_finite_group_reads_the_temperature_of_a_learned_method(spelling):
+    """The parsed group decides, not the name's text: ``D8`` is D_8 (a softmax over its elements reads τ)."""
+    name, order = spelling
+    config = compose_trial("task=digits_rot", f"group.name={name}", f"group.order={order}".replace("None", "null"),
+                           "symmetrizer=ps", "model=mlp")
+    unused = unused_keys(config)
+    assert "symmetrizer.temperature" not in unused and "symmetrizer.sinkhorn_iters" in unused
+    assert ("group.order" in unused) == (order is None) and "group.dim" in unused
+    ga = unused_keys(merge(config, {"symmetrizer.method": "ga"}))
+    assert "symmetrizer.temperature" in ga
+
+
+def test_a_temperature_sweep_over_D8_is_not_merged():
+    """The sweep that used to run one trial for two temperatures (a string test of the group's name)."""
+    from orchestrator.config import compose
+    from orchestrator.sweep import collapse
+
+    config = compose(["task=digits_rot", "group.name=D8", "group.order=null", "symmetrizer=ps", "model=mlp",
+                      "symmetrizer.temperature=0.01,1"])
+    assert not collapse(config).collapsed and len(collapse(config).points) == 2

@@ -73,6 +73,7 @@ class Group:
         self.special = special
         self.translations = translations
         self.finite = finite
+        self.reads: frozenset[str] = frozenset()  # the keys of the group section the name left open (dim, order)
         self._elements = _finite_elements(*finite) if finite is not None else None
         if self._elements is not None:
             self._table = _product_table(self._elements)  # (|G|, |G|): index of a·b
@@ -94,13 +95,17 @@ class Group:
                 raise ValueError(f"group.dim={value!r} is not allowed for {name}; expected an integer ≥ 2")
             if dim is not None and mdim != "d" and dim != value:
                 raise ValueError(f"group.dim={dim} contradicts group.name={name!r}")
-            return cls(bool(sym), value, matrix in ("SO", "SE"), matrix in ("E", "SE"))
+            return cls(bool(sym), value, matrix in ("SO", "SE"), matrix in ("E", "SE"))._reading(mdim == "d", "dim")
         if finite is not None:
             value = order if forder == "k" else int(forder)
             if sym or not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"group.order={value!r} is not allowed for {name}; expected an integer ≥ 1")
-            return cls(finite=(finite, value))
+            return cls(finite=(finite, value))._reading(forder == "k", "order")
         return cls(permutations=True)
+
+    def _reading(self, reads: bool, key: str) -> "Group":
+        self.reads = frozenset({key}) if reads else frozenset()
+        return self
 
     @property
     def name(self) -> str:
