@@ -79,6 +79,19 @@ def test_later_wins_between_command_line_overrides():
     assert config["sweep"]["params"] == {}
 
 
+def test_later_wins_between_a_pin_and_a_sweep_params_entry(capsys):
+    entry = "+sweep.params.symmetrizer.noise_scale={grid: [0.1, 1]}"
+    config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5", entry])
+    assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.1, 1]}
+    config = compose(["experiment=quickstart", entry, "symmetrizer.noise_scale=0.5"])
+    assert "symmetrizer.noise_scale" not in config["sweep"]["params"] and config["symmetrizer"]["noise_scale"] == 0.5
+    config = compose(["trainer.lr=0.1,0.2", "+sweep.params={trainer.lr: {grid: [0.3]}}"])  # a whole mapping too
+    assert config["sweep"]["params"] == {"trainer.lr": {"grid": [0.3]}}
+    assert main(["launch", "--dry-run", "--json", "experiment=quickstart", "symmetrizer.noise_scale=0.5", entry]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "symmetrizer.noise_scale" not in shown["pinned"], shown["pinned"]
+
+
 # -- Hydra's sweep functions ----------------------------------------------------------------------------
 DOMAINS = [
     ("trainer.lr=0.1,0.01", {"grid": [0.1, 0.01]}),
