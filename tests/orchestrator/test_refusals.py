@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def experiment(tmp_path: Path) -> Path:
     fake = FakeExperiment(tmp_path / "stopped", config)
     fake.trial({"trainer.seed": 0}, "RUNNING", [epoch_metrics(1, 0.5, 0)])
     fake.save_state()
-    (fake.path / "tuner.pkl").write_bytes(b"not read before the checks")
+    (fake.path / "tuner.pkl").write_bytes(pickle.dumps({"state": ["never unpickled by the checks"] * 100}))
     return fake.path
 
 
@@ -72,6 +73,39 @@ def test_a_deleted_tuner_pkl_is_refused(tmp_path, capsys):
     (path / "tuner.pkl").unlink()
     before = digest(path)
     refused(capsys, ["resume", str(path)], str(path / "tuner.pkl"), "symsweep report")
+    assert digest(path) == before
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2])
+def test_a_truncated_tuner_pkl_is_refused_before_ray_starts(cut, tmp_path, capsys, monkeypatch):
+    """Checked by walking its pickle opcodes (never unpickled): it must end with STOP."""
+    import orchestrator.launcher
+
+    monkeypatch.setattr(orchestrator.launcher, "start_ray", lambda cluster: pytest.fail("Ray was started"))
+    path = experiment(tmp_path)
+    data = (path / "tuner.pkl").read_bytes()
+    (path / "tuner.pkl").write_bytes(data[:[0, len(data) // 2, len(data) - 1][cut]])
+    before = digest(path)
+    refused(capsys, ["resume", str(path)], str(path / "tuner.pkl"), "truncated", "symsweep report")
+    assert digest(path) == before
+
+
+def test_a_read_only_experiment_is_refused_naming_the_folder(tmp_path):
+    """A read-only mount (the same check covers a folder without write permission for its user): one line, exit
+    2, before the lock or Ray. In a private mount namespace, so that it also holds when the tests run as root."""
+    path = experiment(tmp_path)
+    trial = next(p for p in path.iterdir() if p.is_dir())
+    before = digest(path)
+    for target in (path, trial):
+        mount = f"mount --bind {target} {target} && mount -o remount,bind,ro {target}"
+        if subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True).returncode != 0:
+            pytest.skip("no private mount namespace here (unshare -rm) to make a folder read-only")
+        done = subprocess.run(["unshare", "-rm", "sh", "-c", f'{mount} && exec "$@"', "sh", sys.executable, "-m",
+                               "orchestrator.cli", "resume", str(path)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert f"{target} is not writable" in lines[0] and "copy" in lines[0], lines[0]
     assert digest(path) == before
 
 
