@@ -99,8 +99,14 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail in seconds, in one line, when ``host:port`` (or ``ray://host:port``) accepts no connection: Ray itself
-    retries an unreachable address for minutes. ``auto`` is resolved by Ray (it fails fast on its own)."""
+    """Fail in seconds, in one line, unless ``host:port`` (or ``ray://host:port``) is Ray: Ray itself retries an
+    address for minutes, without a word, when nothing answers there or when something that is not Ray does.
+
+    First a TCP connection (a refused or unreachable port fails at once); then Ray's own first call, on Ray's own
+    channel (its TLS and token settings), at the address Ray dials (it turns 127.0.0.1 or localhost into this
+    machine's address): the control store's ``GetClusterId`` for a cluster address, the Ray Client server's
+    ``PING`` for ``ray://``. A peer that refuses the call for want of a token is Ray too (``ray.init`` then says
+    so). ``auto`` is resolved by Ray (it fails fast on its own)."""
     import socket
 
     target = address.split("://", 1)[-1]
@@ -109,12 +115,44 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     host, _, port = target.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return
+            pass
     except (OSError, ValueError) as err:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         raise ValueError(f"cluster.address={address!r}: cannot connect to {target} within {timeout:g} s ({reason}); "
                          "check that the cluster's head node is running and the address and port are right (for a "
                          "cluster with token authentication also set RAY_AUTH_MODE=token)") from None
+    client = address.startswith("ray://")
+    dialed, reason = _ray_answers(target, client, timeout)
+    if reason:
+        what, usual = ("Ray's client server", "ray://<head>:10001") if client else (
+            "Ray's control store (GCS)", "<head>:6379, the port of ray start --head")
+        at = f" at {dialed} (where Ray dials it)" if dialed != target else ""
+        raise ValueError(f"cluster.address={address!r}: {target} accepts connections but does not answer as {what}"
+                         f"{at} within {timeout:g} s ({reason}); check the address and port ({usual})")
+
+
+def _ray_answers(target: str, client: bool, timeout: float) -> tuple[str, str | None]:
+    """(the address Ray dials, None when Ray's first call there is answered, else why not)."""
+    import grpc
+    from ray._private.gcs_utils import create_gcs_channel
+    from ray._private.services import canonicalize_bootstrap_address
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
+
+    dialed = target if client else canonicalize_bootstrap_address(target) or target
+    channel = create_gcs_channel(dialed)
+    try:
+        if client:
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING), timeout=timeout)
+        else:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        if err.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return dialed, f"{err.code().name.lower()}, {(err.details() or '').splitlines()[0][:120]}"
+    finally:
+        channel.close()
+    return dialed, None
 
 
 def _capacity(node: Mapping[str, float], worker: Mapping[str, float]) -> int:

@@ -34,11 +34,24 @@ def test_an_address_it_cannot_attach_to_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(launcher, "check_reachable", lambda address: None)  # (passed: Ray answers, then refuses)
     with pytest.raises(ValueError) as error:
         launcher.start_ray(compose(["cluster.address=10.0.0.1:6379"])["cluster"])
     message = str(error.value)
     assert "cluster.address='10.0.0.1:6379'" in message and "RAY_AUTH_MODE=token" in message
     assert "10.0.0.1:6379" in message.split("cannot connect", 1)[1]  # Ray's reason is kept
+
+
+def test_a_real_control_store_passes_the_address_check(tmp_path):
+    """The check that refuses a port that is not Ray (tests/orchestrator/test_refusals.py) lets Ray's own GCS
+    through: an embedded Ray is started in a subprocess and its GCS address checked there."""
+    code = ("from orchestrator.config import compose; from orchestrator.launcher import start_ray, check_reachable; "
+            "import ray; start_ray(compose(['cluster.num_cpus=1'])['cluster']); "
+            "address = ray.get_runtime_context().gcs_address; check_reachable(address); print('passed', address); "
+            "ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0 and "passed 127.0.0.1:" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def fake_nodes(monkeypatch, *nodes: dict, dead: tuple[dict, ...] = ()) -> None:

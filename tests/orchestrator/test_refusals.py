@@ -3,12 +3,15 @@ the way out, exit status 2, nothing written. In-process (no Ray starts: each ref
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -164,6 +167,59 @@ def test_an_unreachable_address_is_one_line_within_seconds(tmp_path, capsys):
     assert digest(path) == before
     refused(capsys, ["launch", f"storage={tmp_path}", "name=attach", *TINY, "cluster.address=127.0.0.1:1"],
             "cannot connect")
+    assert not (tmp_path / "attach").exists(), "a refused launch leaves nothing behind"
+
+
+@contextlib.contextmanager
+def not_ray(kind: str):
+    """A loopback TCP server that accepts connections and is not Ray: it says nothing, or answers HTTP garbage."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if kind == "http":
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nno\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.parametrize("kind", ["silent", "http"])
+def test_an_address_that_is_not_ray_is_one_line_within_seconds(kind, tmp_path):
+    """A port that accepts TCP but is not Ray: Ray itself would retry for minutes without a word. In subprocesses
+    (a hang is a failure, not a stuck test run): resume with Ray dialling this machine's address for 127.0.0.1
+    (its default), launch with Ray dialling loopback itself (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: the server is
+    reached and must answer), and a Ray Client address."""
+    path = experiment(tmp_path)
+    before = digest(path)
+    with not_ray(kind) as address:
+        runs = [(["resume", str(path), "--address", address], address, {}),
+                (["launch", f"storage={tmp_path}", "name=attach", *TINY, f"cluster.address={address}"], address,
+                 {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}),
+                (["resume", str(path), "--address", f"ray://{address}"], f"ray://{address}", {})]
+        for argv, named, env in runs:
+            start = time.monotonic()
+            try:
+                done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], capture_output=True,
+                                      text=True, timeout=45, env={**os.environ, **env})
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"symsweep {argv[0]} did not give up on {named} within 45 s")
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 2 and len(lines) == 1, done.stderr
+            assert f"cluster.address={named!r}" in lines[0] and "does not answer as Ray's" in lines[0], lines[0]
+            assert time.monotonic() - start < 30
+    assert digest(path) == before
     assert not (tmp_path / "attach").exists(), "a refused launch leaves nothing behind"
 
 
