@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -180,7 +181,7 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
     if not wandb_settings.enabled or mode == "disabled":
         return None
     try:
-        import wandb  # noqa: F401
+        _import_wandb(directory / "wandb" / WANDB_TEMPORARY)
     except ImportError as err:  # W&B is never required
         print(f"symsweep: W&B logging off ({err})", file=sys.stderr)
         return None
@@ -190,6 +191,26 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
     if wandb_settings.entity:
         options["entity"] = wandb_settings.entity
     return WandbRuns(options)
+
+
+WANDB_TEMPORARY = ".tmp"  # below the experiment's wandb/: the folders W&B makes when it is imported
+
+
+def _import_wandb(folder: Path) -> None:
+    """Import W&B with ``folder`` as the temporary root: on import it makes folders there (``tmp*wandb-media``,
+    ``tmp*wandb-artifacts``) that only a normal exit removes, so a SIGKILLed driver would leave them in the
+    system's temporary folder. In the experiment instead, one driver at a time (its lock): what a killed
+    driver left is removed by the next one (unless this process imported W&B already and uses them)."""
+    import tempfile
+
+    if "wandb" not in sys.modules:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    before, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        import wandb  # noqa: F401
+    finally:
+        tempfile.tempdir = before
 
 
 class WandbRuns(Callback):

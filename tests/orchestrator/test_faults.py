@@ -50,7 +50,9 @@ def alive(pids: dict[int, int]) -> list[int]:
 
 
 def leftovers(env: dict) -> list[str]:
-    return sorted(path.name for path in Path(env["TMPDIR"]).glob("symsweep-*"))
+    """What the sweep left in its temporary root: the trials' folders, W&B's (``tmp*wandb-media``, ...)."""
+    return sorted(path.name for path in Path(env["TMPDIR"]).iterdir() if "symsweep-" in path.name
+                  or "wandb" in path.name)
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -143,6 +145,24 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
     assert len(rows) == 2 and {row["state"] for row in rows} == {"completed"}
     assert "Tuner.restore" not in resumed.stdout + resumed.stderr
     assert not leftovers(env)
+
+
+def test_a_killed_driver_with_wandb_leaves_no_wandb_folder_in_the_temporary_root(tmp_path):
+    """W&B makes folders in the system's temporary root when it is imported (removed only at a normal exit); the
+    driver's go to the experiment's wandb/ folder instead, and the next driver of the experiment clears them."""
+    env = {**environment(tmp_path), "WANDB_MODE": "offline"}
+    path = tmp_path / "wandb"
+    launch = symsweep("launch", f"storage={tmp_path}", "name=wandb", *TINY, "logging.wandb.enabled=true",
+                      "trainer.epochs=8", "task.train_size=1000", "symmetrizer.method=ps", wait=False, env=env)
+    ray_processes = kill_driver_when(path, launch, lambda: any((t / "checkpoint_000001").is_dir()
+                                                                for t in trial_dirs(path)))
+    wait_for(lambda: not alive(ray_processes), timeout=30)
+    time.sleep(1)
+    assert not leftovers(env), leftovers(env)
+    assert list((path / "wandb").glob("offline-run-*")), "the W&B run is in the experiment"
+    resumed = symsweep("resume", str(path), env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert not leftovers(env) and not any((path / "wandb" / ".tmp").iterdir()), "a killed driver's folders stay"
 
 
 def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
