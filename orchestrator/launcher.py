@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
                                "log_to_driver": True, "configure_logging": False}
     if cluster["address"] is None:  # Ray's own default temp root is <RAY_TMPDIR or TMPDIR or /tmp>/ray
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
-        options["_temp_dir"] = os.path.join(socket_safe_base(preferred, len("/ray")), "ray")
+        options["_temp_dir"] = private_ray_root(socket_safe_base(preferred, len(f"/{_private_folder()}/ray")))
         loopback_only()
         ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
         return True
@@ -79,6 +80,29 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
                          "never turns it on by itself) with the cluster's token in ~/.ray/auth_token, "
                          "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
     return False
+
+
+def _private_folder() -> str:
+    return f"ray-{os.getuid()}"
+
+
+def private_ray_root(base: str) -> str:
+    """``<base>/ray-<uid>/ray``: the embedded Ray's temporary root, inside a folder only this user can enter.
+
+    Ray makes its root and everything below it world-writable (0777) and writes its processes' environment in
+    plain text into the session logs (``logs/runtime_env_agent.log``: AWS_SECRET_ACCESS_KEY and the like). Ray
+    never touches the folder above its root, so with that folder 0700 no other user reaches any of it, at any
+    time. A folder of that name that is a link or belongs to someone else is refused: they could read through
+    it."""
+    private = os.path.join(base, _private_folder())
+    os.makedirs(private, mode=0o700, exist_ok=True)
+    found = os.lstat(private)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise ValueError(f"{private} is not a folder of this user (uid {os.getuid()}), and the embedded Ray keeps its "
+                         "logs there, which hold the environment's secrets; remove it, or set RAY_TMPDIR to a folder "
+                         "of yours")
+    os.chmod(private, 0o700)
+    return os.path.join(private, "ray")
 
 
 def loopback_only() -> None:
