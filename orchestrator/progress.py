@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 from ray.tune import Callback
 
+from orchestrator.session import import_wandb_into
+
 STATES = {"RUNNING": "running", "PENDING": "pending", "TERMINATED": "done", "ERROR": "errored", "PAUSED": "paused"}
 MAX_RUNNING_SHOWN = 4  # running trials listed by id and epoch; more are counted
 
@@ -180,8 +182,12 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
     mode = wandb_settings.mode or ("online" if wandb_settings.project else "offline")
     if not wandb_settings.enabled or mode == "disabled":
         return None
+    folder = directory / "wandb" / WANDB_TEMPORARY  # when no Session imported W&B into its scratch folder (a
+    if "wandb" not in sys.modules:  # cluster): in the experiment, one driver at a time; a killed one's are cleared
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
     try:
-        _import_wandb(directory / "wandb" / WANDB_TEMPORARY)
+        import_wandb_into(str(folder))
     except ImportError as err:  # W&B is never required
         print(f"symsweep: W&B logging off ({err})", file=sys.stderr)
         return None
@@ -193,24 +199,7 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
     return WandbRuns(options)
 
 
-WANDB_TEMPORARY = ".tmp"  # below the experiment's wandb/: the folders W&B makes when it is imported
-
-
-def _import_wandb(folder: Path) -> None:
-    """Import W&B with ``folder`` as the temporary root: on import it makes folders there (``tmp*wandb-media``,
-    ``tmp*wandb-artifacts``) that only a normal exit removes, so a SIGKILLed driver would leave them in the
-    system's temporary folder. In the experiment instead, one driver at a time (its lock): what a killed
-    driver left is removed by the next one (unless this process imported W&B already and uses them)."""
-    import tempfile
-
-    if "wandb" not in sys.modules:
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    before, tempfile.tempdir = tempfile.tempdir, str(folder)
-    try:
-        import wandb  # noqa: F401
-    finally:
-        tempfile.tempdir = before
+WANDB_TEMPORARY = ".tmp"  # below the experiment's wandb/: the folders W&B makes on import, on a cluster
 
 
 class WandbRuns(Callback):

@@ -74,6 +74,9 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     from workers.train import NonFiniteLoss
 
     _quiet()
+    if scratch:  # every temporary file of this worker (also folders made on import: timm imports W&B) goes there
+        os.makedirs(scratch, exist_ok=True)
+        tempfile.tempdir = scratch
     config = merge(base, {key: value for key, value in params.items() if value != UNUSED})  # unused: base value
     trial_dir = Path(tune.get_context().get_trial_dir())
     own_dir = Path(experiment_dir) / trial_dir.name  # the trial's directory in the experiment's storage
@@ -154,8 +157,6 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
 
     _threads(config)
     own_dir = Path(experiment_dir) / trial_dir.name
-    if scratch:
-        os.makedirs(scratch, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-", dir=scratch))
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
     tune_checkpoint = tune.get_checkpoint()

@@ -148,8 +148,9 @@ def test_a_killed_driver_then_a_moved_copy_resumes_in_place(tmp_path):
 
 
 def test_a_killed_driver_with_wandb_leaves_no_wandb_folder_in_the_temporary_root(tmp_path):
-    """W&B makes folders in the system's temporary root when it is imported (removed only at a normal exit); the
-    driver's go to the experiment's wandb/ folder instead, and the next driver of the experiment clears them."""
+    """W&B makes folders in the temporary root when it is imported (removed only at a normal exit), and Ray Tune
+    imports it in every sweep: the driver's go to the sweep's scratch folder, which the watcher removes. (With
+    W&B off, the other tests here check the same through ``leftovers``.)"""
     env = {**environment(tmp_path), "WANDB_MODE": "offline"}
     path = tmp_path / "wandb"
     launch = symsweep("launch", f"storage={tmp_path}", "name=wandb", *TINY, "logging.wandb.enabled=true",
@@ -162,7 +163,7 @@ def test_a_killed_driver_with_wandb_leaves_no_wandb_folder_in_the_temporary_root
     assert list((path / "wandb").glob("offline-run-*")), "the W&B run is in the experiment"
     resumed = symsweep("resume", str(path), env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert not leftovers(env) and not any((path / "wandb" / ".tmp").iterdir()), "a killed driver's folders stay"
+    assert not leftovers(env), leftovers(env)
 
 
 def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
