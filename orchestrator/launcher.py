@@ -173,7 +173,8 @@ def _ray_answers(target: str, client: bool, timeout: float) -> tuple[str, str | 
                 gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
     except grpc.RpcError as err:
         if err.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            return dialed, f"{err.code().name.lower()}, {(err.details() or '').splitlines()[0][:120]}"
+            detail = (err.details() or "").partition("\n")[0][:120]
+            return dialed, f"{err.code().name.lower()}, {detail}"
     finally:
         channel.close()
     return dialed, None

@@ -68,15 +68,15 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     ``gpus`` per device worker (used by sharded trials); ``experiment_dir`` is the shared results
     directory of the experiment; ``scratch`` the folder of the trial's temporary files (None: the system's),
     which the driver removes when the sweep ends, whatever killed a worker."""
+    if scratch:  # every temporary file of this worker (also folders made on import: timm imports W&B) goes there
+        os.makedirs(scratch, exist_ok=True)
+        tempfile.tempdir = scratch
     from ray import tune
 
     from workers.settings import UNUSED, merge, trainer_settings
     from workers.train import NonFiniteLoss
 
     _quiet()
-    if scratch:  # every temporary file of this worker (also folders made on import: timm imports W&B) goes there
-        os.makedirs(scratch, exist_ok=True)
-        tempfile.tempdir = scratch
     config = merge(base, {key: value for key, value in params.items() if value != UNUSED})  # unused: base value
     trial_dir = Path(tune.get_context().get_trial_dir())
     own_dir = Path(experiment_dir) / trial_dir.name  # the trial's directory in the experiment's storage
