@@ -99,10 +99,25 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
         else:
             line.plain.append(text)
             line.plain_keys.add(key)
-            if override.type != OverrideType.DEL and key not in GROUPS and not key.startswith("sweep."):
+            if override.type == OverrideType.DEL or key in GROUPS:
+                continue
+            if not key.startswith("sweep."):
                 line.pinned[key] = override.value()
                 line.sweeps.pop(key, None)
+            for swept in _swept_by(key, override.value()):  # +sweep.params.<key>={...}: an earlier pin is undone
+                line.pinned.pop(swept, None)
+                line.sweeps.pop(swept, None)
+                line.unswept.pop(swept, None)
     return line
+
+
+def _swept_by(key: str, value: Any) -> list[str]:
+    """The keys an override of ``sweep.params`` (or of one of its entries) gives a domain."""
+    if key == SWEEP_PARAMS[:-1] and isinstance(value, dict):
+        return list(flatten_params(value))
+    if key.startswith(SWEEP_PARAMS):
+        return list(flatten_params({key[len(SWEEP_PARAMS):]: value}))
+    return []
 
 
 def compose(overrides: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
                                "log_to_driver": True, "configure_logging": False}
     if cluster["address"] is None:  # Ray's own default temp root is <RAY_TMPDIR or TMPDIR or /tmp>/ray
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
-        options["_temp_dir"] = os.path.join(socket_safe_base(preferred, len("/ray")), "ray")
+        options["_temp_dir"] = private_ray_root(socket_safe_base(preferred, len(f"/{_private_folder()}/ray")))
         loopback_only()
         ray.init(address="local", num_cpus=cluster["num_cpus"], **options)
         return True
@@ -78,6 +79,29 @@ def start_ray(cluster: Mapping[str, Any]) -> bool:
                          "never turns it on by itself) with the cluster's token in ~/.ray/auth_token, "
                          "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
     return False
+
+
+def _private_folder() -> str:
+    return f"ray-{os.getuid()}"
+
+
+def private_ray_root(base: str) -> str:
+    """``<base>/ray-<uid>/ray``: the embedded Ray's temporary root, inside a folder only this user can enter.
+
+    Ray makes its root and everything below it world-writable (0777) and writes its processes' environment in
+    plain text into the session logs (``logs/runtime_env_agent.log``: AWS_SECRET_ACCESS_KEY and the like). Ray
+    never touches the folder above its root, so with that folder 0700 no other user reaches any of it, at any
+    time. A folder of that name that is a link or belongs to someone else is refused: they could read through
+    it."""
+    private = os.path.join(base, _private_folder())
+    os.makedirs(private, mode=0o700, exist_ok=True)
+    found = os.lstat(private)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise ValueError(f"{private} is not a folder of this user (uid {os.getuid()}), and the embedded Ray keeps its "
+                         "logs there, which hold the environment's secrets; remove it, or set RAY_TMPDIR to a folder "
+                         "of yours")
+    os.chmod(private, 0o700)
+    return os.path.join(private, "ray")
 
 
 def loopback_only() -> None:
@@ -98,8 +122,14 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail in seconds, in one line, when ``host:port`` (or ``ray://host:port``) accepts no connection: Ray itself
-    retries an unreachable address for minutes. ``auto`` is resolved by Ray (it fails fast on its own)."""
+    """Fail in seconds, in one line, unless ``host:port`` (or ``ray://host:port``) is Ray: Ray itself retries an
+    address for minutes, without a word, when nothing answers there or when something that is not Ray does.
+
+    First a TCP connection (a refused or unreachable port fails at once); then Ray's own first call, on Ray's own
+    channel (its TLS and token settings), at the address Ray dials (it turns 127.0.0.1 or localhost into this
+    machine's address): the control store's ``GetClusterId`` for a cluster address, the Ray Client server's
+    ``PING`` for ``ray://``. A peer that refuses the call for want of a token is Ray too (``ray.init`` then says
+    so). ``auto`` is resolved by Ray (it fails fast on its own)."""
     import socket
 
     target = address.split("://", 1)[-1]
@@ -108,12 +138,45 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     host, _, port = target.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return
+            pass
     except (OSError, ValueError) as err:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         raise ValueError(f"cluster.address={address!r}: cannot connect to {target} within {timeout:g} s ({reason}); "
                          "check that the cluster's head node is running and the address and port are right (for a "
                          "cluster with token authentication also set RAY_AUTH_MODE=token)") from None
+    client = address.startswith("ray://")
+    dialed, reason = _ray_answers(target, client, timeout)
+    if reason:
+        what, usual = ("Ray's client server", "ray://<head>:10001") if client else (
+            "Ray's control store (GCS)", "<head>:6379, the port of ray start --head")
+        at = f" at {dialed} (where Ray dials it)" if dialed != target else ""
+        raise ValueError(f"cluster.address={address!r}: {target} accepts connections but does not answer as {what}"
+                         f"{at} within {timeout:g} s ({reason}); check the address and port ({usual})")
+
+
+def _ray_answers(target: str, client: bool, timeout: float) -> tuple[str, str | None]:
+    """(the address Ray dials, None when Ray's first call there is answered, else why not)."""
+    import grpc
+    from ray._private.gcs_utils import create_gcs_channel
+    from ray._private.services import canonicalize_bootstrap_address
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
+
+    dialed = target if client else canonicalize_bootstrap_address(target) or target
+    channel = create_gcs_channel(dialed)
+    try:
+        if client:
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING), timeout=timeout)
+        else:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        if err.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            detail = (err.details() or "").partition("\n")[0][:120]
+            return dialed, f"{err.code().name.lower()}, {detail}"
+    finally:
+        channel.close()
+    return dialed, None
 
 
 def _capacity(node: Mapping[str, float], worker: Mapping[str, float]) -> int:

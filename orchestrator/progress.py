@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ray.tune import Callback
+
+from orchestrator.session import import_wandb_into
 
 STATES = {"RUNNING": "running", "PENDING": "pending", "TERMINATED": "done", "ERROR": "errored", "PAUSED": "paused"}
 MAX_RUNNING_SHOWN = 4  # running trials listed by id and epoch; more are counted
@@ -179,8 +182,12 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
     mode = wandb_settings.mode or ("online" if wandb_settings.project else "offline")
     if not wandb_settings.enabled or mode == "disabled":
         return None
+    folder = directory / "wandb" / WANDB_TEMPORARY  # when no Session imported W&B into its scratch folder (a
+    if "wandb" not in sys.modules:  # cluster): in the experiment, one driver at a time; a killed one's are cleared
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
     try:
-        import wandb  # noqa: F401
+        import_wandb_into(str(folder))
     except ImportError as err:  # W&B is never required
         print(f"symsweep: W&B logging off ({err})", file=sys.stderr)
         return None
@@ -190,6 +197,9 @@ def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) ->
     if wandb_settings.entity:
         options["entity"] = wandb_settings.entity
     return WandbRuns(options)
+
+
+WANDB_TEMPORARY = ".tmp"  # below the experiment's wandb/: the folders W&B makes on import, on a cluster
 
 
 class WandbRuns(Callback):

@@ -5,7 +5,8 @@ signals turned into a clean stop, deterministic failures not retried.
   a second one is refused naming the holder. The kernel drops the lock when its holder dies, so a stale lock
   (a killed driver) is simply taken over.
 - ``check_restorable``: ``tuner.pkl`` and the newest ``experiment_state-*.json`` must be readable before Ray
-  Tune is asked to restore them (Tune would otherwise log a traceback and start a new experiment).
+  Tune is asked to restore them (Tune would otherwise log a traceback and start a new experiment), and the
+  experiment's folders writable.
 - ``RestoreGuard``: if Ray Tune still fails to restore, stop instead of letting it start trials it did not plan.
 - ``StopOnSignal``: SIGINT/SIGTERM/SIGHUP end the sweep the way Tune ends on SIGUSR1 (experiment state saved,
   trials stopped), then the command exits 130 and prints ``symsweep resume PATH``.
@@ -19,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import pickletools
 import shutil
 import signal
 import socket
@@ -86,6 +88,7 @@ def check_restorable(path: Path) -> None:
         raise ValueError(f"{path / 'tuner.pkl'} is missing: Ray Tune's record of this sweep is gone and it cannot be "
                          f"resumed; its results so far stay readable (symsweep report {path}); to run the sweep again "
                          "use symsweep launch with another name=")
+    check_whole_and_writable(path)
     states = _newest_state(path)
     if not states:
         raise ValueError(f"{path} has no experiment_state-*.json (the sweep never saved its state); launch it again "
@@ -99,6 +102,29 @@ def check_restorable(path: Path) -> None:
         older = f"; delete it to resume from the previous state {states[-2].name}" if len(states) > 1 else (
             "; no older state file exists: launch the sweep again with another name=")
         raise ValueError(f"{newest} is corrupted ({type(err).__name__}: {str(err)[:120]}){older}") from None
+
+
+def check_whole_and_writable(path: Path) -> None:
+    """Refuse a truncated ``tuner.pkl`` and a folder resume cannot write to, before Ray starts.
+
+    ``tuner.pkl`` is never unpickled here (that would run code from it): its opcodes are walked without
+    executing them (``pickletools.genops``) and must end with STOP. Resuming writes the lock, Tune's state,
+    trials' reports and checkpoints into the experiment and its trial directories: each must be writable."""
+    pickled = path / "tuner.pkl"
+    try:
+        with pickled.open("rb") as handle:
+            for _ in pickletools.genops(handle):  # raises unless the opcodes end with STOP
+                pass
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{pickled} is truncated or unreadable ({type(err).__name__}: {str(err)[:80]}): Ray Tune's "
+                         f"record of this sweep is damaged and it cannot be resumed; its results so far stay readable "
+                         f"(symsweep report {path}); to run the sweep again use symsweep launch with another name="
+                         ) from None
+    for folder, _, _ in os.walk(path):
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"{folder} is not writable: symsweep resume writes the lock, Ray Tune's state and the "
+                             f"trials' reports and checkpoints there; make it writable (chmod -R u+w {path}) or "
+                             f"resume a writable copy (cp -r {path} COPY; symsweep resume COPY)")
 
 
 class RestoreFailed(RuntimeError):

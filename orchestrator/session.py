@@ -1,15 +1,17 @@
 """Nothing of a sweep's embedded Ray outlives its driver, however the driver ends.
 
-``Session`` (around one ``launch``/``resume``) makes the folder for the trials' temporary files and starts a
-small watcher process in its own session (``python -m orchestrator.session``). The watcher records, every half
-second, the Ray processes descending from the driver (Ray's control store, raylet, agents, workers: identified
-by process id AND start time, so a reused id is never hit). When the driver ends — normally, by a signal, or
-SIGKILL (its end of a pipe closes in every case) — the watcher kills the recorded processes still alive and
-removes the temporary folder. A clean end (``ray.shutdown``) leaves it nothing to kill.
+``Session`` (around one ``launch``/``resume``) makes the folder for the trials' temporary files (and the
+driver's W&B folders, see ``import_wandb_into``) and starts a small watcher process in its own session
+(``python -m orchestrator.session``). The watcher records, every half second, the Ray processes descending
+from the driver (Ray's control store, raylet, agents, workers: identified by process id AND start time, so a
+reused id is never hit). When the driver ends — normally, by a signal, or SIGKILL (its end of a pipe closes in
+every case) — the watcher kills the recorded processes still alive and removes the temporary folder. A clean
+end (``ray.shutdown``) leaves it nothing to kill.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -35,6 +37,8 @@ class Session:
         if not self.embedded:  # on a cluster the trials run elsewhere: the system's temporary folder there
             return self
         self.scratch = tempfile.mkdtemp(prefix="symsweep-run-")
+        with contextlib.suppress(ImportError):
+            import_wandb_into(self.scratch)
         self.watcher = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.session", str(os.getpid()), self.scratch], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -56,6 +60,21 @@ class Session:
             self.watcher.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
+
+
+def import_wandb_into(folder: str) -> None:
+    """Import W&B (ImportError when it is not installed) with ``folder`` as the temporary root, unless imported.
+
+    On import W&B makes folders in the temporary root (``tmp*wandb-media``, ``tmp*wandb-artifacts``) that only a
+    normal exit removes, and Ray Tune imports it in every sweep, W&B logging on or off: in the sweep's scratch
+    folder they go with it, also when the driver is SIGKILLed."""
+    if "wandb" in sys.modules:
+        return
+    before, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        import wandb  # noqa: F401
+    finally:
+        tempfile.tempdir = before
 
 
 # -- the watcher process ----------------------------------------------------------------------------------

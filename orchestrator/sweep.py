@@ -116,7 +116,7 @@ def reported_metrics(config: Mapping[str, Any]) -> list[str]:
     task = task_class(config["task"]["name"])
     if not task.trainable:
         return [f"test_{word}" for word in (task.metric, "separated_fraction")] + ["elapsed_s"]
-    splits = [f"{prefix}{split}_{task.metric}" for prefix in ("best_", "") for split in ("val", "test", "test_ood")]
+    splits = [f"{prefix}{split}_{task.metric}" for prefix in ("best_", "") for split in task.evaluation_splits]
     transformed = [f"{prefix}test_{task.metric}_transformed" for prefix in ("best_", "")]
     return splits + transformed + list(LOOP_METRICS)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -143,7 +145,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                               "written by symsweep")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated zip, foreign pickle, refused global: all unusable
+    except pickle.UnpicklingError as err:  # torch's message advises weights_only=False: never passed on
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        named = f" (the global {found[1]})" if found else ""
+        raise CheckpointError(f"checkpoint {file} is not a symsweep checkpoint: it holds objects other than tensors "
+                              f"and plain data{named}, and symsweep never loads such files (loading them could run "
+                              "code from them); use a checkpoint written by symsweep") from None
+    except Exception as err:  # noqa: BLE001 - truncated zip, foreign file: all unusable
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {file} cannot be read ({type(err).__name__}: {reason[:200]}); it is "
                               "truncated or not a symsweep checkpoint (only tensors and plain data are loaded)"

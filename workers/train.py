@@ -546,10 +546,12 @@ def non_finite_message(loss: float, epoch: int, state: LoopState, workdir: Path)
     message = f"non-finite training loss ({loss}) at epoch {epoch}, step {state.step}"
     kept = workdir / f"checkpoint_{state.epoch:06d}"
     if state.epoch and (kept / "state.pt").is_file():
-        return f"{message}; the last good checkpoint (epoch {state.epoch}) is {kept}"
-    if state.epoch:
-        return f"{message}; the last good checkpoint is of epoch {state.epoch}"
-    return f"{message}; no checkpoint was written before it (lower trainer.lr or set trainer.grad_clip)"
+        message += f"; the last good checkpoint (epoch {state.epoch}) is {kept}"
+    elif state.epoch:
+        message += f"; the last good checkpoint is of epoch {state.epoch}"
+    else:
+        message += "; no checkpoint was written before it"
+    return f"{message} (the same seed diverges again: lower trainer.lr or set trainer.grad_clip)"
 
 
 def best_so_far(best: dict, metrics: Mapping[str, float], task: Task, epoch: int, splits: list[str]) -> dict:

@@ -68,6 +68,9 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     ``gpus`` per device worker (used by sharded trials); ``experiment_dir`` is the shared results
     directory of the experiment; ``scratch`` the folder of the trial's temporary files (None: the system's),
     which the driver removes when the sweep ends, whatever killed a worker."""
+    if scratch:  # every temporary file of this worker (also folders made on import: timm imports W&B) goes there
+        os.makedirs(scratch, exist_ok=True)
+        tempfile.tempdir = scratch
     from ray import tune
 
     from workers.settings import UNUSED, merge, trainer_settings
@@ -154,8 +157,6 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
 
     _threads(config)
     own_dir = Path(experiment_dir) / trial_dir.name
-    if scratch:
-        os.makedirs(scratch, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-", dir=scratch))
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
     tune_checkpoint = tune.get_checkpoint()

@@ -5,6 +5,9 @@ A preset's sweep is ignored: swept keys keep their base values (set them with ke
 The same loop as a sweep's trials (``workers.train.run``), the same metrics and checkpoints:
 ``<workdir>/progress.jsonl`` (one line per report), ``<workdir>/checkpoint_NNNNNN/state.pt`` and
 ``<workdir>/result.json`` (the last report). ``--resume`` continues from a checkpoint.
+
+Exit status 0 when training finished; 1 when it ran and failed (a non-finite loss: one line naming the
+epoch and the last good checkpoint, which is kept); 2 when refused before anything was written.
 """
 
 from __future__ import annotations
@@ -81,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
         progress.flush()
         print(json.dumps(row) if args.json else _line(metrics), flush=True)
 
+    from workers.train import NonFiniteLoss
     from workers.train import run as train_run
 
     try:
         result = train_run(trial, report, workdir, args.resume)
+    except NonFiniteLoss as err:  # training ran and failed: exit 1, the epoch and the checkpoint kept in one line
+        print(f"symsweep train: error: {err}", file=sys.stderr)
+        return 1
     finally:
         progress.close()
     (workdir / "result.json").write_text(json.dumps(result, indent=2))

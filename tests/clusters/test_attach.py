@@ -34,11 +34,24 @@ def test_an_address_it_cannot_attach_to_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(launcher, "check_reachable", lambda address: None)  # (passed: Ray answers, then refuses)
     with pytest.raises(ValueError) as error:
         launcher.start_ray(compose(["cluster.address=10.0.0.1:6379"])["cluster"])
     message = str(error.value)
     assert "cluster.address='10.0.0.1:6379'" in message and "RAY_AUTH_MODE=token" in message
     assert "10.0.0.1:6379" in message.split("cannot connect", 1)[1]  # Ray's reason is kept
+
+
+def test_a_real_control_store_passes_the_address_check(tmp_path):
+    """The check that refuses a port that is not Ray (tests/orchestrator/test_refusals.py) lets Ray's own GCS
+    through: an embedded Ray is started in a subprocess and its GCS address checked there."""
+    code = ("from orchestrator.config import compose; from orchestrator.launcher import start_ray, check_reachable; "
+            "import ray; start_ray(compose(['cluster.num_cpus=1'])['cluster']); "
+            "address = ray.get_runtime_context().gcs_address; check_reachable(address); print('passed', address); "
+            "ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0 and "passed 127.0.0.1:" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def fake_nodes(monkeypatch, *nodes: dict, dead: tuple[dict, ...] = ()) -> None:
@@ -86,7 +99,7 @@ def test_on_a_cluster_the_error_says_live_nodes_were_checked(monkeypatch):
 def test_ray_temp_dirs_fit_unix_socket_paths_under_a_deep_workspace(tmp_path):
     """Ray's plasma socket lives at <temp root>/session_<date>_<time>_<us>_<pid>/sockets/plasma_store and must fit
     107 bytes: a deep preferred folder (a CI checkout's $RAY_TMPDIR) falls back to /tmp, a short one is kept."""
-    worst_below = "/rc-abcdefgh/worker12"  # a local cluster's node dir; the embedded Ray's is "/ray"
+    worst_below = "/rc-abcdefgh/worker12"  # a local cluster's node dir; the embedded Ray's is "/ray-<uid>/ray"
     worst = worst_below + "/session_2026-11-22_20-20-20_763368_4194304/sockets/plasma_store"
     fits = "/" + "s" * (107 - len(worst) - 1)
     assert launcher.socket_safe_base(fits, len(worst_below)) == fits and len(fits + worst) == 107
@@ -94,6 +107,26 @@ def test_ray_temp_dirs_fit_unix_socket_paths_under_a_deep_workspace(tmp_path):
     assert launcher.socket_safe_base(str(tmp_path / ("d" * 60)), len("/ray")) == "/tmp"
     with pytest.raises(RuntimeError, match="RAY_TMPDIR"):
         launcher.socket_safe_base(fits + "x", 107)
+
+
+def test_the_embedded_rays_temporary_root_is_in_a_private_folder_of_this_user(tmp_path):
+    """Ray makes its root 0777 and logs the environment there; the folder above it is this user's, 0700."""
+    import stat
+
+    private = tmp_path / "fresh" / f"ray-{os.getuid()}"
+    assert launcher.private_ray_root(str(tmp_path / "fresh")) == str(private / "ray")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / f"ray-{os.getuid()}").symlink_to(elsewhere)  # another user could read through it
+    with pytest.raises(ValueError, match="is not a folder of this user.*RAY_TMPDIR"):
+        launcher.private_ray_root(str(tmp_path / "link"))
+    if os.geteuid() == 0:  # (only root can give a folder to another user)
+        (tmp_path / "foreign" / f"ray-{os.getuid()}").mkdir(parents=True)
+        os.chown(tmp_path / "foreign" / f"ray-{os.getuid()}", 65534, 65534)
+        with pytest.raises(ValueError, match="is not a folder of this user"):
+            launcher.private_ray_root(str(tmp_path / "foreign"))
 
 
 def test_the_embedded_ray_starts_under_a_deep_temp_folder(tmp_path):
@@ -110,6 +143,6 @@ def test_the_embedded_ray_starts_under_a_deep_temp_folder(tmp_path):
         output, _ = process.communicate(timeout=180)
     finally:
         process.kill()
-        for session in Path("/tmp/ray").glob(f"session_*_{process.pid}"):  # the session this driver started
+        for session in Path(f"/tmp/ray-{os.getuid()}/ray").glob(f"session_*_{process.pid}"):  # this driver's
             shutil.rmtree(session, ignore_errors=True)
     assert process.returncode == 0 and "ok" in output, output

@@ -49,7 +49,9 @@ def alive(pids: dict[int, int]) -> list[int]:
 
 
 def leftovers(env: dict) -> list[str]:
-    return sorted(path.name for path in Path(env["TMPDIR"]).glob("symsweep-*"))
+    """What the sweep left in its temporary root: the trials' folders, W&B's (``tmp*wandb-media``, ...)."""
+    return sorted(path.name for path in Path(env["TMPDIR"]).iterdir() if "symsweep-" in path.name
+                  or "wandb" in path.name)
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -166,6 +168,25 @@ def test_a_killed_driver_then_a_copy_and_a_move_resume_where_they_are(tmp_path):
         assert metrics_of(one) == metrics_of(other), one.name
     assert "Tuner.restore" not in resumed.stdout + resumed.stderr + again.stdout + again.stderr
     assert not leftovers(env)
+
+
+def test_a_killed_driver_with_wandb_leaves_no_wandb_folder_in_the_temporary_root(tmp_path):
+    """W&B makes folders in the temporary root when it is imported (removed only at a normal exit), and Ray Tune
+    imports it in every sweep: the driver's go to the sweep's scratch folder, which the watcher removes. (With
+    W&B off, the other tests here check the same through ``leftovers``.)"""
+    env = {**environment(tmp_path), "WANDB_MODE": "offline"}
+    path = tmp_path / "wandb"
+    launch = symsweep("launch", f"storage={tmp_path}", "name=wandb", *TINY, "logging.wandb.enabled=true",
+                      "trainer.epochs=8", "task.train_size=1000", "symmetrizer.method=ps", wait=False, env=env)
+    ray_processes = kill_driver_when(path, launch, lambda: any((t / "checkpoint_000001").is_dir()
+                                                                for t in trial_dirs(path)))
+    wait_for(lambda: not alive(ray_processes), timeout=30)
+    time.sleep(1)
+    assert not leftovers(env), leftovers(env)
+    assert list((path / "wandb").glob("offline-run-*")), "the W&B run is in the experiment"
+    resumed = symsweep("resume", str(path), env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert not leftovers(env), leftovers(env)
 
 
 def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):

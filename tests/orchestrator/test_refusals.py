@@ -3,11 +3,15 @@ the way out, exit status 2, nothing written. In-process (no Ray starts: each ref
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +41,7 @@ def experiment(tmp_path: Path) -> Path:
     fake = FakeExperiment(tmp_path / "stopped", config)
     fake.trial({"trainer.seed": 0}, "RUNNING", [epoch_metrics(1, 0.5, 0)])
     fake.save_state()
-    (fake.path / "tuner.pkl").write_bytes(b"not read before the checks")
+    (fake.path / "tuner.pkl").write_bytes(pickle.dumps({"state": ["never unpickled by the checks"] * 100}))
     return fake.path
 
 
@@ -72,6 +76,39 @@ def test_a_deleted_tuner_pkl_is_refused(tmp_path, capsys):
     (path / "tuner.pkl").unlink()
     before = digest(path)
     refused(capsys, ["resume", str(path)], str(path / "tuner.pkl"), "symsweep report")
+    assert digest(path) == before
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2])
+def test_a_truncated_tuner_pkl_is_refused_before_ray_starts(cut, tmp_path, capsys, monkeypatch):
+    """Checked by walking its pickle opcodes (never unpickled): it must end with STOP."""
+    import orchestrator.launcher
+
+    monkeypatch.setattr(orchestrator.launcher, "start_ray", lambda cluster: pytest.fail("Ray was started"))
+    path = experiment(tmp_path)
+    data = (path / "tuner.pkl").read_bytes()
+    (path / "tuner.pkl").write_bytes(data[:[0, len(data) // 2, len(data) - 1][cut]])
+    before = digest(path)
+    refused(capsys, ["resume", str(path)], str(path / "tuner.pkl"), "truncated", "symsweep report")
+    assert digest(path) == before
+
+
+def test_a_read_only_experiment_is_refused_naming_the_folder(tmp_path):
+    """A read-only mount (the same check covers a folder without write permission for its user): one line, exit
+    2, before the lock or Ray. In a private mount namespace, so that it also holds when the tests run as root."""
+    path = experiment(tmp_path)
+    trial = next(p for p in path.iterdir() if p.is_dir())
+    before = digest(path)
+    for target in (path, trial):
+        mount = f"mount --bind {target} {target} && mount -o remount,bind,ro {target}"
+        if subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True).returncode != 0:
+            pytest.skip("no private mount namespace here (unshare -rm) to make a folder read-only")
+        done = subprocess.run(["unshare", "-rm", "sh", "-c", f'{mount} && exec "$@"', "sh", sys.executable, "-m",
+                               "orchestrator.cli", "resume", str(path)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert f"{target} is not writable" in lines[0] and "copy" in lines[0], lines[0]
     assert digest(path) == before
 
 
@@ -130,6 +167,59 @@ def test_an_unreachable_address_is_one_line_within_seconds(tmp_path, capsys):
     assert digest(path) == before
     refused(capsys, ["launch", f"storage={tmp_path}", "name=attach", *TINY, "cluster.address=127.0.0.1:1"],
             "cannot connect")
+    assert not (tmp_path / "attach").exists(), "a refused launch leaves nothing behind"
+
+
+@contextlib.contextmanager
+def not_ray(kind: str):
+    """A loopback TCP server that accepts connections and is not Ray: it says nothing, or answers HTTP garbage."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if kind == "http":
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nno\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.parametrize("kind", ["silent", "http"])
+def test_an_address_that_is_not_ray_is_one_line_within_seconds(kind, tmp_path):
+    """A port that accepts TCP but is not Ray: Ray itself would retry for minutes without a word. In subprocesses
+    (a hang is a failure, not a stuck test run): resume with Ray dialling this machine's address for 127.0.0.1
+    (its default), launch with Ray dialling loopback itself (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: the server is
+    reached and must answer), and a Ray Client address."""
+    path = experiment(tmp_path)
+    before = digest(path)
+    with not_ray(kind) as address:
+        runs = [(["resume", str(path), "--address", address], address, {}),
+                (["launch", f"storage={tmp_path}", "name=attach", *TINY, f"cluster.address={address}"], address,
+                 {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}),
+                (["resume", str(path), "--address", f"ray://{address}"], f"ray://{address}", {})]
+        for argv, named, env in runs:
+            start = time.monotonic()
+            try:
+                done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], capture_output=True,
+                                      text=True, timeout=45, env={**os.environ, **env})
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"symsweep {argv[0]} did not give up on {named} within 45 s")
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 2 and len(lines) == 1, done.stderr
+            assert f"cluster.address={named!r}" in lines[0] and "does not answer as Ray's" in lines[0], lines[0]
+            assert time.monotonic() - start < 30
+    assert digest(path) == before
     assert not (tmp_path / "attach").exists(), "a refused launch leaves nothing behind"
 
 

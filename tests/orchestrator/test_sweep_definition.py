@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import compose
-from orchestrator.sweep import metric_and_mode, plan, resolve_metric, validate
+from orchestrator.sweep import metric_and_mode, plan, reported_metrics, resolve_metric, validate
 
 
 # -- precedence -----------------------------------------------------------------------------------------
@@ -77,6 +77,19 @@ def test_later_wins_between_command_line_overrides():
     assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.5, 2]}
     config = compose(["trainer.lr=0.1,0.2", "~sweep.params.trainer.lr"])
     assert config["sweep"]["params"] == {}
+
+
+def test_later_wins_between_a_pin_and_a_sweep_params_entry(capsys):
+    entry = "+sweep.params.symmetrizer.noise_scale={grid: [0.1, 1]}"
+    config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5", entry])
+    assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.1, 1]}
+    config = compose(["experiment=quickstart", entry, "symmetrizer.noise_scale=0.5"])
+    assert "symmetrizer.noise_scale" not in config["sweep"]["params"] and config["symmetrizer"]["noise_scale"] == 0.5
+    config = compose(["trainer.lr=0.1,0.2", "+sweep.params={trainer.lr: {grid: [0.3]}}"])  # a whole mapping too
+    assert config["sweep"]["params"] == {"trainer.lr": {"grid": [0.3]}}
+    assert main(["launch", "--dry-run", "--json", "experiment=quickstart", "symmetrizer.noise_scale=0.5", entry]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "symmetrizer.noise_scale" not in shown["pinned"], shown["pinned"]
 
 
 # -- Hydra's sweep functions ----------------------------------------------------------------------------
@@ -171,6 +184,24 @@ def test_a_metric_the_trials_do_not_report_is_refused_with_the_list():
     config = compose(["task=nbody", "group=sn_e", "sweep.metric=bogus_metric", "sweep.scheduler=asha"])
     with pytest.raises(ValueError, match=r"^sweep.metric='bogus_metric' .*best_val_mse.*train_loss"):
         validate(config)
+
+
+def test_only_a_task_with_an_ood_split_offers_its_ood_metrics(tmp_path, capsys):
+    """n-body has val and test splits only: best_test_ood_mse would fail in every trial, so it is refused."""
+    from workers.tasks import get_task
+
+    assert main(["launch", "--dry-run", f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga",
+                 "sweep.metric=best_test_ood_mse"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "sweep.metric='best_test_ood_mse'" in line and "best_val_mse" in line and "ood" not in line.split(":")[-1]
+    gravity = compose(["experiment=remul_gravity_cpu", "sweep.metric=best_test_ood_mse"])
+    validate(gravity)
+    assert metric_and_mode(gravity) == ("best_test_ood_mse", "min")
+    for name in ("nbody", "nbody_gravity"):  # the offered splits are the splits a trial evaluates
+        data = get_task(name, train_size=2, eval_size=2).load(tmp_path / "cache")
+        offered = {m[len("best_"):-len("_mse")] for m in reported_metrics(compose([f"task={name}"]))
+                   if m.startswith("best_") and m.endswith("_mse")}
+        assert offered == set(data.splits) - {"train"}, name
 
 
 def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, monkeypatch):

@@ -141,3 +141,31 @@ def test_a_failing_wandb_never_stops_the_sweep(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "W&B logging stopped" in done.stdout + done.stderr
     assert ",completed," in (tmp_path / "nowandb" / "trials.csv").read_text()
+
+
+def test_the_embedded_rays_session_logs_are_private(tmp_path):
+    """Ray's session logs hold the driver's environment in plain text (``runtime_env_agent.log``: secrets such as
+    AWS_SECRET_ACCESS_KEY): the embedded Ray's temporary root is made 0700, so no other user reaches them."""
+    import shutil
+    import stat
+    import tempfile
+
+    from orchestrator.launcher import socket_safe_base
+
+    base = Path(tempfile.mkdtemp(prefix="ss-", dir=socket_safe_base(tempfile.gettempdir(),
+                                                                     len("/ss-12345678/ray-1234567/ray"))))
+    secret = f"symsweep-secret-{os.getpid()}-{time.time_ns()}"
+    try:
+        done = symsweep("launch", f"storage={tmp_path}", "name=private", *TINY, "trainer.epochs=1",
+                        "logging.wandb.enabled=false", env={**os.environ, "RAY_TMPDIR": str(base),
+                                                            "AWS_SECRET_ACCESS_KEY": secret})
+        assert done.returncode == 0, done.stdout + done.stderr
+        root = base / f"ray-{os.getuid()}"  # Ray's own root, ray/ below it, is world-writable whatever one does
+        assert stat.S_IMODE(root.stat().st_mode) == 0o700, oct(root.stat().st_mode)
+        assert list(root.glob("ray/session_*/logs/runtime_env_agent.log")), "the session is in it"
+        holding = [file for file in base.rglob("*") if file.is_file() and not file.is_symlink()
+                   and secret.encode() in file.read_bytes()]
+        assert holding, "Ray wrote the environment into its session logs (else this test checks nothing)"
+        assert all(root in file.parents for file in holding), holding
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

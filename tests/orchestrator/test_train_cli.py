@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,15 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     result = json.loads((second / "result.json").read_text())
     assert result["epoch"] == 3 and result["val_mse"] == resumed[-1]["val_mse"]
     assert sorted(path.name for path in second.glob("checkpoint_*")) == ["checkpoint_000002", "checkpoint_000003"]
+
+
+@pytest.mark.parametrize("lr", ["1e30", "3e3"])  # diverges in epoch 1 (no checkpoint yet); in epoch 2 (one kept)
+def test_a_diverged_loss_is_one_line_naming_the_epoch_and_checkpoint_exit_1(lr, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert main(["train", *NBODY_MLP, "trainer.epochs=4", f"trainer.lr={lr}", "--workdir", str(workdir)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("symsweep train: error: non-finite training loss") and " at epoch " in line, line
+    assert "lower trainer.lr" in line, line
+    named = [Path(word.rstrip(";,")) for word in line.split() if "checkpoint_" in word]
+    assert all((path / "state.pt").is_file() for path in named), line
+    assert named or "no checkpoint was written" in line, line

@@ -58,6 +58,12 @@ def one_line_error(capsys) -> str:
     return err[0]
 
 
+def refuses_without_advice(line: str) -> None:
+    """The refusal of a crafted file says what it is and never passes on torch's advice to load it unsafely."""
+    assert "weights_only" not in line and "trust" not in line and "\x1b" not in line, line
+    assert "other than tensors and plain data" in line and "never loads" in line, line
+
+
 def test_checkpoints_load_as_weights_only(trained):
     state = torch.load(trained / "checkpoint_000002" / "state.pt", map_location="cpu", weights_only=True)
     assert state["loop"]["epoch"] == 2 and "torch" in state["rng"]
@@ -66,9 +72,10 @@ def test_checkpoints_load_as_weights_only(trained):
 
 def test_a_crafted_checkpoint_is_refused_without_running_it(tmp_path):
     file, marker = crafted(tmp_path)
-    with pytest.raises(CheckpointError, match=str(file)):
+    with pytest.raises(CheckpointError, match=str(file)) as raised:
         load_checkpoint(file.parent)
     assert not marker.exists()
+    refuses_without_advice(str(raised.value))
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(trained):
@@ -97,6 +104,8 @@ def test_equivariance_refuses_a_bad_checkpoint_in_one_line(damage, trained, tmp_
     line = one_line_error(capsys)
     assert str(path) in line and "symsweep equivariance: error:" in line
     assert not marker.exists()
+    if damage == "crafted":
+        refuses_without_advice(line)
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "crafted"])
@@ -111,8 +120,11 @@ def test_train_refuses_a_bad_resume_before_writing(damage, trained, tmp_path, ca
         path, marker = crafted(tmp_path)
     workdir = tmp_path / "out"
     assert main(["train", *NBODY_MLP, "trainer.epochs=3", "--workdir", str(workdir), "--resume", str(path)]) == 2
-    assert str(path) in one_line_error(capsys)
+    line = one_line_error(capsys)
+    assert str(path) in line
     assert not workdir.exists() and not marker.exists()
+    if damage == "crafted":
+        refuses_without_advice(line)
 
 
 def test_train_refuses_a_workdir_that_is_a_file(tmp_path, capsys):

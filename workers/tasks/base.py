@@ -58,6 +58,7 @@ class Task(ABC):
     metric: ClassVar[str]  # the headline metric reported for model selection
     mode: ClassVar[str]  # "min" or "max" for ``metric``
     trainable: ClassVar[bool] = True  # False for tasks evaluated at initialisation (separation)
+    evaluation_splits: ClassVar[tuple[str, ...]] = ("val", "test")  # what a trial reports <split>_<metric> of
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))

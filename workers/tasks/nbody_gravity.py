@@ -144,6 +144,7 @@ class NBodyGravity(Task):
     target_kind = "point"
     metric = "mse"
     mode = "min"
+    evaluation_splits = ("val", "test", "test_ood")
 
     def validate(self) -> None:
         p = self.params
