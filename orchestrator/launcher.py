@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestrator.config import trial_config
+from orchestrator.folder import MISSING, Folder, FolderError
 from orchestrator.sweep import collapse, metric_and_mode, search_space, trial_resources
 
 
@@ -291,15 +292,17 @@ def save_config(config: Mapping[str, Any], path: Path) -> None:
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    file = path / "config.json"
-    if not file.is_file():
+    """The experiment's ``config.json`` for ``resume``, read as any file of a folder (``orchestrator.folder``)."""
+    folder = Folder(path)
+    file = folder.path / "config.json"
+    if folder.kind("config.json") == MISSING:
         raise ValueError(f"{path} is not a symsweep experiment: expected a directory with config.json written by "
                          "symsweep launch")
     try:
-        config = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{file} cannot be read ({type(err).__name__}: {err}); it is written by symsweep launch "
-                         "and must not be edited: restore it from a copy of the experiment") from None
+        config = folder.read_json("config.json")
+    except FolderError as err:
+        raise ValueError(f"{err}; it is written by symsweep launch and must not be edited: restore it from a copy "
+                         "of the experiment") from None
     if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("cluster", "sweep")):
         raise ValueError(f"{file} is not a symsweep configuration (a JSON object with cluster and sweep sections); "
                          "restore it from a copy of the experiment")
