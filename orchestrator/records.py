@@ -91,9 +91,8 @@ def _misshapen(config: Mapping[str, Any]) -> str | None:
         checks["sweep.seeds"] = is_int(sweep.get("seeds") or 1)
         checks["sweep.metric"] = sweep.get("metric") is None or isinstance(sweep["metric"], str)
         checks["sweep.mode"] = sweep.get("mode") in (None, "min", "max")
-        checks["sweep.compare"] = compare is None or isinstance(compare, dict) and all(
-            isinstance(compare.get(key), str) for key in ("key",)) and "reference" in compare and (
-            compare.get("metric") is None or isinstance(compare["metric"], str))
+        checks["sweep.compare"] = compare is None or isinstance(compare, dict) and "reference" in compare and (
+            isinstance(compare.get("key"), str) and isinstance(compare.get("metric") or "", str))
         for name, keys in SPEC_KEYS.items():
             entries = sweep.get(name) or []
             checks[f"sweep.{name}"] = isinstance(entries, list) and all(
