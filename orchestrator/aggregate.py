@@ -4,7 +4,9 @@
 without the seed: mean ± std over the completed seeds); ``trials_table``/``summary_rows`` are the rows
 of ``trials.csv`` and ``summary.csv``, ``summary_table`` the Markdown table. ``results.write_report``
 writes them with the derived results and plots. It works on partial and failed experiments, and the same
-directory always gives byte-identical tables (rows in a stable order).
+directory always gives byte-identical tables (rows in a stable order). Text from the folder is escaped where it
+is written: one line in every Markdown cell and heading (``markdown_cell``, ``one_line``), and CSV text cells
+that no spreadsheet runs as a formula (``_cell``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from orchestrator.folder import Folder, one_line, replace_file, spreadsheet_text
 from orchestrator.records import STATES, TrialRecord, count_states, load_trials, open_experiment, read_trials  # noqa: F401
 from workers import UNUSED
 
@@ -165,15 +168,18 @@ def expand_unused(summary: Summary, config: Mapping[str, Any]) -> Summary:
 
 # -- writing -------------------------------------------------------------------------------------------
 def _cell(value: Any) -> Any:
-    return "" if value is None else value if _is_number(value) else text(value)
+    """A CSV cell: numbers as they are, text in one line and never a spreadsheet formula."""
+    return "" if value is None else value if _is_number(value) else spreadsheet_text(text(value))
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    """``path`` (in the experiment directory) replaced by the table: never written through a link there."""
+    def fill(handle) -> None:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
+        writer.writerow([_cell(name) for name in header])
         writer.writerows([[_cell(value) for value in row] for row in rows])
-    return path
+
+    return replace_file(path, fill)
 
 
 Table = tuple[list[str], list[list[Any]]]  # (header, rows): what a CSV file and a DataFrame are made of
@@ -205,8 +211,9 @@ def write_summary_csv(path: Path, summary: Summary) -> Path:
     return write_csv(path, *summary_rows(summary))
 
 
-def _markdown(value: Any) -> str:
-    return text(value).replace("|", "\\|")
+def markdown_cell(value: Any) -> str:
+    """A value in a Markdown table cell: one line, ``|`` escaped."""
+    return one_line(text(value)).replace("|", "\\|")
 
 
 def summary_table(source: Summary) -> str:
@@ -217,11 +224,12 @@ def summary_table(source: Summary) -> str:
     header = [*source.keys, "n_seeds", *source.metrics]
     lines = [f"# {source.name}", "", f"{sum(source.by_state.values())} trials ({counts or 'none yet'}); {order}"
              "cells are mean ± std over the completed seeds (n_seeds; with one seed the value alone: no spread is "
-             "known).", "",
-             "| " + " | ".join(map(_markdown, header)) + " |",
+             "known)."]
+    lines = [*map(one_line, lines), "",
+             "| " + " | ".join(map(markdown_cell, header)) + " |",
              "|" + "---|" * len(source.keys) + "---:|" * (1 + len(source.metrics))]
     for configuration in source.configurations:
-        cells = [_markdown(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
+        cells = [markdown_cell(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
         for metric in source.metrics:
             mean, std = configuration.stats.get(metric, (None, None))
             spread = f" ± {std:.4g}" if configuration.n_seeds >= 2 else ""  # one seed: no spread is known
@@ -230,10 +238,10 @@ def summary_table(source: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def status(experiment_dir: str | os.PathLike) -> dict[str, Any]:
+def status(experiment_dir: str | os.PathLike | Folder) -> dict[str, Any]:
     """Counts by state and the best trial so far (any state) by the sweep metric; no files written."""
-    path, config = open_experiment(experiment_dir)
-    trials = read_trials(path, config)
+    folder, config = open_experiment(experiment_dir)
+    path, trials = folder.path, read_trials(folder, config)
     metric, mode = sweep_metric(config, metric_names(trials))
     scored = [trial for trial in trials if metric in trial.last and math.isfinite(trial.last[metric])]
     best = None

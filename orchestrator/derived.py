@@ -33,7 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats as scipy_stats
 
-from orchestrator.aggregate import SEED_KEY, Configuration, Summary, _order, text, write_csv
+from orchestrator.aggregate import SEED_KEY, Configuration, Summary, _order, markdown_cell, text, write_csv
+from orchestrator.folder import one_line
 from workers.schema import TrainerSettings
 
 
@@ -365,17 +366,18 @@ def comparison_markdown(found: list[Comparison], summary: Summary) -> str:
     first = found[0]
     keys = [key for key in summary.keys if key in first.values]
     better = "lower" if first.mode == "min" else "higher"
-    lines = [f"## {first.metric}: each {first.key} against {text(first.reference)}, paired by seed", "",
-             f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed ({better} is better); "
-             "mean ± standard error over the pairs, 95 % t-interval.", "",
-             "| " + " | ".join([first.key, *keys, "pairs", "difference", "95 % interval", "verdict"]) + " |",
+    lines = [one_line(f"## {first.metric}: each {first.key} against {text(first.reference)}, paired by seed"), "",
+             one_line(f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed ({better} is "
+                      "better); mean ± standard error over the pairs, 95 % t-interval."), "",
+             "| " + " | ".join(map(markdown_cell, [first.key, *keys, "pairs", "difference", "95 % interval",
+                                                   "verdict"])) + " |",
              "|" + "---|" * (1 + len(keys)) + "---:|---:|---:|---|"]
     for c in found:
         low, high = c.interval
         difference = (f"{_number(c.mean)} ± {_number(c.std_error)}" if c.pairs > 1 else _number(c.mean))
         interval = f"[{_number(low)}, {_number(high)}]" if c.pairs > 1 else "-"
         cells = [text(c.value), *(text(c.values[k]) for k in keys), str(c.pairs), difference, interval, c.verdict()]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("| " + " | ".join(map(markdown_cell, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -390,13 +392,13 @@ def samples_markdown(points: list[SamplesPoint], summary: Summary) -> str:
         rows.setdefault((json_key(point.values, summary.keys), point.metric), {})[point.samples] = point
     lines = ["## Metric against the number of evaluation samples N (best epoch's model)", "",
              "Cells: mean over seeds ± the spread (std) over fresh noise draws of one evaluation.", "",
-             "| " + " | ".join([*summary.keys, "metric", *(f"N={n}" for n in counts)]) + " |",
+             "| " + " | ".join(map(markdown_cell, [*summary.keys, "metric", *(f"N={n}" for n in counts)])) + " |",
              "|" + "---|" * (len(summary.keys) + 1) + "---:|" * len(counts)]
     for (_, metric), by_count in rows.items():
         values = next(iter(by_count.values())).values
         cells = [text(values.get(k)) for k in summary.keys] + [metric]
         cells += [f"{by_count[n].mean:.4g} ± {by_count[n].draw_std:.2g}" if n in by_count else "-" for n in counts]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("| " + " | ".join(map(markdown_cell, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -127,9 +127,10 @@ def _crash_line(err: Exception, path: Path) -> str:
     """One line for an exception that ended Ray Tune's loop; its traceback goes to ``driver_error.txt``."""
     import traceback
 
+    from orchestrator.folder import Folder
+
     try:
-        (path / "driver_error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        where = f"; traceback in {path / 'driver_error.txt'}"
+        where = f"; traceback in {Folder(path).write_text('driver_error.txt', traceback.format_exc())}"
     except OSError:
         where = ""
     first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
@@ -170,6 +171,7 @@ def _outcome(config: dict, path: Path, records, hint: str) -> int:
     """Exit status 0 when the files hold every planned trial completed; else one line saying what is short."""
     from collections import Counter
 
+    from orchestrator.folder import Folder
     from orchestrator.sweep import planned_trials, seeds_of
     from workers.trial import DETERMINISTIC
 
@@ -186,8 +188,9 @@ def _outcome(config: dict, path: Path, records, hint: str) -> int:
     counts["never started"] = planned - len(records)
     what = ", ".join(f"{count} {state}" for state, count in counts.items() if count > 0)
     print(f"symsweep: {short} of {planned} planned trial(s) did not complete ({what}); see trials.csv.", flush=True)
+    folder = Folder(path)
     repeat = sum(record.state == "errored" and bool(record.dirname)
-                 and (path / record.dirname / DETERMINISTIC).is_file() for record in records)
+                 and folder.kind(f"{record.dirname}/{DETERMINISTIC}") == "file" for record in records)
     if repeat >= short:
         print(f"symsweep: {repeat} trial(s) failed in a way a resume repeats (a non-finite loss or a setting the trial "
               "refused; see trials.csv): change the settings and launch a new experiment", flush=True)

@@ -14,7 +14,10 @@
   (log-log points and fitted lines, slopes in the legend).
 
 Legends sit outside the axes, right of the panels. Drawn on matplotlib ``Figure`` objects with the
-Agg canvas: no pyplot state, no display needed.
+Agg canvas: no pyplot state, no display needed. Text from the folder is drawn as it is (no TeX-like math
+parsing: a ``$`` in a name cannot fail a figure); file names are made of plausible metric and key names only
+(``orchestrator.records``) and ``safe_name``; each figure replaces its file (``orchestrator.folder``), and
+``plots/`` is made a real directory of the experiment first (a link there is replaced, never followed).
 """
 
 from __future__ import annotations
@@ -42,17 +45,22 @@ from orchestrator.derived import (
     ratios,
     samples_points,
 )
+from orchestrator.folder import Folder, replace_file
 
 MAX_LEGEND = 24  # more lines than this: no legend (it would be taller than the figure)
 CURVE_EXTRAS = ("entropy",)  # reported per evaluation and drawn as learning curves when present
 TRAIN_PARTS = ("train_entropy_penalty", "train_equivariance_loss")  # penalties, drawn apart from the task loss
 PANEL_EXTRAS = ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s")
 NOT_PLOTTED = ("best_epoch",)
+MAX_NAME = 200  # characters of a file name (the file system allows 255, the temporary name beside it a few more)
 
 
 def safe_name(name: str) -> str:
-    """A file name from metric and key names: anything but letters, digits, '.', '_', '-' becomes '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    """A file name from metric and key names: anything but letters, digits, '.', '_', '-' becomes '_', and a
+    name longer than MAX_NAME keeps its beginning and its extension."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    stem, dot, extension = name.rpartition(".")
+    return name if len(name) <= MAX_NAME else stem[:MAX_NAME - len(extension) - 1] + dot + extension
 
 
 def numeric_keys(summary: Summary) -> list[str]:
@@ -94,8 +102,7 @@ def colors_for(labels) -> dict[str, Any]:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=100)
-    return path
+    return replace_file(path, lambda handle: figure.savefig(handle, dpi=100, format="png"), binary=True)
 
 
 def _legend_outside(figure: Figure, axes_list) -> None:
@@ -353,23 +360,23 @@ def write_plots(summary: Summary, directory: Path, derived=(), loglog=(), compar
     it does not read with every value of that key (a flat line against it); ``runs``, the configurations as
     they ran, draws the per-configuration curves (learning, sample count) once each."""
     runs = runs or summary
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in sorted(directory.glob("*.png")):
-        old.unlink()
-    files = [metrics_vs_key(summary, key, directory / safe_name(f"metrics_vs_{key}.png"))
-             for key in numeric_keys(summary)]
-    files.append(learning_curves(runs, directory / "learning_curves.png"))
-    points = samples_points(runs)
-    files += [samples_curves(runs, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))
-              for metric in dict.fromkeys(point.metric for point in points)]
-    if compared:
-        files.append(comparison_figure(summary, list(compared),
-                                       directory / safe_name(f"compare_{compared[0].metric}.png")))
-    for spec in derived:
-        found = ratios(summary, spec)
-        files += [ratio_vs_key(summary, spec, found, key, directory / safe_name(f"derived_{spec['name']}_vs_{key}.png"))
-                  for key in numeric_keys(summary) if key != spec["key"]]
-    for spec in loglog:
-        name = f"loglog_{quantity(spec)}_vs_{spec['key']}.png"
-        files.append(loglog_fits(summary, spec, fits(summary, spec), directory / safe_name(name)))
+    Folder(directory.parent).directory(directory.name, clear=".png")
+    with matplotlib.rc_context({"text.parse_math": False}):  # a "$" in a name is text, not math to parse
+        files = [metrics_vs_key(summary, key, directory / safe_name(f"metrics_vs_{key}.png"))
+                 for key in numeric_keys(summary)]
+        files.append(learning_curves(runs, directory / "learning_curves.png"))
+        points = samples_points(runs)
+        files += [samples_curves(runs, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))
+                  for metric in dict.fromkeys(point.metric for point in points)]
+        if compared:
+            files.append(comparison_figure(summary, list(compared),
+                                           directory / safe_name(f"compare_{compared[0].metric}.png")))
+        for spec in derived:
+            found = ratios(summary, spec)
+            files += [ratio_vs_key(summary, spec, found, key,
+                                   directory / safe_name(f"derived_{spec['name']}_vs_{key}.png"))
+                      for key in numeric_keys(summary) if key != spec["key"]]
+        for spec in loglog:
+            name = f"loglog_{quantity(spec)}_vs_{spec['key']}.png"
+            files.append(loglog_fits(summary, spec, fits(summary, spec), directory / safe_name(name)))
     return [file for file in files if file is not None]

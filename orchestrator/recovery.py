@@ -11,23 +11,27 @@ signals turned into a clean stop, deterministic failures not retried.
 - ``StopOnSignal``: SIGINT/SIGTERM/SIGHUP end the sweep the way Tune ends on SIGUSR1 (experiment state saved,
   trials stopped), then the command exits 130 and prints ``symsweep resume PATH``.
 - ``no_retry_of_deterministic_failures``: a trial that wrote ``workers.trial.DETERMINISTIC`` is not retried.
+
+The experiment's own files are handled through ``orchestrator.folder``: the lock file is never a link, the state
+is read bounded, errored trials are moved only from real directories into a real ``.restarted/``. Ray Tune's
+pickles (``tuner.pkl``) are Tune's to read: resume only experiments you or someone you trust wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import pickletools
-import shutil
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
+from orchestrator.folder import RESULTS_LIMIT, Folder, FolderError
+from orchestrator.records import load_trials, state_files
 from workers.trial import DETERMINISTIC
 
 LOCK_FILE = ".symsweep.lock"
@@ -42,12 +46,21 @@ class ExperimentLock:
     retried on the new file, so two drivers never both hold one."""
 
     def __init__(self, path: Path):
-        self.file = path / LOCK_FILE
+        self.folder = Folder(path)
+        self.file = self.folder.path / LOCK_FILE
         self.handle = None
+
+    def _open(self):
+        """The lock file, made if missing: a regular file of the experiment, never a link planted there."""
+        try:
+            return os.fdopen(self.folder.open_file(LOCK_FILE, os.O_RDWR, create=True), "r+")
+        except FolderError as err:
+            raise ValueError(f"{err}: it cannot be the experiment's lock; remove it, then run symsweep resume "
+                             "again") from None
 
     def acquire(self, command: str) -> "ExperimentLock":
         while True:
-            handle = self.file.open("a+")
+            handle = self._open()
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -57,7 +70,7 @@ class ExperimentLock:
                 raise ValueError(f"{self.file.parent} is in use by {holder}; wait for it to end (or stop that "
                                  "process), then run symsweep resume again") from None
             try:
-                same = os.fstat(handle.fileno()).st_ino == os.stat(self.file).st_ino
+                same = os.fstat(handle.fileno()).st_ino == os.lstat(self.file).st_ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -78,10 +91,6 @@ class ExperimentLock:
             self.handle = None
 
 
-def _newest_state(path: Path) -> list[Path]:
-    return sorted(path.glob("experiment_state-*.json"), key=lambda file: file.name)
-
-
 def check_restorable(path: Path) -> None:
     """Refuse (one line naming the file and the way out) what Ray Tune cannot restore."""
     if not (path / "tuner.pkl").is_file():
@@ -89,19 +98,20 @@ def check_restorable(path: Path) -> None:
                          f"resumed; its results so far stay readable (symsweep report {path}); to run the sweep again "
                          "use symsweep launch with another name=")
     check_whole_and_writable(path)
-    states = _newest_state(path)
+    folder = Folder(path)
+    states = state_files(folder)
     if not states:
         raise ValueError(f"{path} has no experiment_state-*.json (the sweep never saved its state); launch it again "
                          "with another name=")
-    newest = states[-1]
+    newest = folder.path / states[-1]
     try:
-        state = json.loads(newest.read_text())
+        state = folder.read_json(states[-1], RESULTS_LIMIT)
         if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list):
-            raise ValueError("no trial_data list")
-    except (OSError, ValueError) as err:
-        older = f"; delete it to resume from the previous state {states[-2].name}" if len(states) > 1 else (
+            raise FolderError(newest, "a JSON value without a trial_data list")
+    except FolderError as err:
+        older = f"; delete it to resume from the previous state {states[-2]}" if len(states) > 1 else (
             "; no older state file exists: launch the sweep again with another name=")
-        raise ValueError(f"{newest} is corrupted ({type(err).__name__}: {str(err)[:120]}){older}") from None
+        raise ValueError(f"{newest} is corrupted: {err.reason}{older}") from None
 
 
 def check_whole_and_writable(path: Path) -> None:
@@ -245,17 +255,14 @@ def set_aside_errored(path: Path) -> list[Path]:
     """Before ``--restart-errored``: move each errored trial's directory to ``<experiment>/.restarted/`` (kept,
     not counted). Ray Tune restarts such a trial under a new id and directory; the old one would otherwise
     stay in the experiment and be counted as a second trial of the same configuration."""
-    from orchestrator.records import load_trials
-
+    folder = Folder(path)
     moved = []
-    for record in load_trials(path):
-        source = path / record.dirname
-        if record.state == "errored" and record.dirname and source.is_dir():
-            target = path / RESTARTED / record.dirname
-            target.parent.mkdir(exist_ok=True)
-            shutil.rmtree(target, ignore_errors=True)
-            source.rename(target)
-            moved.append(target)
+    for record in load_trials(folder):
+        name = folder.trial_directory(record.dirname) if record.state == "errored" else None
+        if name:
+            folder.directory(RESTARTED)  # a real directory of the experiment (a link there is replaced)
+            folder.remove(f"{RESTARTED}/{name}")
+            moved.append(folder.move(name, f"{RESTARTED}/{name}"))
     return moved
 
 

@@ -11,6 +11,10 @@
 
 Every table is built from the same rows as the files ``symsweep report`` writes (``write_report``, below,
 writes them from the same ``Experiment``), so the two never disagree. Loading writes nothing.
+
+Reading a folder someone else wrote is safe: everything is read through ``orchestrator.folder`` (inside the
+folder only, no link followed, bounded, no code run); what was left out as damaged is in
+``experiment.folder.skipped``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from orchestrator.derived import (
     samples_table,
     write_derived,
 )
+from orchestrator.folder import Folder
 from orchestrator.records import TrialRecord, open_experiment, read_trials
 
 
@@ -56,12 +61,16 @@ from orchestrator.records import TrialRecord, open_experiment, read_trials
 class Experiment:
     """One experiment directory, read once; the DataFrames are built on first use."""
 
-    path: Path
+    folder: Folder  # where it was read, and what was skipped there
     config: dict[str, Any]
     records: list[TrialRecord]
     result: Summary  # the configurations, their statistics, the sweep metric and mode
     compared: list[Comparison] = field(default_factory=list)
     points: list[SamplesPoint] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
 
     @cached_property
     def trials(self) -> pd.DataFrame:
@@ -94,14 +103,14 @@ def _frame(table: tuple[list[str], list[list[Any]]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=header)
 
 
-def load_experiment(experiment_dir: str | os.PathLike) -> Experiment:
+def load_experiment(experiment_dir: str | os.PathLike | Folder) -> Experiment:
     """Read an experiment directory (a clear ValueError when it is not one)."""
-    path, config = open_experiment(experiment_dir)
-    records = read_trials(path, config)
-    result = summarize(path, config, records)
+    folder, config = open_experiment(experiment_dir)
+    records = read_trials(folder, config)
+    result = summarize(folder.path, config, records)
     expanded = expand_unused(result, config)  # a configuration run once for an unused key pairs with each value
     compared = comparisons(expanded, compare_spec(config, expanded), base_seed(config))
-    return Experiment(path, config, records, result, compared, samples_points(result))
+    return Experiment(folder, config, records, result, compared, samples_points(result))
 
 
 def report_markdown(experiment: Experiment) -> str:
@@ -123,11 +132,12 @@ def write_report(source: str | os.PathLike | Experiment) -> dict[str, Any]:
     from orchestrator.plots import write_plots  # matplotlib only when plotting
 
     experiment = source if isinstance(source, Experiment) else load_experiment(source)
-    path, config, trials, summary = experiment.path, experiment.config, experiment.records, experiment.result
-    files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary)]
-    (path / "summary.md").write_text(report_markdown(experiment), encoding="utf-8")
+    folder, config, trials, summary = experiment.folder, experiment.config, experiment.records, experiment.result
+    path = folder.path
+    files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary),
+             folder.write_text("summary.md", report_markdown(experiment))]
     expanded = expand_unused(summary, config)
-    files += [path / "summary.md", *write_derived(path, config, expanded),
+    files += [*write_derived(path, config, expanded),
               *write_plots(expanded, path / "plots", derived_specs(config), loglog_specs(config),
                            experiment.compared, runs=summary)]
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),

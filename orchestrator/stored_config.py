@@ -10,49 +10,45 @@ then takes the new value and keeps a line of history. Any other edit is refused.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from orchestrator.folder import MISSING, Folder, FolderError
 
 CONFIG = "config.json"
 RECORD = ".symsweep-config.json"
 FROM_THE_FOLDER = ("storage", "name")  # resume takes them from where the experiment is now
 
 
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "x", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
-
-
 def save_config(config: Mapping[str, Any], path: Path, history: list | None = None) -> None:
-    """``config.json`` and the record beside it (both replaced atomically)."""
-    _write(path / CONFIG, json.dumps(config, indent=2, sort_keys=True))
-    _write(path / RECORD, json.dumps({"config": config, "history": history or []}, indent=1, sort_keys=True))
+    """``config.json`` and the record beside it (both replaced atomically, never through a link)."""
+    folder = Folder(path)
+    folder.write_text(CONFIG, json.dumps(config, indent=2, sort_keys=True))
+    folder.write_text(RECORD, json.dumps({"config": config, "history": history or []}, indent=1, sort_keys=True))
 
 
-def _read(file: Path, what: str) -> Any:
-    if not file.is_file():
+def _read(folder: Folder, name: str, what: str) -> Any:
+    """A JSON file of the experiment (``orchestrator.folder``'s bounded reader); None when it is missing."""
+    if folder.kind(name) == MISSING:
         return None
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
-        raise ValueError(f"{file} cannot be read ({type(err).__name__}: {str(err)[:120]}); {what}") from None
+        return folder.read_json(name)
+    except FolderError as err:
+        raise ValueError(f"{err}; {what}") from None
 
 
 def load_config(path: Path) -> dict[str, Any]:
     """``config.json`` of an experiment: a one-line ValueError when it is missing or not a configuration."""
-    file = path / CONFIG
-    config = _read(file, "it is written by symsweep launch and must not be edited: restore it from a copy of the "
-                         "experiment")
+    folder = Folder(path)
+    config = _read(folder, CONFIG, "it is written by symsweep launch and must not be edited: restore it from a copy "
+                                   "of the experiment")
     if config is None:
         raise ValueError(f"{path} is not a symsweep experiment: expected a directory with config.json written by "
                          "symsweep launch")
     if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("cluster", "sweep")):
-        raise ValueError(f"{file} is not a symsweep configuration (a JSON object with cluster and sweep sections); "
-                         "restore it from a copy of the experiment")
+        raise ValueError(f"{folder.path / CONFIG} is not a symsweep configuration (a JSON object with cluster and "
+                         "sweep sections); restore it from a copy of the experiment")
     return config
 
 
@@ -83,7 +79,7 @@ def checked_config(path: Path, allow_changed: Iterable[str] = ()) -> dict[str, A
     from workers.schema import changes_results
 
     config = load_config(path)
-    record = _read(path / RECORD, "it is symsweep's record of the experiment's configuration; restore it from a "
+    record = _read(Folder(path), RECORD, "it is symsweep's record of the experiment's configuration; restore it from a "
                                   "copy of the experiment")
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise ValueError(f"{path / RECORD} is missing or not symsweep's record of the configuration, so an edit of "

@@ -5,14 +5,20 @@ Each trial's latest checkpoint holds the weights of its best validation epoch; t
 each N on the chosen splits, ``--repeats`` fresh noise draws per N (mean and spread). The points go to
 ``<trial>/eval_samples.json`` (added to what the trial reported with ``trainer.eval_samples_curve``),
 then ``eval_samples.csv``, ``summary.md`` and ``plots/eval_samples_<metric>.png`` are rewritten.
+
+Safe on a folder someone else wrote: a trial is evaluated only in a real directory of the experiment (its
+``relative_logdir`` one plain name, no link followed down to the checkpoint), checkpoints load with
+``weights_only=True``, and nothing is written outside the folder (``orchestrator.folder``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from orchestrator.folder import Folder, one_line
+from workers.checks import is_int
 
 DEFAULT_COUNTS = [1, 2, 5, 10]
 
@@ -41,30 +47,30 @@ def parse_counts(text: str) -> list[int]:
     return sorted(set(counts))
 
 
-def latest_trial_checkpoint(trial_dir: Path) -> Path | None:
-    """The trial's checkpoint of the latest epoch, in the trial directory or below it (sharded trials)."""
-    from workers.train import latest_checkpoint
+def latest_trial_checkpoint(folder: Folder, trial: str) -> Path | None:
+    """The checkpoint of the latest epoch of trial directory ``trial``, in it or below it (sharded trials), found
+    without following links: a complete one (its ``meta.json`` names its epoch, as ``workers.checkpoints``
+    writes it) whose ``state.pt`` is a regular file."""
+    found = []
+    for directory in folder.tree(trial):
+        if directory.rsplit("/", 1)[-1].startswith("checkpoint_"):
+            meta = folder.read_json(f"{directory}/meta.json", strict=False)
+            epoch = meta.get("epoch") if isinstance(meta, dict) else None
+            if is_int(epoch) and folder.kind(f"{directory}/state.pt") == "file":
+                found.append((epoch, directory))
+    return folder.path / max(found)[1] if found else None
 
-    found = [latest_checkpoint(directory) for directory in
-             [trial_dir, *sorted({meta.parent.parent for meta in trial_dir.glob("*/**/checkpoint_*/meta.json")})]]
-    found = [(json.loads((c / "meta.json").read_text())["epoch"], str(c)) for c in found if c is not None]
-    return Path(max(found)[1]) if found else None
 
-
-def write_points(trial_dir: Path, curve: dict) -> None:
-    """Merge ``curve`` into ``<trial>/eval_samples.json`` (atomically)."""
+def write_points(folder: Folder, trial: str, curve: dict) -> None:
+    """Merge ``curve`` into ``<trial>/eval_samples.json`` (replaced whole, never written through a link)."""
     from orchestrator.records import EVALUATED_FILE
 
-    file = trial_dir / EVALUATED_FILE
-    try:
-        merged = json.loads(file.read_text())
-    except (OSError, ValueError):
-        merged = {}
+    file = f"{trial}/{EVALUATED_FILE}"
+    merged = folder.read_json(file, strict=False)
+    merged = merged if isinstance(merged, dict) else {}
     for metric, points in curve.items():
-        merged.setdefault(metric, {}).update(points)
-    temporary = trial_dir / f".{EVALUATED_FILE}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(merged, indent=1, sort_keys=True))
-    os.replace(temporary, file)
+        merged[metric] = {**(merged[metric] if isinstance(merged.get(metric), dict) else {}), **points}
+    folder.write_text(file, json.dumps(merged, indent=1, sort_keys=True))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.results import load_experiment, write_report
     from workers.settings import trainer_settings
 
-    path, config = open_experiment(Path(args.path).expanduser().resolve())
+    folder, config = open_experiment(args.path)
+    path = folder.path
     trainer = trainer_settings(config)
     counts = parse_counts(args.eval_samples) if args.eval_samples else (trainer.eval_samples_curve or DEFAULT_COUNTS)
     repeats = args.repeats if args.repeats is not None else trainer.eval_samples_repeats
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     splits = [split.strip() for split in args.split.split(",") if split.strip()]
     if not splits:
         raise ValueError(f"--split={args.split!r} is not allowed; expected evaluation splits, e.g. test or val,test")
-    trials = [trial for trial in read_trials(path, config) if trial.state == "completed"]
+    trials = [trial for trial in read_trials(folder, config) if trial.state == "completed"]
     if not trials:
         print(f"symsweep evaluate: {path} has no completed trial yet; nothing evaluated")
         return 1
@@ -93,19 +100,22 @@ def run(args: argparse.Namespace) -> int:
           f"{repeats} draw(s) each, splits {', '.join(splits)}", flush=True)
     skipped = 0
     for trial in trials:
-        checkpoint = latest_trial_checkpoint(path / trial.dirname)
+        directory = folder.trial_directory(trial.dirname)
+        checkpoint = latest_trial_checkpoint(folder, directory) if directory else None
         label = ", ".join(f"{key}={aggregate.text(value)}" for key, value in trial.params.items())
         if checkpoint is None:
-            print(f"  {trial.trial_id}: no checkpoint on disk; skipped")
+            print(one_line(f"  {trial.trial_id}: no checkpoint " + ("on disk" if directory else "in a trial directory "
+                           "of the experiment") + "; skipped"))
             skipped += 1
             continue
         curve = evaluate_checkpoint(load_checkpoint(checkpoint), counts, repeats, splits, args.device)
-        write_points(path / trial.dirname, curve)
+        write_points(folder, directory, curve)
         shown = "; ".join(f"{metric}: " + ", ".join(f"N={n} {point['mean']:.4g}" for n, point in points.items())
                           for metric, points in curve.items())
-        print(f"  {trial.trial_id} ({label}): {shown}", flush=True)
-    experiment = load_experiment(path)
+        print(one_line(f"  {trial.trial_id} ({label}): {shown}"), flush=True)
+    experiment = load_experiment(folder)
     write_report(experiment)
+    folder.warn_skipped("evaluate")
     print()
     print(samples_markdown(experiment.points, experiment.result))
     print(f"wrote eval_samples.csv, summary.md and plots/eval_samples_*.png in {path}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
@@ -16,8 +15,11 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator import aggregate
+    from orchestrator.folder import Folder, one_line
 
-    state = aggregate.status(Path(args.path).expanduser().resolve())
+    folder = Folder(args.path)
+    state = aggregate.status(folder)
+    folder.warn_skipped("status")
     if args.json:
         print(json.dumps(state, default=str))
         return 0
@@ -26,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     best = state.get("best")
     if best:
         params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items())
-        print(f"best {state['metric']} = {best['value']:.4g} ({best['state']} trial {best['trial_id']}"
-              + (f": {params})" if params else ")"))
+        print(one_line(f"best {state['metric']} = {best['value']:.4g} ({best['state']} trial {best['trial_id']}"
+                       + (f": {params})" if params else ")")))
     else:
-        print(f"no {state['metric'] or 'result'} reported yet")
+        print(one_line(f"no {state['metric'] or 'result'} reported yet"))
     return 0
