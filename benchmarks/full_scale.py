@@ -92,12 +92,15 @@ class SavedBytes:
 
 def configurations(preset: str):
     """(label, trial config) for every distinct configuration of the preset's grid, one seed."""
-    from orchestrator.config import compose
-    from orchestrator.sweep import trial_configs
+    from orchestrator.config import compose, trial_config
+    from orchestrator.plan import validate
+    from workers.settings import merge
 
     config = compose([f"experiment={preset}"])
     seen = set()
-    for params, trial in trial_configs(config):
+    for point in validate(config).points:
+        params = {key: value for key, value in point.values.items() if key != "sample"}
+        trial = merge(trial_config(config), params)
         label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items() if k != "trainer.seed") or "-"
         if label not in seen:
             seen.add(label)

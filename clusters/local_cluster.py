@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.launcher import socket_safe_base
+from orchestrator.ray_cluster import socket_safe_base
 
 RESOURCE_PREFIX = "local_node_"
 _ROOT_NAME = len("/rc-") + 8  # tempfile.mkdtemp(prefix="rc-") adds 8 random characters

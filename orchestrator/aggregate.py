@@ -58,6 +58,7 @@ class Summary:
     mode: str  # "min" | "max"
     configurations: list[Configuration]
     by_state: dict[str, int]
+    base_seed: Any = 0  # the seed of trials that do not sweep it (sweep.seeds = 1): paired comparisons use it
 
 
 # -- summarising --------------------------------------------------------------------------------------
@@ -90,17 +91,11 @@ def metric_names(trials: Iterable[TrialRecord]) -> list[str]:
 
 
 def sweep_metric(config: Mapping[str, Any], names: list[str]) -> tuple[str | None, str]:
-    """(metric, mode) as resolved at launch (``config.json``); for an experiment launched before that,
-    the same resolution (``orchestrator.sweep.metric_and_mode``), else the first best_val_* metric."""
+    """(metric, mode) as resolved at launch (``config.json``); for a config that names none (a hand-made folder),
+    the first best_val_* metric."""
     sweep = config.get("sweep") or {}
     if sweep.get("metric") and sweep.get("mode"):
         return sweep["metric"], sweep["mode"]
-    try:
-        from orchestrator.sweep import metric_and_mode
-
-        return metric_and_mode(config)
-    except (KeyError, TypeError, ValueError):  # no task in this config: fall back on the metric names
-        pass
     metric = sweep.get("metric") or next((name for name in names if name.startswith("best_val_")), None) or next(
         (name for name in names if name.startswith(("val_", "test_"))), None)
     mode = sweep.get("mode") or ("min" if metric and any(word in metric for word in MIN_WORDS) else "max")
@@ -149,7 +144,16 @@ def summarize(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) 
                            if isinstance(domain, Mapping) and not {"grid", "choice"} & set(domain))
     return Summary(name=str(config.get("name") or path.name), keys=keys, continuous=continuous, metrics=metrics,
                    metric=metric, mode=mode, configurations=sorted(configurations, key=rank),
-                   by_state=count_states(trials))
+                   by_state=count_states(trials), base_seed=base_seed(config))
+
+
+def base_seed(config: Mapping[str, Any]) -> Any:
+    """The seed of trials that do not sweep it (``sweep.seeds`` = 1): the config's ``trainer.seed`` (the
+    schema's default where a saved config.json names none)."""
+    from workers.schema import TrainerSettings
+
+    trainer = config.get("trainer")
+    return trainer.get("seed", TrainerSettings().seed) if isinstance(trainer, Mapping) else TrainerSettings().seed
 
 
 def expand_unused(summary: Summary, config: Mapping[str, Any]) -> Summary:
@@ -164,6 +168,17 @@ def expand_unused(summary: Summary, config: Mapping[str, Any]) -> Summary:
         for values in itertools.product(*options):
             configurations.append(replace(configuration, values=dict(zip(configuration.values, values))))
     return replace(summary, configurations=configurations)
+
+
+def lines_by_other_keys(summary: Summary, key: str) -> dict[str, list[Configuration]]:
+    """Configurations grouped by the values of the other discrete swept keys (label -> members)."""
+    others = [other for other in summary.keys if other != key and other not in summary.continuous]
+    lines: dict[str, list[Configuration]] = {}
+    for configuration in summary.configurations:
+        label = ", ".join(f"{other}={text(configuration.values[other])}" for other in others)
+        lines.setdefault(label, []).append(configuration)
+    return dict(sorted(lines.items()))
+
 
 
 # -- writing -------------------------------------------------------------------------------------------

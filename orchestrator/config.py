@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.domains import KINDS
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("task", "group", "symmetrizer", "model", "trainer", "sweep", "cluster", "logging", "experiment")
 
 
-DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint")  # the forms of a sweep.params entry
 
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
@@ -170,26 +171,10 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         params.pop(key, None)
     params.update(line.sweeps)
     config["sweep"]["params"] = params
-    _drop_analyses_of_unswept(config["sweep"], set(line.pinned) | set(line.unswept), line.plain_keys)
+    from orchestrator.analyses import unswept_analyses
+
+    unswept_analyses(config["sweep"], set(line.pinned) | set(line.unswept), line.plain_keys)
     return config
-
-
-def _drop_analyses_of_unswept(sweep: dict[str, Any], unswept: set[str], named_keys: set[str]) -> None:
-    """A preset's ``compare``, ``derived`` and ``loglog`` entries over a key the command line pinned or
-    unswept are dropped (``experiment=ps_nbody_cpu symmetrizer.method=ps`` runs PS only, with nothing to
-    compare it with); entries the command line itself set (``named_keys``) are kept and checked as usual."""
-    def named(section: str) -> bool:
-        prefix = f"sweep.{section}"
-        return any(key == prefix or key.startswith(f"{prefix}.") for key in named_keys)
-
-    gone = unswept - set(sweep["params"])
-    compare = sweep.get("compare")
-    if isinstance(compare, dict) and compare.get("key") in gone and not named("compare"):
-        sweep["compare"] = None
-    for section in ("derived", "loglog"):
-        entries = sweep.get(section)
-        if isinstance(entries, list) and not named(section):
-            sweep[section] = [e for e in entries if not (isinstance(e, dict) and e.get("key") in gone)]
 
 
 def composed_keys(plain: list[str]):
@@ -219,7 +204,7 @@ def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in params.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value and not (len(value) == 1 and next(iter(value)) in DOMAINS):
+        if isinstance(value, dict) and value and not (len(value) == 1 and next(iter(value)) in KINDS):
             flat.update(flatten_params(value, dotted + "."))
         else:
             flat[dotted] = value

@@ -10,24 +10,44 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from orchestrator.plan import SweepPlan
+
+MAX_NAME = 100
 
 
-def run_experiment(config: dict, path: Path, new: bool = False, restart_errored: bool = False) -> int:
+def experiment_dir(config: Mapping[str, Any]) -> Path:
+    name = config["name"] or f"{config['task']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "://" in config["storage"]:  # Path() would turn s3://b/x into a local directory ./s3:/b/x
+        raise ValueError(f"storage={config['storage']!r}: URI storage (s3://, gs://, ...) is not supported yet; "
+                         "allowed: a directory path, on a multi-node cluster one every node mounts (NFS, EFS, "
+                         "Filestore), e.g. storage=/mnt/shared/runs")
+    if len(name) > MAX_NAME:  # the trial directories below it need room within the file system's 255 bytes
+        raise ValueError(f"name={name[:40]!r}... has {len(name)} characters; allowed: at most {MAX_NAME}")
+    storage = Path(config["storage"]).expanduser().resolve()
+    if storage.exists() and not storage.is_dir():
+        raise ValueError(f"storage={config['storage']!r}: {storage} is a file; expected a directory (new or "
+                         "existing) for the experiments")
+    return storage / name
+
+
+def run_experiment(plan: SweepPlan, path: Path, new: bool = False, restart_errored: bool = False) -> int:
     """Run a new (``new``: the directory must not exist yet) or restored experiment to the end, then report.
 
     The one path of ``symsweep launch`` (``new=True``, after its checks) and ``symsweep resume``.
 
     Exit status: 0 every trial completed, 1 some trial failed, 130 interrupted by a signal (the sweep's
     state is saved; ``symsweep resume PATH`` continues it). Refusals (exit 2) happen before Ray starts."""
-    from orchestrator.recovery import ExperimentLock, check_restorable
+    from orchestrator.recovery import ExperimentLock
     from orchestrator.stored_config import save_config
 
     command = "launch" if new else "resume"
     if new:
-        _create(path)
-    else:
-        check_restorable(path)  # before anything is written, the lock included
+        _create(path)  # (resume checked Ray Tune's files before anything is written, the lock included)
     lock = ExperimentLock(path)
     try:
         lock.acquire(command)
@@ -37,8 +57,8 @@ def run_experiment(config: dict, path: Path, new: bool = False, restart_errored:
         raise
     try:
         if new:
-            save_config(config, path)
-        return _run(config, path, new, restart_errored)
+            save_config(plan.config, path)
+        return _run(plan, path, new, restart_errored)
     except BaseException:
         if new and not (path / "tuner.pkl").exists():  # refused or stopped before the sweep existed
             lock.release()
@@ -61,13 +81,13 @@ def _create(path: Path) -> None:
                          "writable directory") from None
 
 
-def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
+def _run(plan: SweepPlan, path: Path, new: bool, restart_errored: bool) -> int:
     """The sweep with signals handled from start to end: SIGINT/SIGTERM/SIGHUP stop it cleanly (exit 130)."""
     from orchestrator.recovery import INTERRUPTED, StopOnSignal
 
     with StopOnSignal() as stop:
         try:
-            return _fit_and_report(config, path, new, restart_errored, stop)
+            return _fit_and_report(plan, path, new, restart_errored, stop)
         except KeyboardInterrupt:  # a signal outside Tune's loop (starting Ray, writing the report) or a second one
             if (path / "tuner.pkl").exists():
                 print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: symsweep resume {path}",
@@ -76,13 +96,14 @@ def _run(config: dict, path: Path, new: bool, restart_errored: bool) -> int:
             raise
 
 
-def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, stop) -> int:
+def _fit_and_report(plan: SweepPlan, path: Path, new: bool, restart_errored: bool, stop) -> int:
     import ray
 
     from orchestrator import tune_patches
-    from orchestrator.launcher import check_resources, make_tuner, restore_tuner, start_ray
+    from orchestrator.ray_cluster import check_resources, start_ray
     from orchestrator.recovery import RestoreFailed, RestoreGuard, set_aside_errored
     from orchestrator.session import Session
+    from orchestrator.tuner import make_tuner, restore_tuner
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables and hints off: Progress is the view
@@ -96,18 +117,18 @@ def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, 
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     tune_patches.reset()
     grid, crashed = None, None
-    with Session(embedded=config["cluster"]["address"] is None) as session:
-        started = start_ray(config["cluster"])
+    with Session(embedded=plan.cluster.address is None) as session:
+        started = start_ray(plan.cluster)
         stop.install()
         session.started(started)
         try:
-            check_resources(config)
+            check_resources(plan)
             if new:
-                tuner = make_tuner(config, path, session.scratch)
+                tuner = make_tuner(plan, path, session.scratch)
             else:
                 if restart_errored:
                     set_aside_errored(path)
-                tuner = restore_tuner(config, path, restart_errored, session.scratch)
+                tuner = restore_tuner(plan, path, restart_errored, session.scratch)
             with RestoreGuard(), stop.tune_listening():
                 try:
                     grid = tuner.fit()
@@ -120,7 +141,7 @@ def _fit_and_report(config: dict, path: Path, new: bool, restart_errored: bool, 
         finally:
             if started:
                 ray.shutdown()
-    return _report(config, path, grid, stop.interrupted, crashed)
+    return _report(plan, path, grid, stop.interrupted, crashed)
 
 
 def _crash_line(err: Exception, path: Path) -> str:
@@ -137,7 +158,7 @@ def _crash_line(err: Exception, path: Path) -> str:
     return f"{type(err).__name__}: {first}{where}"
 
 
-def _report(config: dict, path: Path, grid, interrupted: bool, crashed: str | None) -> int:
+def _report(plan: SweepPlan, path: Path, grid, interrupted: bool, crashed: str | None) -> int:
     """Write the tables and plots, print the summary, and decide the exit status from the experiment's files:
     0 only when every planned trial completed (or was stopped early on purpose by ASHA)."""
     from orchestrator import tune_patches
@@ -164,19 +185,18 @@ def _report(config: dict, path: Path, grid, interrupted: bool, crashed: str | No
     if interrupted or grid is None or _interrupted(grid):
         print(f"symsweep: interrupted; the sweep's state is saved. Continue it with: {hint}", flush=True)
         return INTERRUPTED
-    return _outcome(config, path, experiment.records, hint)
+    return _outcome(plan, path, experiment.records, hint)
 
 
-def _outcome(config: dict, path: Path, records, hint: str) -> int:
+def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
     """Exit status 0 when the files hold every planned trial completed; else one line saying what is short."""
     from collections import Counter
 
     from orchestrator.folder import Folder
-    from orchestrator.sweep import planned_trials, seeds_of
     from workers.trial import DETERMINISTIC
 
-    planned = len(planned_trials(config)) * len(seeds_of(config))
-    early = config["sweep"]["scheduler"] == "asha"  # ASHA stops trials early on purpose
+    planned = plan.n_trials
+    early = plan.sweep.scheduler == "asha"  # ASHA stops trials early on purpose
 
     def done(record) -> bool:
         return record.state == "completed" or (early and record.state == "unfinished" and not record.error)

@@ -13,8 +13,9 @@
 - ``derived_<name>_vs_<key>.png`` (ratios, a dotted line at 1) and ``loglog_<quantity>_vs_<key>.png``
   (log-log points and fitted lines, slopes in the legend).
 
-Legends sit outside the axes, right of the panels. Drawn on matplotlib ``Figure`` objects with the
-Agg canvas: no pyplot state, no display needed. Text from the folder is drawn as it is (no TeX-like math
+The figures of the sweep's analyses (``compare_*``, ``derived_*``, ``loglog_*``) are drawn by their analysis
+(``orchestrator.analyses``); the shared drawing helpers are in ``orchestrator.figures``. Legends sit outside the
+axes, right of the panels. Text from the folder is drawn as it is (no TeX-like math
 parsing: a ``$`` in a name cannot fail a figure); file names are made of plausible metric and key names only
 (``orchestrator.records``) and ``safe_name``; each figure replaces its file (``orchestrator.folder``), and
 ``plots/`` is made a real directory of the experiment first (a link there is replaced, never followed).
@@ -23,150 +24,31 @@ parsing: a ``$`` in a name cannot fail a figure); file names are made of plausib
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from orchestrator.aggregate import Summary, text
-from orchestrator.derived import (
-    Comparison,
-    Fit,
-    Ratio,
-    SamplesPoint,
-    fits,
-    json_key,
-    lines_by_other_keys,
-    quantity,
-    ratios,
-    samples_points,
+from orchestrator.aggregate import Summary, lines_by_other_keys
+from orchestrator.figures import (
+    colors_for,
+    errorbar_lines,
+    legend_outside,
+    numeric_keys,
+    panels,
+    safe_name,
+    save,
+    short_names,
+    x_axis,
 )
-from orchestrator.folder import Folder, replace_file
+from orchestrator.folder import Folder
+from orchestrator.samples import samples_curves, samples_points
 
-MAX_LEGEND = 24  # more lines than this: no legend (it would be taller than the figure)
 CURVE_EXTRAS = ("entropy",)  # reported per evaluation and drawn as learning curves when present
 TRAIN_PARTS = ("train_entropy_penalty", "train_equivariance_loss")  # penalties, drawn apart from the task loss
 PANEL_EXTRAS = ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s")
 NOT_PLOTTED = ("best_epoch",)
-MAX_NAME = 200  # characters of a file name (the file system allows 255, the temporary name beside it a few more)
-
-
-def safe_name(name: str) -> str:
-    """A file name from metric and key names: anything but letters, digits, '.', '_', '-' becomes '_', and a
-    name longer than MAX_NAME keeps its beginning and its extension."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    stem, dot, extension = name.rpartition(".")
-    return name if len(name) <= MAX_NAME else stem[:MAX_NAME - len(extension) - 1] + dot + extension
-
-
-def numeric_keys(summary: Summary) -> list[str]:
-    """Swept keys whose values are all numbers, with at least two distinct values."""
-    keys = []
-    for key in summary.keys:
-        values = [configuration.values[key] for configuration in summary.configurations]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and len(set(values)) > 1:
-            keys.append(key)
-    return keys
-
-
-def log_axis(values: list[float]) -> bool:
-    """A log scale for positive values spanning more than a decade."""
-    return min(values) > 0 and max(values) / min(values) > 10
-
-
-def short_names(summary: Summary):
-    """A function shortening the swept keys in a label to their last part (``symmetrizer.method=ps`` ->
-    ``method=ps``) where that part names one key only: legends and tick labels stay readable."""
-    last = [key.rsplit(".", 1)[-1] for key in summary.keys]
-    renames = [(f"{key}=", f"{short}=") for key, short in zip(summary.keys, last)
-               if last.count(short) == 1 and short != "name"]  # model.name=egnn, not name=egnn
-    renames.sort(key=lambda pair: -len(pair[0]))
-
-    def shorten(label: str) -> str:
-        for old, new in renames:
-            label = label.replace(old, new)
-        return label
-
-    return shorten
-
-
-def colors_for(labels) -> dict[str, Any]:
-    """One colour per label, the same in every panel of a figure (the legend holds for all of them)."""
-    labels = list(dict.fromkeys(labels))
-    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    return {label: palette(index % palette.N) for index, label in enumerate(labels)}
-
-
-def _save(figure: Figure, path: Path) -> Path:
-    return replace_file(path, lambda handle: figure.savefig(handle, dpi=100, format="png"), binary=True)
-
-
-def _legend_outside(figure: Figure, axes_list) -> None:
-    """One legend for the figure, right of every panel (never over the data)."""
-    handles, labels = {}, []
-    for axes in axes_list:
-        for handle, label in zip(*axes.get_legend_handles_labels()):
-            if label not in handles:
-                handles[label] = handle
-                labels.append(label)
-    if labels and len(labels) <= MAX_LEGEND:
-        figure.legend([handles[label] for label in labels], labels, loc="outside right upper", fontsize="small")
-
-
-def _panels(count: int, width: float = 4.2, height: float = 3.4, columns: int = 3, legend: bool = True):
-    """A figure with ``count`` panels in rows of at most ``columns``, room on the right for a legend."""
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    figure = Figure(figsize=(width * columns + (3.2 if legend else 0), height * rows), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
-    for extra in axes[count:]:
-        extra.set_visible(False)
-    return figure, list(axes[:count])
-
-
-def _errorbar_lines(axes, lines: dict[str, list[tuple[float, float, float]]], colors=None) -> list[float]:
-    """Error-bar lines (x, mean, std) per label on ``axes`` (``colors``: label -> colour); the x values drawn."""
-    colors = colors or colors_for(lines)
-    xs = []
-    for label, points in lines.items():
-        if points:
-            x, mean, std = np.array(sorted(points)).T
-            axes.errorbar(x, mean, yerr=np.nan_to_num(std), marker="o", capsize=3, label=label or "all",
-                          color=colors[label])
-            xs.extend(x)
-    return xs
-
-
-def _points_figure(lines: dict[str, list[tuple[float, float, float]]], key: str, ylabel: str, title: str,
-                   path: Path, unit_line: bool = False) -> Path | None:
-    """Error-bar lines (x, mean, std) per label against ``key`` (log x for a wide positive range),
-    saved to ``path``; None when there is no point. ``unit_line`` marks y = 1 (ratios)."""
-    figure, (axes,) = _panels(1, 6, 4, legend=any(lines))
-    xs = _errorbar_lines(axes, lines)
-    if not xs:
-        return None
-    if unit_line:
-        axes.axhline(1.0, color="grey", linestyle=":", linewidth=1)
-    _x_axis(axes, xs)
-    axes.set_xlabel(key)
-    axes.set_ylabel(ylabel)
-    axes.set_title(title, fontsize="medium")
-    if any(lines):
-        _legend_outside(figure, [axes])
-    return _save(figure, path)
-
-
-def _x_axis(axes, xs: list[float]) -> None:
-    """Log scale for a wide positive range; ticks at the swept values themselves when there are few."""
-    if xs and log_axis(xs):
-        axes.set_xscale("log")
-    if 0 < len(set(xs)) <= 8:
-        axes.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
-        axes.minorticks_off()
 
 
 def panel_metrics(summary: Summary) -> list[str]:
@@ -194,16 +76,16 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
     metrics = panel_metrics(summary)
     if not metrics:
         return None
-    figure, panels = _panels(len(metrics))
+    figure, grid = panels(len(metrics))
     shorten = short_names(summary)
     groups = {shorten(label): members for label, members in lines_by_other_keys(summary, key).items()}
     colors = colors_for(groups)
-    for axes, metric in zip(panels, metrics):
+    for axes, metric in zip(grid, metrics):
         lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in members
                          if metric in c.stats and math.isfinite(c.stats[metric][0])]
                  for label, members in groups.items()}
-        xs = _errorbar_lines(axes, lines, colors)
-        _x_axis(axes, xs)
+        xs = errorbar_lines(axes, lines, colors)
+        x_axis(axes, xs)
         means = [mean for points in lines.values() for _, mean, _ in points]
         if means and min(means) > 0 and max(means) / min(means) > 100:
             axes.set_yscale("log")  # e.g. equivariance gaps: round-off next to real errors
@@ -211,8 +93,8 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
         note = {summary.metric: " (sweep metric)", "equivariance_gap": " (exact: ≲ 1e-9)"}.get(metric, "")
         axes.set_title(metric + note, fontsize="medium")
     figure.suptitle(f"{summary.name}: metrics vs {key} (mean ± std over seeds)", fontsize="medium")
-    _legend_outside(figure, panels)
-    return _save(figure, path)
+    legend_outside(figure, grid)
+    return save(figure, path)
 
 
 def _reported(summary: Summary) -> list[str]:
@@ -239,10 +121,10 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
     trained = any(report.get("epoch", 0) >= 1 for c in summary.configurations for t in c.trials for report in t.history)
     if not metrics or not trained:
         return None
-    figure, panels = _panels(len(metrics), 4.5, 3.6)
+    figure, grid = panels(len(metrics), 4.5, 3.6)
     shorten = short_names(summary)
     colors = colors_for(shorten(c.label()) or "all" for c in summary.configurations)
-    for axes, metric in zip(panels, metrics):
+    for axes, metric in zip(grid, metrics):
         for configuration in summary.configurations:
             by_epoch: dict[float, list[float]] = {}
             for trial in configuration.trials:
@@ -259,106 +141,17 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
         axes.set_title(metric, fontsize="medium")
     figure.suptitle(f"{summary.name}: learning curves (mean over seeds)", fontsize="medium")
     if any(c.values for c in summary.configurations):
-        _legend_outside(figure, panels)
-    return _save(figure, path)
+        legend_outside(figure, grid)
+    return save(figure, path)
 
 
-def samples_curves(summary: Summary, points: list[SamplesPoint], metric: str, path: Path) -> Path | None:
-    """``metric`` of each configuration's best model against the evaluation samples N (log x), error bars
-    the spread over noise draws of one evaluation; None without points."""
-    lines: dict[str, list[tuple[float, float, float]]] = {}
-    labels: dict[str, str] = {}
-    shorten = short_names(summary)
-    for point in points:
-        if point.metric == metric and math.isfinite(point.mean):
-            key = json_key(point.values, summary.keys)
-            labels[key] = shorten(point.label()) or "all"
-            lines.setdefault(key, []).append((float(point.samples), point.mean, point.draw_std))
-    if not lines:
-        return None
-    figure, (axes,) = _panels(1, 6, 4)
-    _errorbar_lines(axes, {labels[key]: found for key, found in lines.items()})
-    axes.set_xscale("log")
-    counts = sorted({x for found in lines.values() for x, _, _ in found})
-    axes.set_xticks(counts, [f"{count:g}" for count in counts])
-    axes.minorticks_off()
-    axes.set_xlabel("evaluation samples N")
-    axes.set_ylabel(f"{metric} (mean over seeds)")
-    axes.set_title(f"{summary.name}: {metric} of the best model\n(error bars: spread over noise draws)",
-                   fontsize="medium")
-    _legend_outside(figure, [axes])
-    return _save(figure, path)
-
-
-def comparison_figure(summary: Summary, found: list[Comparison], path: Path) -> Path | None:
-    """Each paired difference (value − reference) with its 95 % interval, a line at 0; None without pairs."""
-    found = [c for c in found if c.pairs]
-    if not found:
-        return None
-    shorten = short_names(summary)
-    ticks = [f"{shorten(c.label())} ({c.pairs} pair{'s' * (c.pairs != 1)})" for c in found]
-    figure = Figure(figsize=(5 + 0.075 * max(map(len, ticks)), 1.8 + 0.45 * len(found)), layout="constrained")
-    axes = figure.subplots()
-    rows = np.arange(len(found))[::-1]
-    for row, comparison in zip(rows, found):
-        low, high = comparison.interval
-        if comparison.pairs > 1:
-            axes.errorbar(comparison.mean, row, xerr=[[comparison.mean - low], [high - comparison.mean]], marker="o",
-                          capsize=3, color="tab:blue")
-        else:
-            axes.plot(comparison.mean, row, marker="o", markerfacecolor="none", color="tab:grey")
-    axes.axvline(0.0, color="black", linewidth=1)
-    axes.set_yticks(rows, ticks, fontsize="small")
-    better = "lower" if found[0].mode == "min" else "higher"
-    axes.set_xlabel(f"{found[0].metric}: value − {text(found[0].reference)}, same seed ({better} is better)")
-    one = any(c.pairs == 1 for c in found)
-    figure.suptitle(f"{summary.name}: paired differences against {text(found[0].reference)}, 95 % t-intervals"
-                    + ("\n(hollow: one pair, no interval)" if one else ""), fontsize="medium")
-    return _save(figure, path)
-
-
-def ratio_vs_key(summary: Summary, spec, found: list[Ratio], key: str, path: Path) -> Path | None:
-    """One ``sweep.derived`` ratio (± propagated std) against ``key``; lines by the remaining keys."""
-    others = [other for other in summary.keys if other not in (key, spec["key"]) and other not in summary.continuous]
-    lines: dict[str, list[tuple[float, float, float]]] = {}
-    for ratio in found:
-        if math.isfinite(ratio.value) and isinstance(ratio.values.get(key), (int, float)):
-            label = ", ".join(f"{o}={text(ratio.values[o])}" for o in others)
-            lines.setdefault(label, []).append((float(ratio.values[key]), ratio.value, ratio.std))
-    ylabel = f"{spec['metric']}: {text(spec['numerator'])} / {text(spec['denominator'])} (± propagated std)"
-    return _points_figure(dict(sorted(lines.items())), key, ylabel, f"{summary.name}: {spec['name']}", path,
-                          unit_line=True)
-
-
-def loglog_fits(summary: Summary, spec, found: list[Fit], path: Path) -> Path | None:
-    """Points (mean ± std over seeds) and their fitted power laws on log-log axes, slopes in the legend."""
-    if not found:
-        return None
-    figure, (axes,) = _panels(1, 6.5, 4.5)
-    colors = matplotlib.colormaps["tab20" if len(found) > 10 else "tab10"]
-    for index, fit in enumerate(found):
-        x, mean, std = np.array(fit.points).T
-        color = colors(index % colors.N)
-        axes.errorbar(x, mean, yerr=std, marker="o", linestyle="none", capsize=3, color=color)
-        grid = np.geomspace(x.min(), x.max(), 20)
-        axes.plot(grid, 10 ** (fit.intercept + fit.slope * np.log10(grid)), color=color,
-                  label=f"{fit.label() or 'all'} (slope {fit.slope:.2f})")
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel(spec["key"])
-    axes.set_ylabel(quantity(spec).replace("1-", "1 − ", 1) + " (mean over seeds)")
-    axes.set_title(f"{summary.name}: log-log fits of {quantity(spec)}", fontsize="medium")
-    _legend_outside(figure, [axes])
-    return _save(figure, path)
-
-
-def write_plots(summary: Summary, directory: Path, derived=(), loglog=(), compared: list[Comparison] = (),
+def write_plots(summary: Summary, directory: Path, analyses=None, results: dict | None = None,
                 runs: Summary | None = None) -> list[Path]:
     """Every plot of the summary into ``directory`` (old PNGs there are replaced); the files written.
-    ``derived`` and ``loglog`` are the sweep's ``sweep.derived`` and ``sweep.loglog`` entries,
-    ``compared`` the comparisons of ``sweep.compare``. ``summary`` pairs a configuration run once for a key
-    it does not read with every value of that key (a flat line against it); ``runs``, the configurations as
-    they ran, draws the per-configuration curves (learning, sample count) once each."""
+    ``analyses`` (``orchestrator.analyses.Analyses``) with their computed ``results`` draw their own figures.
+    ``summary`` pairs a configuration run once for a key it does not read with every value of that key (a flat
+    line against it); ``runs``, the configurations as they ran, draws the per-configuration curves (learning,
+    sample count) once each."""
     runs = runs or summary
     Folder(directory.parent).directory(directory.name, clear=".png")
     with matplotlib.rc_context({"text.parse_math": False}):  # a "$" in a name is text, not math to parse
@@ -368,15 +161,6 @@ def write_plots(summary: Summary, directory: Path, derived=(), loglog=(), compar
         points = samples_points(runs)
         files += [samples_curves(runs, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))
                   for metric in dict.fromkeys(point.metric for point in points)]
-        if compared:
-            files.append(comparison_figure(summary, list(compared),
-                                           directory / safe_name(f"compare_{compared[0].metric}.png")))
-        for spec in derived:
-            found = ratios(summary, spec)
-            files += [ratio_vs_key(summary, spec, found, key,
-                                   directory / safe_name(f"derived_{spec['name']}_vs_{key}.png"))
-                      for key in numeric_keys(summary) if key != spec["key"]]
-        for spec in loglog:
-            name = f"loglog_{quantity(spec)}_vs_{spec['key']}.png"
-            files.append(loglog_fits(summary, spec, fits(summary, spec), directory / safe_name(name)))
+        for analysis in (analyses.chosen if analyses is not None else []):
+            files += analysis.figures(summary, (results or {}).get(type(analysis), []), directory)
     return [file for file in files if file is not None]

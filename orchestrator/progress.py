@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from ray.tune import Callback
 
 from orchestrator.session import import_wandb_into
+from workers.schema import WandbSettings
 
 STATES = {"RUNNING": "running", "PENDING": "pending", "TERMINATED": "done", "ERROR": "errored", "PAUSED": "paused"}
 MAX_RUNNING_SHOWN = 4  # running trials listed by id and epoch; more are counted
@@ -173,12 +174,9 @@ def _error_line(trial) -> str:
     return found[-1][:200] if found else "see its error file"
 
 
-def safe_wandb(settings: Mapping[str, Any], experiment: str, directory: Path) -> Callback | None:
+def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path) -> Callback | None:
     """One W&B run per trial (offline unless a project is named); None when disabled or not installed.
-    ``settings`` is the ``logging.wandb`` section (its defaults in ``workers.schema.WandbSettings``)."""
-    from workers.schema import WandbSettings, load
-
-    wandb_settings = load(WandbSettings, settings, "logging.wandb")
+    ``wandb_settings`` is the checked ``logging.wandb`` section (the sweep plan's)."""
     mode = wandb_settings.mode or ("online" if wandb_settings.project else "offline")
     if not wandb_settings.enabled or mode == "disabled":
         return None

@@ -35,26 +35,15 @@ from orchestrator.aggregate import (
     summary_table,
     swept_keys,
     trials_table,
+    write_csv,
     write_summary_csv,
     write_trials_csv,
 )
-from orchestrator.derived import (
-    Comparison,
-    SamplesPoint,
-    base_seed,
-    compare_spec,
-    compare_table,
-    comparison_markdown,
-    comparisons,
-    derived_specs,
-    loglog_specs,
-    samples_markdown,
-    samples_points,
-    samples_table,
-    write_derived,
-)
+from orchestrator.analyses import REGISTRY, Analyses, Analysis, Context
+from orchestrator.analyses.compare import Compare, Comparison
 from orchestrator.folder import Folder
 from orchestrator.records import TrialRecord, open_experiment, read_trials
+from orchestrator.samples import SamplesPoint, samples_markdown, samples_points, samples_table
 
 
 @dataclass
@@ -65,12 +54,17 @@ class Experiment:
     config: dict[str, Any]
     records: list[TrialRecord]
     result: Summary  # the configurations, their statistics, the sweep metric and mode
-    compared: list[Comparison] = field(default_factory=list)
+    analyses: Analyses = field(default_factory=Analyses)  # what the sweep asked for beyond the summary
+    found: dict[type[Analysis], list] = field(default_factory=dict)  # their results, by kind
     points: list[SamplesPoint] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
         return self.folder.path
+
+    @property
+    def compared(self) -> list[Comparison]:
+        return self.found.get(Compare, [])
 
     @cached_property
     def trials(self) -> pd.DataFrame:
@@ -82,11 +76,19 @@ class Experiment:
 
     @cached_property
     def comparisons(self) -> pd.DataFrame:
-        return _frame(compare_table(self.result, self.compared))
+        return self.table("compare")
 
     @cached_property
     def eval_samples(self) -> pd.DataFrame:
         return _frame(samples_table(self.result, self.points))
+
+    def table(self, key: str) -> pd.DataFrame:
+        """The table of the analysis configured as ``sweep.<key>`` (``compare``, ``derived``, ``loglog`` or a
+        registered one): what its CSV holds; empty (with its columns) when the sweep did not ask for it."""
+        if key not in REGISTRY:
+            raise ValueError(f"{key!r} is not an analysis; allowed: {', '.join(REGISTRY)}")
+        kind = REGISTRY[key]
+        return _frame(kind.table(self.result, self.found.get(kind, [])))
 
     @cached_property
     def curves(self) -> pd.DataFrame:
@@ -109,15 +111,17 @@ def load_experiment(experiment_dir: str | os.PathLike | Folder) -> Experiment:
     records = read_trials(folder, config)
     result = summarize(folder.path, config, records)
     expanded = expand_unused(result, config)  # a configuration run once for an unused key pairs with each value
-    compared = comparisons(expanded, compare_spec(config, expanded), base_seed(config))
-    return Experiment(folder, config, records, result, compared, samples_points(result))
+    context = Context(domains={}, metrics=None, metric=result.metric, mode=result.mode)
+    analyses = Analyses.from_sweep(config.get("sweep") or {}, context, checked=False)
+    return Experiment(folder, config, records, result, analyses, analyses.compute(expanded), samples_points(result))
 
 
 def report_markdown(experiment: Experiment) -> str:
-    """``summary.md``: the summary table, then the paired comparisons and the evaluation-sample curves."""
+    """``summary.md``: the summary table, then each analysis's section and the evaluation-sample curves."""
     summary = experiment.result
-    sections = [summary_table(summary), comparison_markdown(experiment.compared, summary),
-                samples_markdown(experiment.points, summary)]
+    sections = [summary_table(summary)]
+    sections += [kind.markdown(summary, found) for kind, found in experiment.found.items()]
+    sections.append(samples_markdown(experiment.points, summary))
     return "\n".join(section for section in sections if section)
 
 
@@ -127,8 +131,9 @@ def summary_markdown(experiment_dir: str | os.PathLike) -> str:
 
 
 def write_report(source: str | os.PathLike | Experiment) -> dict[str, Any]:
-    """Write trials.csv, summary.csv, summary.md, derived.csv / fits.csv (when the sweep asks for
-    them) and plots/*.png into the experiment directory (read here unless ``source`` is already loaded)."""
+    """Write trials.csv, summary.csv, summary.md, each analysis's CSV (written as soon as the sweep asks for it,
+    before any result), eval_samples.csv (when trials reported sample-count curves) and plots/*.png into the
+    experiment directory (read here unless ``source`` is already loaded)."""
     from orchestrator.plots import write_plots  # matplotlib only when plotting
 
     experiment = source if isinstance(source, Experiment) else load_experiment(source)
@@ -137,8 +142,10 @@ def write_report(source: str | os.PathLike | Experiment) -> dict[str, Any]:
     files = [write_trials_csv(path / "trials.csv", config, trials), write_summary_csv(path / "summary.csv", summary),
              folder.write_text("summary.md", report_markdown(experiment))]
     expanded = expand_unused(summary, config)
-    files += [*write_derived(path, config, expanded),
-              *write_plots(expanded, path / "plots", derived_specs(config), loglog_specs(config),
-                           experiment.compared, runs=summary)]
+    for kind, found in experiment.found.items():
+        files.append(write_csv(path / kind.file, *kind.table(expanded, found)))
+    if experiment.points:
+        files.append(write_csv(path / "eval_samples.csv", *samples_table(summary, experiment.points)))
+    files += write_plots(expanded, path / "plots", experiment.analyses, experiment.found, runs=summary)
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}

@@ -71,7 +71,7 @@ DROPOUT = Rule(lambda v: v is None or (is_number(v) and 0 <= v < 1), "null or a 
 COUNTS = Rule(lambda v: v is None or (isinstance(v, list) and bool(v) and all(is_int(n) and n >= 1 for n in v)),
               "null or a non-empty list of integers ≥ 1, e.g. [1, 2, 5, 10]")
 NAME = Rule(lambda v: v is None or (isinstance(v, str) and bool(v)), "null or a non-empty name")
-ANY = Rule(lambda v: True, "see README, Sweeps")  # checked in full by orchestrator.sweep
+ANY = Rule(lambda v: True, "see README, Sweeps")  # checked in full by orchestrator.plan
 
 
 def setting(default: Any, rule: Rule, meaning: str, results: bool = True) -> Any:

@@ -52,7 +52,7 @@ from clusters.local_cluster import (  # noqa: E402 - after the path set-up above
     session_alive,
     wait_for_nodes,
 )
-from orchestrator.launcher import socket_safe_base  # noqa: E402
+from orchestrator.ray_cluster import socket_safe_base  # noqa: E402
 
 COMMANDS = ("launch", "resume")
 # How long the driver may take to stop after a stop request: Tune saves its state at once, then cleans up. After

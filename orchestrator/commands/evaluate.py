@@ -75,9 +75,9 @@ def write_points(folder: Folder, trial: str, curve: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator import aggregate
-    from orchestrator.derived import samples_markdown
     from orchestrator.records import open_experiment, read_trials
     from orchestrator.results import load_experiment, write_report
+    from orchestrator.samples import samples_markdown
     from workers.settings import trainer_settings
 
     folder, config = open_experiment(args.path)

@@ -26,14 +26,14 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_local_gpus(config: dict) -> None:
+def _check_local_gpus(plan) -> None:
     """On the embedded local Ray, GPUs this machine lacks are a configuration error before Ray starts."""
-    if config["cluster"]["address"] is not None or not config["cluster"]["gpus_per_trial"]:
+    if plan.cluster.address is not None or not plan.cluster.gpus_per_trial:
         return
     import torch
 
     if torch.cuda.device_count() == 0:
-        raise ValueError(f"cluster.gpus_per_trial={config['cluster']['gpus_per_trial']} but this machine has no GPU "
+        raise ValueError(f"cluster.gpus_per_trial={plan.cluster.gpus_per_trial:g} but this machine has no GPU "
                          "(embedded local Ray); allowed here: 0, or attach to a GPU cluster with cluster.address")
 
 
@@ -50,50 +50,49 @@ def _defaults(overrides: list[str]) -> tuple[dict | None, list[str]]:
 
 
 def prepare(overrides: list[str]):
-    """Everything before Ray: (config with name and metric resolved, experiment path, configurations
-    checked, the plan). Any error is a ValueError (one line, exit 2), also for a key deleted with ``~``
-    that the sweep needs."""
+    """Everything before Ray: (the sweep plan, experiment path, what the plan prints). Any error is a ValueError
+    (one line, exit 2), also for a key deleted with ``~`` that the sweep needs."""
     from orchestrator.config import compose
-    from orchestrator.launcher import experiment_dir
-    from orchestrator.sweep import plan, resolve_metric, validate
+    from orchestrator.experiment import experiment_dir
+    from orchestrator.plan import validate
+    from orchestrator.plan_text import describe
 
     config = compose(overrides)
-    checked = validate(config)
+    plan = validate(config)
     path = experiment_dir(config)
     if path.exists():
         raise ValueError(f"name={path.name!r}: the experiment {path} already exists; continue it with "
                          f"`symsweep resume {path}` or choose another name=")
-    _check_local_gpus(config)
+    _check_local_gpus(plan)
     config["name"] = path.name
     try:
-        resolve_metric(config)
-        summary = plan(config, *_defaults(overrides))
+        summary = describe(plan, *_defaults(overrides))
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"the configuration cannot be read ({type(err).__name__}: {err}); was a key the sweep "
                          "needs deleted with ~ or given a value of another shape? See README, Config reference"
                          ) from None
-    return config, path, checked, summary
+    return plan, path, summary
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from orchestrator.sweep import plan_lines, plan_table
+    from orchestrator.plan_text import plan_lines, plan_table
 
     if args.json and not args.dry_run:
         raise ValueError("--json is an option of --dry-run; allowed: launch --dry-run --json")
-    config, path, checked, summary = prepare(args.overrides)
+    plan, path, summary = prepare(args.overrides)
     if args.dry_run:
         if args.json:
             print(json.dumps({"experiment": str(path), **summary}, default=str))
             return 0
-        print(f"symsweep launch --dry-run: {checked} trial configuration(s) checked; nothing started or written "
+        print(f"symsweep launch --dry-run: {plan.checked} trial configuration(s) checked; nothing started or written "
               f"(experiment would be {path})")
         print("\n".join(plan_lines(summary)))
         print(plan_table(summary))
         return 0
-    print(f"symsweep: {checked} trial configuration(s) checked; experiment {path}", flush=True)
+    print(f"symsweep: {plan.checked} trial configuration(s) checked; experiment {path}", flush=True)
     print("\n".join(plan_lines(summary)), flush=True)
     from orchestrator.experiment import run_experiment
 
-    return run_experiment(config, path, new=True)
+    return run_experiment(plan, path, new=True)

@@ -28,12 +28,15 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.experiment import run_experiment
+    from orchestrator.plan import validate
+    from orchestrator.recovery import check_restorable
     from orchestrator.stored_config import checked_config
 
     path = Path(args.path).expanduser().resolve()
+    check_restorable(path)  # Ray Tune's own files first: what no setting can mend
     allowed = [key.strip() for option in args.allow_changed for key in option.split(",") if key.strip()]
     config = checked_config(path, allowed)
     config["storage"], config["name"] = str(path.parent), path.name  # a moved or copied experiment: here
     if args.address:
         config["cluster"]["address"] = args.address
-    return run_experiment(config, path, restart_errored=args.restart_errored)
+    return run_experiment(validate(config), path, restart_errored=args.restart_errored)

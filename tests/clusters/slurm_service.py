@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from clusters.local_cluster import _signal_session, free_port, session_alive
-from orchestrator.launcher import socket_safe_base
+from orchestrator.ray_cluster import socket_safe_base
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", "srun")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import launcher
+from orchestrator import ray_cluster as launcher
 from orchestrator.cli import main
 from orchestrator.config import compose
 
@@ -45,7 +45,7 @@ def test_an_address_it_cannot_attach_to_is_one_clear_error(monkeypatch):
 def test_a_real_control_store_passes_the_address_check(tmp_path):
     """The check that refuses a port that is not Ray (tests/orchestrator/test_refusals.py) lets Ray's own GCS
     through: an embedded Ray is started in a subprocess and its GCS address checked there."""
-    code = ("from orchestrator.config import compose; from orchestrator.launcher import start_ray, check_reachable; "
+    code = ("from orchestrator.config import compose; from orchestrator.ray_cluster import start_ray, check_reachable; "
             "import ray; start_ray(compose(['cluster.num_cpus=1'])['cluster']); "
             "address = ray.get_runtime_context().gcs_address; check_reachable(address); print('passed', address); "
             "ray.shutdown()")
@@ -63,8 +63,10 @@ def fake_nodes(monkeypatch, *nodes: dict, dead: tuple[dict, ...] = ()) -> None:
 
 
 def check(*overrides: str, address: str | None = "auto") -> None:
+    from orchestrator.plan import validate
+
     config = compose([*overrides] + ([f"cluster.address={address}"] if address else []))
-    launcher.check_resources(config)
+    launcher.check_resources(validate(config))
 
 
 def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together(monkeypatch):
@@ -133,7 +135,7 @@ def test_the_embedded_ray_starts_under_a_deep_temp_folder(tmp_path):
     """``symsweep`` in a deep workspace: RAY_TMPDIR too long for Ray's sockets still starts (under /tmp)."""
     deep = tmp_path / ("d" * 70)
     deep.mkdir()
-    code = ("import ray; from orchestrator.config import compose; from orchestrator.launcher import start_ray; "
+    code = ("import ray; from orchestrator.config import compose; from orchestrator.ray_cluster import start_ray; "
             "assert start_ray(compose(['cluster.num_cpus=1'])['cluster']); "
             "print(ray.get(ray.remote(lambda: 'ok').remote()), ray.get_runtime_context().gcs_address); ray.shutdown()")
     env = {**os.environ, "RAY_TMPDIR": str(deep), "TMPDIR": str(deep)}

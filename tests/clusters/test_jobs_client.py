@@ -144,7 +144,7 @@ import ray
 from ray._private.services import get_node_ip_address
 from ray._private.worker import global_worker
 from orchestrator.config import compose
-from orchestrator.launcher import start_ray
+from orchestrator.ray_cluster import start_ray
 assert start_ray(compose(["cluster.num_cpus=1", "cluster.dashboard=true"])["cluster"])
 host, port = global_worker.node.address_info["webui_url"].rsplit(":", 1)
 def status(headers):

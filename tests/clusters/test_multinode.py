@@ -30,14 +30,15 @@ CHECK = """
 import json, sys
 import ray
 from orchestrator.config import compose
-from orchestrator.launcher import check_resources, start_ray
+from orchestrator.plan import validate
+from orchestrator.ray_cluster import check_resources, start_ray
 address, cases = sys.argv[1], json.loads(sys.argv[2])
 started = start_ray(compose([f"cluster.address={address}"])["cluster"])
 out = {"started_here": started, "gcs_address": ray.get_runtime_context().gcs_address,
        "alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]), "errors": []}
 for overrides in cases:
     try:
-        check_resources(compose([f"cluster.address={address}", *overrides]))
+        check_resources(validate(compose([f"cluster.address={address}", *overrides])))
         out["errors"].append(None)
     except ValueError as err:
         out["errors"].append(str(err))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from orchestrator.aggregate import load_trials, status
-from orchestrator.plots import log_axis, safe_name
+from orchestrator.figures import log_axis, safe_name
 from orchestrator.results import summary_markdown, write_report
 
 STAMP = "2026-11-22_17-34-40"
@@ -37,9 +37,14 @@ SYMSWEEP_ERROR = ("NonFiniteLoss: non-finite training loss (nan) at epoch 2, ste
 
 
 def base_config(tmp: Path, params: dict, epochs: int = 3, seeds: int = 2, task: str = "digits_rot") -> dict:
+    """A config as ``launch`` saves it, the metric and mode resolved."""
+    from workers.tasks import task_class
+
+    kind = task_class(task)
+    metric = f"best_val_{kind.metric}" if kind.trainable else f"test_{kind.metric}"
     return {"task": {"name": task}, "group": {"name": "S_n"}, "symmetrizer": {"method": "ps", "noise_scale": 1.0},
             "model": {"name": "mlp"}, "trainer": {"epochs": epochs, "seed": 0},
-            "sweep": {"params": params, "seeds": seeds, "search": "grid", "metric": None, "mode": None},
+            "sweep": {"params": params, "seeds": seeds, "search": "grid", "metric": metric, "mode": kind.mode},
             "cluster": {}, "logging": {}, "remul": {"alpha": 1.0}, "name": "fake", "storage": str(tmp)}
 
 
@@ -423,7 +428,7 @@ def test_loglog_fits_csv_and_plot(tmp_path):
 
 def test_loglog_fit_of_a_noisy_line_and_too_few_points(tmp_path):
     from orchestrator.aggregate import read_trials, summarize
-    from orchestrator.derived import fits
+    from orchestrator.analyses.loglog import fits
 
     params = {"task.train_size": {"grid": [10, 20, 40, 80]}, "group.name": {"grid": ["C_4", "D_4"]}}
     fake = FakeExperiment(tmp_path / "noisy", base_config(tmp_path, params, epochs=1, seeds=1))
@@ -567,7 +572,7 @@ def test_learning_curves_task_loss_and_penalty_apart_one_colour_per_configuratio
     summary = summarize(path, config, read_trials(path, config))
     assert plots.curve_metrics(summary) == ["val_mse", "train_task_loss", "train_entropy_penalty"]
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda figure, file: figures.append(figure) or file)
+    monkeypatch.setattr(plots, "save", lambda figure, file: figures.append(figure) or file)
     plots.learning_curves(summary, tmp_path / "curves.png")
     plots.metrics_vs_key(summary, "symmetrizer.noise_scale", tmp_path / "metrics.png")
     for figure in figures:

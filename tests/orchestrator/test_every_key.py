@@ -12,7 +12,8 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.config import compose
 from orchestrator.overrides import parse_overrides
-from orchestrator.sweep import _flat, validate
+from orchestrator.plan import validate
+from orchestrator.plan_text import _flat
 from workers.settings import merge
 
 NBODY = ["task=nbody", "group=sn_e", "task.train_size=20", "task.eval_size=10"]

@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator.config import compose
 from orchestrator.experiment import _outcome
+from orchestrator.plan import validate
 from orchestrator.records import TrialRecord
 from workers.trial import DETERMINISTIC
 
@@ -18,7 +19,8 @@ def record(index: int, state: str, error: str = "") -> TrialRecord:
 
 @pytest.fixture
 def config(tmp_path):
-    return compose([f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga,ps", "sweep.seeds=2"])
+    return validate(compose([f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga,ps",
+                             "sweep.seeds=2"]))
 
 
 def test_every_planned_trial_completed_is_success(config, tmp_path, capsys):
@@ -46,7 +48,7 @@ def test_a_failure_that_a_resume_repeats_does_not_suggest_resume(config, tmp_pat
 
 
 def test_asha_stops_trials_early_on_purpose(tmp_path):
-    asha = compose([f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga,ps",
-                    "sweep.scheduler=asha"])
+    asha = validate(compose([f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga,ps",
+                             "sweep.scheduler=asha"]))
     assert _outcome(asha, tmp_path, [record(0, "completed"), record(1, "unfinished")], "hint") == 0
     assert _outcome(asha, tmp_path, [record(0, "completed"), record(1, "errored", "x")], "hint") == 1

@@ -7,7 +7,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import compose
-from orchestrator.sweep import search_space, validate
+from orchestrator.plan import validate
+from orchestrator.tuner import search_space
 
 INVALID = [
     (["symmetrizer.noise_scale=-1"], "symmetrizer.noise_scale"),
@@ -74,13 +75,14 @@ def test_launching_into_an_existing_experiment_says_how_to_resume(tmp_path, caps
 def test_command_line_sweeps_become_grid_params():
     config = compose(["symmetrizer.noise_scale=0.1,1,10", "sweep.seeds=3"])
     assert config["sweep"]["params"]["symmetrizer.noise_scale"] == {"grid": [0.1, 1, 10]}
-    assert validate(config) == 3
-    space = search_space(config)
+    plan = validate(config)
+    assert plan.checked == 3
+    space = search_space(plan)
     assert space["symmetrizer.noise_scale"] == {"grid_search": [0.1, 1, 10]}
     assert space["trainer.seed"] == {"grid_search": [0, 1, 2]}
 
 
 def test_the_quickstart_preset_is_valid():
     config = compose(["experiment=quickstart"])
-    assert validate(config) == 8  # 2 methods x 2 noise scales x 2 sample counts
+    assert validate(config).checked == 8  # 2 methods x 2 noise scales x 2 sample counts
     assert config["sweep"]["seeds"] == 2

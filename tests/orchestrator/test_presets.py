@@ -15,7 +15,7 @@ import math
 import pytest
 
 from orchestrator.config import CONFIG_DIR, compose, trial_config
-from orchestrator.sweep import metric_and_mode, validate
+from orchestrator.plan import validate
 from workers.settings import merge
 from workers.train import run
 
@@ -62,7 +62,7 @@ def shrink(name: str) -> dict:
 def test_preset_composes_and_validates_at_full_scale(name):
     config = compose([f"experiment={name}"])
     assert config["sweep"]["params"], f"{name} sweeps nothing"
-    assert validate(config) >= 1
+    assert validate(config).checked >= 1
 
 
 @pytest.mark.parametrize("name", PAPER_PRESETS)
@@ -80,7 +80,7 @@ def test_preset_runs_one_tiny_trial(name, tmp_path):
     swept = compose([f"experiment={name}"])["sweep"]["params"]  # a command-line value would pin a swept key
     config = compose([f"experiment={name}",
                       *(_override(key, value) for key, value in tiny.items() if key not in swept)])
-    validate(config)
+    plan = validate(config)
     pick = -1 if name.endswith("_cpu") else 0
     point = {key: next(iter(domain.values()))[pick] for key, domain in config["sweep"]["params"].items()}
     trial = merge(merge(trial_config(config), point), {k: v for k, v in tiny.items() if k.split(".")[0] != "sweep"
@@ -88,7 +88,7 @@ def test_preset_runs_one_tiny_trial(name, tmp_path):
     reports = []
     result = run(trial, lambda metrics, checkpoint: reports.append(metrics), tmp_path / "trial")
     assert reports and result == reports[-1]
-    metric, _ = metric_and_mode(config)
+    metric = plan.metric
     wanted = [metric] + [spec["metric"] for spec in config["sweep"]["derived"] + config["sweep"]["loglog"]]
     for key in wanted:
         assert key in result and math.isfinite(result[key]), (key, sorted(result))
@@ -132,4 +132,4 @@ def test_good_derived_and_loglog_specs_pass():
     config = compose(["experiment=candidate_nbody_dims_cpu",
                       "sweep.loglog=[{metric: mc_equivariance_error, key: task.dim}]",
                       "sweep.compare={key: model.name, reference: egnn, metric: equivariance_gap}"])
-    assert validate(config) == 10
+    assert validate(config).checked == 10

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from orchestrator.progress import WandbRuns, safe_wandb
+from workers.schema import WandbSettings
 
 
 class FakeRun:
@@ -42,7 +43,7 @@ def fake_wandb(monkeypatch):
 
 def test_one_run_per_trial_with_its_metrics_and_exit_code(fake_wandb, tmp_path):
     _, calls = fake_wandb
-    callback = safe_wandb({"enabled": True}, "exp", tmp_path)
+    callback = safe_wandb(WandbSettings(enabled=True), "exp", tmp_path)
     assert isinstance(callback, WandbRuns) and callback.options["mode"] == "offline"
     callback = pickle.loads(pickle.dumps(callback))  # Tune pickles its callbacks
     a, b = Trial("t_0", {"lr": 0.1}), Trial("t_1", {"lr": 0.2})
@@ -60,7 +61,7 @@ def test_one_run_per_trial_with_its_metrics_and_exit_code(fake_wandb, tmp_path):
 
 def test_a_result_of_a_restored_trial_opens_its_run_and_open_runs_are_finished_at_the_end(fake_wandb, tmp_path):
     _, calls = fake_wandb
-    callback = safe_wandb({"enabled": True, "project": "p"}, "exp", tmp_path)
+    callback = safe_wandb(WandbSettings(enabled=True, project="p"), "exp", tmp_path)
     assert callback.options["mode"] == "online" and callback.options["group"] == "exp"
     trial = Trial("t_3", {})
     callback.on_trial_result(0, [], trial, {"val_mse": 1.0})
@@ -75,7 +76,7 @@ def test_a_wandb_error_is_reported_once_and_logging_stops(fake_wandb, tmp_path, 
         raise RuntimeError("no API key")
 
     module.init = refuse
-    callback = safe_wandb({"enabled": True}, "exp", tmp_path)
+    callback = safe_wandb(WandbSettings(enabled=True), "exp", tmp_path)
     for index in range(3):
         callback.on_trial_start(0, [], Trial(f"t_{index}", {}))
     callback.on_experiment_end([])
@@ -84,8 +85,8 @@ def test_a_wandb_error_is_reported_once_and_logging_stops(fake_wandb, tmp_path, 
 
 
 def test_disabled_wandb_gives_no_callback(tmp_path):
-    assert safe_wandb({"enabled": False}, "exp", tmp_path) is None
-    assert safe_wandb({"enabled": True, "mode": "disabled"}, "exp", tmp_path) is None
+    assert safe_wandb(WandbSettings(enabled=False), "exp", tmp_path) is None
+    assert safe_wandb(WandbSettings(enabled=True, mode="disabled"), "exp", tmp_path) is None
 
 
 # -- the status line -----------------------------------------------------------------------------------------

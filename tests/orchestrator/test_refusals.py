@@ -82,9 +82,9 @@ def test_a_deleted_tuner_pkl_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("cut", [0, 1, 2])
 def test_a_truncated_tuner_pkl_is_refused_before_ray_starts(cut, tmp_path, capsys, monkeypatch):
     """Checked by walking its pickle opcodes (never unpickled): it must end with STOP."""
-    import orchestrator.launcher
+    import orchestrator.ray_cluster
 
-    monkeypatch.setattr(orchestrator.launcher, "start_ray", lambda cluster: pytest.fail("Ray was started"))
+    monkeypatch.setattr(orchestrator.ray_cluster, "start_ray", lambda cluster: pytest.fail("Ray was started"))
     path = experiment(tmp_path)
     data = (path / "tuner.pkl").read_bytes()
     (path / "tuner.pkl").write_bytes(data[:[0, len(data) // 2, len(data) - 1][cut]])

@@ -15,11 +15,26 @@ from workers.schema import changes_results
 
 
 @pytest.fixture
-def experiment(tmp_path):
+def ran(monkeypatch) -> list:
+    """``run_experiment`` replaced by a recorder: a resume that passes every check before Ray records its plan."""
+    import orchestrator.experiment
+
+    plans: list = []
+    monkeypatch.setattr(orchestrator.experiment, "run_experiment", lambda plan, *a, **k: plans.append(plan) or 0)
+    return plans
+
+
+@pytest.fixture
+def experiment(tmp_path, ran):
+    """A launched experiment (its Tune files present)."""
+    import pickle
+
     config = compose([f"storage={tmp_path}", "name=edited", "task=nbody", "group=sn_e"])
     path = tmp_path / "edited"
     path.mkdir()
     save_config(config, path)
+    (path / "tuner.pkl").write_bytes(pickle.dumps({"a": 1}))
+    (path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
     return path
 
 
@@ -49,12 +64,12 @@ def test_an_edit_that_changes_results_is_refused_naming_the_key_and_both_values(
     assert code == 2 and "--allow-changed trainer.lr: trainer.lr can change what the trials compute" in err
 
 
-def test_an_operational_edit_needs_allow_changed_and_is_then_recorded(experiment, capsys):
+def test_an_operational_edit_needs_allow_changed_and_is_then_recorded(experiment, ran, capsys):
     edit(experiment, "cluster", "max_failures", 5)
     code, err = resume(capsys, str(experiment))
     assert code == 2 and "cluster.max_failures 2 -> 5" in err and "--allow-changed cluster.max_failures" in err
     code, err = resume(capsys, str(experiment), "--allow-changed", "cluster.max_failures")
-    assert code == 2 and "was edited" not in err and "tuner.pkl" in err, err  # past the check: no sweep here to resume
+    assert code == 0 and err == "" and ran[0].cluster.max_failures == 5
     record = json.loads((experiment / RECORD).read_text())
     assert record["config"]["cluster"]["max_failures"] == 5
     assert [(h["key"], h["from"], h["to"]) for h in record["history"]] == [("cluster.max_failures", 2, 5)]

@@ -10,7 +10,13 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import compose
-from orchestrator.sweep import metric_and_mode, plan, reported_metrics, resolve_metric, validate
+from orchestrator.plan import validate
+from orchestrator.plan_text import describe
+
+
+def metric_and_mode(config: dict) -> tuple[str, str]:
+    plan = validate(config)
+    return plan.metric, plan.mode
 
 
 # -- precedence -----------------------------------------------------------------------------------------
@@ -18,7 +24,7 @@ def test_a_command_line_value_pins_a_key_the_preset_sweeps():
     config = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5"])
     assert "symmetrizer.noise_scale" not in config["sweep"]["params"]
     assert config["symmetrizer"]["noise_scale"] == 0.5
-    assert validate(config) == 4  # 2 methods x 2 sample counts
+    assert validate(config).checked == 4  # 2 methods x 2 sample counts
 
 
 def test_a_pinned_invalid_value_is_refused_like_any_other(tmp_path, capsys):
@@ -116,7 +122,7 @@ BAD_TEXT = ["trainer.lr=glob(*)", "trainer.lr=tag(foo,interval(1,2))", "trainer.
             "trainer.lr=1,2)", "group.name=S_n x E(3)", "'=x'", "a=${", "trainer.lr=[1,", "symmetrizer=ps,ga",
             "+sweep.params.x=1,2", "trainer.epochs=tag(int,interval(1.5,3))", "~sweep.params.nothing",
             "trainer.lr=tag(log,range(1,3))", "sweep.params=x", "trainer.lr=interval(1e-2,1e-4)", "~sweep",
-            "~trainer.epochs", "logging.wandb=3", "task=", "experiment=nope", "task.name=${oc.env:NOPE}",
+            "~task.name", "logging.wandb=3", "task=", "experiment=nope", "task.name=${oc.env:NOPE}",
             "model.widths={a: 1}", "trainer.lr=choice()"]
 
 
@@ -129,6 +135,14 @@ def test_no_override_text_gives_a_traceback(override, tmp_path, capsys):
     assert status == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == [] and not ray.is_initialized()
+
+
+def test_a_deleted_setting_takes_the_schemas_default(tmp_path, capsys):
+    """``~trainer.epochs`` leaves the key out; like a plain-dict config, it then has the schema's one default."""
+    from workers.schema import TrainerSettings
+
+    assert main(["launch", "--dry-run", "--json", f"storage={tmp_path}", "~trainer.epochs"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == TrainerSettings().epochs
 
 
 # -- --dry-run ------------------------------------------------------------------------------------------
@@ -188,7 +202,8 @@ def test_a_metric_the_trials_do_not_report_is_refused_with_the_list():
 
 def test_only_a_task_with_an_ood_split_offers_its_ood_metrics(tmp_path, capsys):
     """n-body has val and test splits only: best_test_ood_mse would fail in every trial, so it is refused."""
-    from workers.tasks import get_task
+    from orchestrator.metrics import reported_metrics
+    from workers.tasks import get_task, task_class
 
     assert main(["launch", "--dry-run", f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga",
                  "sweep.metric=best_test_ood_mse"]) == 2
@@ -199,7 +214,7 @@ def test_only_a_task_with_an_ood_split_offers_its_ood_metrics(tmp_path, capsys):
     assert metric_and_mode(gravity) == ("best_test_ood_mse", "min")
     for name in ("nbody", "nbody_gravity"):  # the offered splits are the splits a trial evaluates
         data = get_task(name, train_size=2, eval_size=2).load(tmp_path / "cache")
-        offered = {m[len("best_"):-len("_mse")] for m in reported_metrics(compose([f"task={name}"]))
+        offered = {m[len("best_"):-len("_mse")] for m in reported_metrics(task_class(name))
                    if m.startswith("best_") and m.endswith("_mse")}
         assert offered == set(data.splits) - {"train"}, name
 
@@ -209,9 +224,9 @@ def test_launch_writes_the_resolved_metric_and_mode_into_config_json(tmp_path, m
     import orchestrator.experiment as experiment
     from orchestrator.stored_config import save_config
 
-    def run_experiment(config, path, **options):
+    def run_experiment(plan, path, **options):
         path.mkdir(parents=True)
-        save_config(config, path)
+        save_config(plan.config, path)
         return 0
 
     monkeypatch.setattr(experiment, "run_experiment", run_experiment)
@@ -225,18 +240,10 @@ def test_the_summary_ranks_by_the_saved_mode():
     from orchestrator.aggregate import sweep_metric
 
     config = compose(["task=nbody", "group=sn_e", "sweep.metric=elapsed_s"])
-    resolve_metric(config)
+    validate(config)  # resolves metric and mode into the config (config.json)
     assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "min")
     config["sweep"]["mode"] = "max"  # what config.json says wins
     assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "max")
-
-
-def test_an_experiment_saved_before_resolution_is_ranked_like_its_tuner():
-    from orchestrator.aggregate import sweep_metric
-
-    config = compose(["sweep.metric=mc_equivariance_error"])  # EXP-classify: the task maximises accuracy
-    assert config["sweep"]["mode"] is None
-    assert sweep_metric(config, ["mc_equivariance_error", "best_val_accuracy"]) == ("mc_equivariance_error", "min")
 
 
 def test_asha_and_optuna_need_the_metric_in_the_first_report():
@@ -258,13 +265,13 @@ def test_asha_stops_trials_at_epoch_rungs_with_eval_every():
     the others run to epoch 12."""
     from ray.tune.schedulers import TrialScheduler
 
-    from orchestrator.launcher import make_scheduler
+    from orchestrator.tuner import make_scheduler
 
-    config = compose(["task=nbody", "group=sn_e", "sweep.scheduler=asha", "trainer.epochs=12", "trainer.eval_every=3",
-                      "trainer.checkpoint_every=3"])
-    metric, mode = resolve_metric(config)
-    scheduler = make_scheduler(config)
-    scheduler.set_search_properties(metric, mode)
+    plan = validate(compose(["task=nbody", "group=sn_e", "sweep.scheduler=asha", "trainer.epochs=12",
+                             "trainer.eval_every=3", "trainer.checkpoint_every=3"]))
+    metric = plan.metric
+    scheduler = make_scheduler(plan.trainer)
+    scheduler.set_search_properties(metric, plan.mode)
     assert (scheduler._time_attr, scheduler._max_t) == ("epoch", 12)
     trials = [_Trial(f"t{i}") for i in range(8)]
     for trial in trials:
@@ -292,28 +299,25 @@ def test_data_generate_reads_numbers_as_launch_does(capsys):
 
 # -- no trial for a key that does not matter -----------------------------------------------------------
 def test_the_quickstart_runs_ga_once_per_sample_count():
-    from orchestrator.sweep import collapse, search_space
+    from orchestrator.tuner import search_space
 
-    config = compose(["experiment=quickstart"])
-    collapsed = collapse(config)
-    assert collapsed.before == 8 and len(collapsed.points) == 6
-    assert collapsed.describe(2) == ("16 configurations -> 12 distinct trials "
-                                     "(symmetrizer.noise_scale is not used by ga)")
-    ga = [point for point in collapsed.points if point["symmetrizer.method"] == "ga"]
+    plan = validate(compose(["experiment=quickstart"]))
+    assert plan.before == 8 and len(plan.points) == 6
+    assert plan.describe_collapse() == ("16 configurations -> 12 distinct trials "
+                                        "(symmetrizer.noise_scale is not used by ga)")
+    ga = [point.values for point in plan.points if point.values["symmetrizer.method"] == "ga"]
     assert [point["symmetrizer.noise_scale"] for point in ga] == ["—", "—"]
-    assert search_space(config)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
+    assert search_space(plan)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
 
 
 def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
-    from orchestrator.sweep import collapse
-
-    assert collapse(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])) is None
-    assert collapse(compose(["trainer.lr=interval(0.001,0.01)"])) is None
-    assert not collapse(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
-    only_ga = compose(["experiment=quickstart", "symmetrizer.method=ga"])
-    assert plan(only_ga)["n_trials"] == 4  # the two noise scales run once: 2 sample counts x 2 seeds
-    no_duplicate = compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5"])
-    assert plan(no_duplicate)["n_trials"] == 8 and plan(no_duplicate)["collapsed"] is None
+    assert not validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])).collapsed
+    assert not validate(compose(["trainer.lr=interval(0.001,0.01)"])).collapsed
+    assert not validate(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
+    only_ga = validate(compose(["experiment=quickstart", "symmetrizer.method=ga"]))
+    assert only_ga.n_trials == 4  # the two noise scales run once: 2 sample counts x 2 seeds
+    no_duplicate = validate(compose(["experiment=quickstart", "symmetrizer.noise_scale=0.5"]))
+    assert no_duplicate.n_trials == 8 and describe(no_duplicate)["collapsed"] is None
 
 
 def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and_plots():

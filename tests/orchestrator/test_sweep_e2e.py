@@ -150,7 +150,7 @@ def test_the_embedded_rays_session_logs_are_private(tmp_path):
     import stat
     import tempfile
 
-    from orchestrator.launcher import socket_safe_base
+    from orchestrator.ray_cluster import socket_safe_base
 
     base = Path(tempfile.mkdtemp(prefix="ss-", dir=socket_safe_base(tempfile.gettempdir(),
                                                                      len("/ss-12345678/ray-1234567/ray"))))

@@ -15,6 +15,7 @@ import csv
 import itertools
 import json
 import os
+import pickle
 import re
 import resource
 import shutil
@@ -356,7 +357,7 @@ def test_a_damaged_config_json_is_one_line_quickly(storage, victim, how):
         config.write_text("[" * 100_000)
     else:
         config.write_text(json.dumps({**json.loads(config.read_text()), "sweep": ["grid"]}))
-    (fake.path / "tuner.pkl").write_bytes(b"not read before the checks")
+    (fake.path / "tuner.pkl").write_bytes(pickle.dumps({"never": "unpickled by the checks"}))
     for command in ("report", "status", "evaluate", "resume"):
         refused(cli(command, str(fake.path)), str(config))
 
@@ -365,7 +366,7 @@ def test_a_damaged_config_json_is_one_line_quickly(storage, victim, how):
 def test_resume_refuses_an_unreadable_state_file_quickly(storage, how):
     fake = experiment(storage)
     state = fake.save_state()
-    (fake.path / "tuner.pkl").write_bytes(b"not read before the checks")
+    (fake.path / "tuner.pkl").write_bytes(pickle.dumps({"never": "unpickled by the checks"}))
     state.unlink()
     state.symlink_to("/dev/zero") if how == "dev_zero" else os.mkfifo(state)
     refused(cli("resume", str(fake.path)), str(state))

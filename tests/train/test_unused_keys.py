@@ -85,8 +85,9 @@ def test_every_spelling_of_a_finite_group_reads_the_temperature_of_a_learned_met
 def test_a_temperature_sweep_over_D8_is_not_merged():
     """The sweep that used to run one trial for two temperatures (a string test of the group's name)."""
     from orchestrator.config import compose
-    from orchestrator.sweep import collapse
+    from orchestrator.plan import validate
 
     config = compose(["task=digits_rot", "group.name=D8", "group.order=null", "symmetrizer=ps", "model=mlp",
                       "symmetrizer.temperature=0.01,1"])
-    assert not collapse(config).collapsed and len(collapse(config).points) == 2
+    plan = validate(config)
+    assert not plan.collapsed and len(plan.points) == 2

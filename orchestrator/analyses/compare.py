@@ -1,0 +1,210 @@
+"""``sweep.compare`` — ``{key, reference, metric}``: every other value of a swept key against the reference
+value, paired seed by seed among configurations whose other swept values are equal: the differences
+metric(value) − metric(reference) of the completed seeds present on both sides, their mean, standard error,
+a 95 % t-interval and the number of pairs (``compare.csv``, ``compare_<metric>.png``, a section of
+summary.md). One pair has no uncertainty, and says so."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from orchestrator.aggregate import SEED_KEY, Configuration, Summary, Table, _order, markdown_cell, text
+from orchestrator.analyses import Analysis, Context, register_analysis
+from orchestrator.folder import one_line
+from workers.checks import fail
+
+KEYS = ("key", "reference", "metric")  # metric is optional (default: the sweep metric)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``metric`` at ``key`` = ``value`` minus at ``key`` = ``reference``, paired by seed, other values equal."""
+
+    key: str
+    value: Any
+    reference: Any
+    metric: str
+    mode: str  # "min" | "max": which sign of the difference is better
+    values: dict[str, Any]  # the other swept keys
+    seeds: list[Any]  # the paired seeds
+    differences: list[float]  # value − reference, one per paired seed
+    value_mean: float  # over the paired seeds
+    reference_mean: float
+
+    @property
+    def pairs(self) -> int:
+        return len(self.differences)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.differences)) if self.differences else math.nan
+
+    @property
+    def std_error(self) -> float:
+        return float(np.std(self.differences, ddof=1) / math.sqrt(self.pairs)) if self.pairs > 1 else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95 % confidence interval of the mean difference (t-distribution, pairs − 1 degrees of freedom)."""
+        if self.pairs < 2:
+            return math.nan, math.nan
+        half = float(scipy_stats.t.ppf(0.975, self.pairs - 1)) * self.std_error
+        return self.mean - half, self.mean + half
+
+    def verdict(self) -> str:
+        """In words: which side is better at 95 %, or why nothing can be said."""
+        if self.pairs == 0:
+            return "no paired seeds"
+        if self.pairs == 1:
+            return "one seed: no uncertainty (run sweep.seeds >= 2)"
+        low, high = self.interval
+        if low <= 0 <= high:
+            return "no significant difference (95 %)"
+        better = (high < 0) == (self.mode == "min")
+        return f"{text(self.value)} {'better' if better else 'worse'} than {text(self.reference)} (95 %)"
+
+    def label(self) -> str:
+        return ", ".join([f"{self.key}={text(self.value)}"] + [f"{k}={text(v)}" for k, v in self.values.items()])
+
+
+def comparisons(summary: Summary, spec: Mapping[str, Any], base_seed: Any = 0) -> list[Comparison]:
+    """Every other value of ``spec['key']`` against its reference, per set of other swept values."""
+    if not spec or not spec.get("metric"):
+        return []
+    key, reference, metric = spec["key"], spec["reference"], spec["metric"]
+    others = [other for other in summary.keys if other != key]
+
+    def same_others(c: Configuration) -> str:
+        return repr([text(c.values.get(o)) for o in others])
+
+    references = {same_others(c): c for c in summary.configurations if c.values.get(key) == reference}
+    found = []
+    for configuration in summary.configurations:
+        partner = references.get(same_others(configuration))
+        if key not in configuration.values or configuration.values[key] == reference or partner is None:
+            continue
+        sides = [{text(t.params.get(SEED_KEY, base_seed)): t.last[metric] for t in c.trials
+                  if t.state == "completed" and isinstance(t.last.get(metric), (int, float))
+                  and math.isfinite(t.last[metric])} for c in (configuration, partner)]
+        seeds = sorted(set(sides[0]) & set(sides[1]), key=lambda seed: _order(seed))
+        ours, theirs = [sides[0][s] for s in seeds], [sides[1][s] for s in seeds]
+        found.append(Comparison(key, configuration.values[key], reference, metric, summary.mode,
+                                {o: configuration.values[o] for o in others}, seeds,
+                                [a - b for a, b in zip(ours, theirs)],
+                                float(np.mean(ours)) if seeds else math.nan,
+                                float(np.mean(theirs)) if seeds else math.nan))
+    return sorted(found, key=lambda c: [_order(v) for v in (c.value, *c.values.values())])
+
+
+def _number(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.4g}"
+
+
+@register_analysis
+class Compare(Analysis):
+    key = "compare"
+    many = False
+    file = "compare.csv"
+    meaning = "every value of a swept key against a reference value, paired by seed"
+
+    @classmethod
+    def check(cls, entry: Any, where: str, context: Context) -> dict[str, Any]:
+        shape = "null or {key: <swept key>, reference: <one of its values>} and optionally metric: <reported metric>"
+        if not isinstance(entry, Mapping) or not {"key", "reference"} <= set(entry) <= set(KEYS):
+            fail(where, entry, shape)
+        domain = context.swept(f"{where}.key", entry["key"])
+        if not domain.listed or len(domain.values) < 2:
+            fail(f"{where}.key", entry["key"], "a key swept with {grid: [...]} or {choice: [...]} over at least two "
+                 "values (configurations are paired by equal values)")
+        if entry["reference"] not in domain.values:
+            fail(f"{where}.reference", entry["reference"], f"one of the values of sweep.params.{entry['key']}: "
+                 f"{list(domain.values)}")
+        if entry.get("metric") is not None:
+            context.check_metric(f"{where}.metric", entry["metric"])
+        return cls.read(entry, context)
+
+    @classmethod
+    def read(cls, entry: Mapping[str, Any], context: Context) -> dict[str, Any]:
+        return {**entry, "metric": entry.get("metric") or context.metric}
+
+    def line(self) -> str:
+        spec = self.spec
+        return (f"compare: {spec['key']}: every value against {spec['reference']}, paired by seed, on "
+                f"{spec['metric']} ({self.file})")
+
+    def compute(self, summary: Summary) -> list[Comparison]:
+        spec = {**self.spec, "metric": self.spec.get("metric") or summary.metric}
+        return comparisons(summary, spec, summary.base_seed)
+
+    @classmethod
+    def table(cls, summary: Summary, found: list[Comparison]) -> Table:
+        """key, value, reference, the other swept keys, metric, pairs, the mean paired difference, its standard
+        error and 95 % interval, both sides' means over the pairs, and the verdict in words."""
+        keys = [key for key in summary.keys if any(key in c.values for c in found)]
+        header = ["key", "value", "reference", *keys, "metric", "pairs", "mean_difference", "std_error", "ci95_low",
+                  "ci95_high", "value_mean", "reference_mean", "verdict"]
+        return header, [[c.key, c.value, c.reference, *(c.values.get(k) for k in keys), c.metric, c.pairs, c.mean,
+                         c.std_error, *c.interval, c.value_mean, c.reference_mean, c.verdict()] for c in found]
+
+    @classmethod
+    def markdown(cls, summary: Summary, found: list[Comparison]) -> str:
+        """The paired comparisons as a Markdown section (empty without any)."""
+        if not found:
+            return ""
+        first = found[0]
+        keys = [key for key in summary.keys if key in first.values]
+        better = "lower" if first.mode == "min" else "higher"
+        lines = [one_line(f"## {first.metric}: each {first.key} against {text(first.reference)}, paired by seed"), "",
+                 one_line(f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed ({better} "
+                          "is better); mean ± standard error over the pairs, 95 % t-interval."), "",
+                 "| " + " | ".join(map(markdown_cell, [first.key, *keys, "pairs", "difference", "95 % interval",
+                                                       "verdict"])) + " |",
+                 "|" + "---|" * (1 + len(keys)) + "---:|---:|---:|---|"]
+        for c in found:
+            low, high = c.interval
+            difference = f"{_number(c.mean)} ± {_number(c.std_error)}" if c.pairs > 1 else _number(c.mean)
+            interval = f"[{_number(low)}, {_number(high)}]" if c.pairs > 1 else "-"
+            cells = [text(c.value), *(text(c.values[k]) for k in keys), str(c.pairs), difference, interval,
+                     c.verdict()]
+            lines.append("| " + " | ".join(map(markdown_cell, cells)) + " |")
+        return "\n".join(lines) + "\n"
+
+    def figures(self, summary: Summary, found: list[Comparison], directory: Path) -> list[Path | None]:
+        from orchestrator.figures import safe_name
+
+        found = [c for c in found if c.pairs]
+        return [figure(summary, found, directory / safe_name(f"compare_{found[0].metric}.png"))] if found else []
+
+
+def figure(summary: Summary, found: list[Comparison], path: Path) -> Path:
+    """Each paired difference (value − reference) with its 95 % interval, a line at 0."""
+    from matplotlib.figure import Figure
+
+    from orchestrator.figures import save, short_names
+
+    shorten = short_names(summary)
+    ticks = [f"{shorten(c.label())} ({c.pairs} pair{'s' * (c.pairs != 1)})" for c in found]
+    drawing = Figure(figsize=(5 + 0.075 * max(map(len, ticks)), 1.8 + 0.45 * len(found)), layout="constrained")
+    axes = drawing.subplots()
+    rows = np.arange(len(found))[::-1]
+    for row, comparison in zip(rows, found):
+        low, high = comparison.interval
+        if comparison.pairs > 1:
+            axes.errorbar(comparison.mean, row, xerr=[[comparison.mean - low], [high - comparison.mean]], marker="o",
+                          capsize=3, color="tab:blue")
+        else:
+            axes.plot(comparison.mean, row, marker="o", markerfacecolor="none", color="tab:grey")
+    axes.axvline(0.0, color="black", linewidth=1)
+    axes.set_yticks(rows, ticks, fontsize="small")
+    better = "lower" if found[0].mode == "min" else "higher"
+    axes.set_xlabel(f"{found[0].metric}: value − {text(found[0].reference)}, same seed ({better} is better)")
+    one = any(c.pairs == 1 for c in found)
+    drawing.suptitle(f"{summary.name}: paired differences against {text(found[0].reference)}, 95 % t-intervals"
+                     + ("\n(hollow: one pair, no interval)" if one else ""), fontsize="medium")
+    return save(drawing, path)

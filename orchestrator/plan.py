@@ -1,0 +1,251 @@
+"""The sweep plan: everything a launch will do, checked and typed once, before anything starts.
+
+``validate(config) -> SweepPlan`` reads the composed config once: the sweep, cluster and logging sections
+into their typed settings (``workers.schema``), ``sweep.params`` into ``Domain``s, the metric and its mode
+(resolved here, once, and written to config.json), the analyses, and every trial configuration the grid can
+produce (both ends of every range) through the trial's own ``check_config`` into a ``TrialPlan``, with the keys
+it does not read (``unused_keys``). Configurations of a grid sweep that differ only in such keys run once
+(``collapsed``). ``launch``, ``--dry-run``, the Tuner, the progress line, the exit status and ``resume`` (which
+rebuilds the plan from config.json with this same function) all take the ``SweepPlan``; nothing after it reads
+the sweep, cluster or logging sections of the dict again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from orchestrator.analyses import Analyses, Context
+from orchestrator.config import trial_config
+from orchestrator.domains import Domain
+from orchestrator.metrics import EVERY_REPORT, default_metric, direction, reported_metrics
+from workers.checks import fail
+from workers.schema import ClusterSettings, LoggingSettings, SweepSettings, TrainerSettings, load
+
+TRIAL_SECTIONS = ("task", "group", "symmetrizer", "model", "trainer", "remul")
+SEED_KEY = "trainer.seed"
+MAX_CHECKED = 2000  # configurations checked one by one (and collapsed); beyond, each value is checked on its own
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One distinct configuration the sweep runs with every seed: the swept values (``UNUSED`` for a key it
+    does not read; a sampled domain as its text), its checked trial plan (None for a sampled configuration,
+    whose domains were checked at their ends) and the keys it does not read, with the reason."""
+
+    values: dict[str, Any]
+    trial: Any = None  # workers.settings.TrialPlan
+    unused: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    config: dict[str, Any]  # the composed config as config.json holds it (metric and mode resolved)
+    sweep: SweepSettings
+    cluster: ClusterSettings
+    logging: LoggingSettings
+    trainer: TrainerSettings  # the base trainer settings (a swept trainer key varies per point)
+    domains: dict[str, Domain]
+    metric: str
+    mode: str
+    seeds: tuple[int, ...]
+    points: tuple[Point, ...]  # what runs: the distinct configurations of a grid, or one per draw
+    before: int  # configurations of the full grid (without collapsing)
+    reasons: dict[str, list[str]]  # swept key -> why it was dropped ("not used by ga"), in first-seen order
+    checked: int  # configurations checked
+    analyses: Analyses
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.points) * len(self.seeds)
+
+    @property
+    def collapsed(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def base(self) -> dict[str, Any]:
+        """The part of the config a trial receives (its swept values are merged in by the trial)."""
+        return trial_config(dict(self.config))
+
+    def describe_collapse(self) -> str | None:
+        """``16 configurations -> 12 distinct trials (symmetrizer.noise_scale is not used by ga)``."""
+        if not self.collapsed:
+            return None
+        why = "; ".join(f"{key} is {' / '.join(reasons)}" for key, reasons in self.reasons.items())
+        return f"{self.before * len(self.seeds)} configurations -> {self.n_trials} distinct trials ({why})"
+
+    def resources(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(resources of the Tune trial, resources of each device worker)."""
+        worker = {"cpus": float(self.cluster.cpus_per_trial), "gpus": float(self.cluster.gpus_per_trial)}
+        if self.trainer.devices > 1:  # the Tune trial only drives k Ray Train workers, which hold the resources
+            return {"CPU": 0, "memory": 64 * 2**20}, worker  # a bundle needs some resource; not a CPU
+        return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
+
+
+def _has_key(config: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _domains(config: Mapping[str, Any], sweep: SweepSettings) -> dict[str, Domain]:
+    base = trial_config(dict(config))
+    domains = {}
+    for key, given in sweep.params.items():
+        if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(base, key):
+            raise ValueError(f"sweep.params.{key}: {key!r} is not a key of the trial config; sweepable keys live under "
+                             f"{', '.join(TRIAL_SECTIONS)} (e.g. symmetrizer.noise_scale, group.name, trainer.lr)")
+        domains[key] = Domain.parse(key, given)
+    return domains
+
+
+def _check_sweep(config: Mapping[str, Any], sweep: SweepSettings, cluster: ClusterSettings,
+                 trainer: TrainerSettings, domains: dict[str, Domain]) -> None:
+    """What depends on several keys of the sweep, cluster and trainer sections."""
+    if sweep.seeds > 1 and SEED_KEY in domains:
+        raise ValueError("sweep.seeds and sweep.params.trainer.seed both set the seed; use one of them")
+    if sweep.search == "optuna":
+        if any(domain.grid for domain in domains.values()):
+            raise ValueError("sweep.search='optuna' cannot take {grid: [...]} domains; use {choice: [...]}")
+        if sweep.seeds > 1:
+            fail("sweep.seeds", sweep.seeds, "1 with sweep.search='optuna' (Optuna proposes each trial once)")
+    if trainer.device == "cuda" and cluster.gpus_per_trial == 0:
+        fail("trainer.device", "cuda", "auto or cpu with cluster.gpus_per_trial=0 (Ray shows a trial only the GPUs it "
+             "asks for); or set cluster.gpus_per_trial > 0")
+    if config["name"] is not None and not (isinstance(config["name"], str) and NAME.match(config["name"])):
+        fail("name", config["name"], "letters, digits and _ . = , + - (no slashes or spaces)")
+    if not isinstance(config["storage"], str) or not config["storage"]:
+        fail("storage", config["storage"], "a directory path (shared by every node on a multi-node cluster)")
+
+
+def _metric(config: Mapping[str, Any], sweep: SweepSettings) -> tuple[str, str, dict[str, str], Any]:
+    """(metric, mode, every reported metric with its direction, the task class), resolved once."""
+    from workers.tasks import task_class
+
+    task = task_class((config.get("task") or {}).get("name"))
+    reported = reported_metrics(task)
+    metric = sweep.metric or default_metric(task)
+    if metric not in reported:
+        fail("sweep.metric", metric, f"a metric the trials of task {task.name!r} report: {', '.join(reported)}")
+    return metric, sweep.mode or direction(task, metric), reported, task
+
+
+def _check_every_report(sweep: SweepSettings, trainer: TrainerSettings, metric: str) -> None:
+    """ASHA and Optuna read ``sweep.metric`` in every report: an evaluation metric must be in the first report
+    too (Tune fails every trial otherwise)."""
+    if sweep.scheduler == "none" and sweep.search != "optuna":
+        return
+    user = "sweep.scheduler=asha" if sweep.scheduler == "asha" else "sweep.search=optuna"
+    if metric == "equivariance_gap":
+        fail("sweep.metric", metric, f"a metric of every evaluation with {user} (equivariance_gap is measured once, "
+             "at the end of a trial); e.g. mc_equivariance_error or the task's validation metric")
+    if metric == "mc_equivariance_error" and trainer.equivariance_every != 1:
+        fail("trainer.equivariance_every", trainer.equivariance_every, f"1 with {user} and "
+             "sweep.metric=mc_equivariance_error (it is read in every report)")
+    if metric not in EVERY_REPORT and trainer.checkpoint_every < min(trainer.eval_every, trainer.epochs):
+        fail("trainer.checkpoint_every", trainer.checkpoint_every, f"at least trainer.eval_every="
+             f"{trainer.eval_every} with {user}: a checkpoint report before the first evaluation has no {metric}, "
+             f"which {user} reads in every report")
+
+
+def _combinations(domains: dict[str, Domain]) -> tuple[list[dict[str, Any]], bool]:
+    """The configurations to check: the full product of the checked values when small enough (True), else
+    each value on its own (False)."""
+    keys, options = list(domains), [domains[key].checked_values() for key in domains]
+    if math.prod(len(o) for o in options) <= MAX_CHECKED:
+        return [dict(zip(keys, values)) for values in itertools.product(*options)], True
+    return [{key: value} for key, values in zip(keys, options) for value in values], False
+
+
+def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: SweepSettings, metric: str):
+    """Every configuration through the trial's own checks (each distinct model also built on the meta device);
+    returns [(values, TrialPlan)] and whether that is the whole grid."""
+    from workers.settings import check_build, check_config, merge
+
+    base = trial_config(dict(config))
+    combinations, whole = _combinations(domains)
+    checked, built = [], set()
+    for values in combinations or [{}]:
+        trial_dict = merge(base, values)
+        try:
+            trial = check_config(trial_dict)
+            model = json.dumps([trial_dict.get(k) for k in ("task", "group", "symmetrizer", "model")], sort_keys=True,
+                               default=str)
+            if model not in built:
+                check_build(trial.model)
+                built.add(model)
+            _check_every_report(sweep, trial.trainer, metric)
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            message = str(err) if isinstance(err, ValueError) else (
+                f"a trial setting cannot be read ({type(err).__name__}: {err}); see README, Config reference")
+            where = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            raise ValueError(f"{message} (in the sweep configuration {where})" if where else message) from None
+        checked.append((values, trial))
+    return checked, whole
+
+
+def _points(domains: dict[str, Domain], sweep: SweepSettings, checked, whole: bool):
+    """(the points that run, configurations of the full grid, why keys were dropped)."""
+    from workers import UNUSED
+    from workers.settings import unused_keys
+
+    grid = {key: d for key, d in domains.items() if d.grid}
+    sampled = {key: d.text() for key, d in domains.items() if not d.grid}
+    if not domains:
+        return (Point({}, checked[0][1], unused_keys(checked[0][1])),), 1, {}
+    if sampled or sweep.search == "optuna" or sweep.num_samples != 1 or not whole:
+        combinations = [dict(zip(grid, values)) for values in itertools.product(*(d.values for d in grid.values()))]
+        if sweep.search == "optuna":
+            return tuple(Point({**sampled, "sample": i + 1}) for i in range(sweep.num_samples)), sweep.num_samples, {}
+        draws = sweep.num_samples
+        points = tuple(Point({**values, **sampled, **({"sample": i + 1} if draws > 1 else {})})
+                       for i in range(draws) for values in combinations)
+        return points, len(points), {}
+    points, seen, reasons = [], set(), {}
+    for values, trial in checked:  # the whole grid, in grid order
+        unused = unused_keys(trial)
+        point = dict(values)
+        for key in values:
+            if key in unused and key != SEED_KEY:
+                point[key] = UNUSED
+                reasons.setdefault(key, [])
+                if unused[key] not in reasons[key]:
+                    reasons[key].append(unused[key])
+        identity = json.dumps(point, sort_keys=True, default=str)
+        if identity not in seen:
+            seen.add(identity)
+            points.append(Point(point, trial, unused))
+    return tuple(points), len(checked), reasons if len(points) < len(checked) else {}
+
+
+def validate(config: dict[str, Any]) -> SweepPlan:
+    """Everything checkable before Ray starts, read once into the plan; ``config``'s ``sweep.metric`` and
+    ``sweep.mode`` are set to the resolved ones (config.json keeps them). Any error is one line (ValueError)."""
+    try:
+        sweep = load(SweepSettings, config["sweep"], "sweep")
+        cluster = load(ClusterSettings, config["cluster"], "cluster")
+        logging = load(LoggingSettings, config["logging"], "logging")
+        trainer = load(TrainerSettings, config["trainer"], "trainer")
+        domains = _domains(config, sweep)
+        _check_sweep(config, sweep, cluster, trainer, domains)
+        metric, mode, reported, task = _metric(config, sweep)
+        context = Context(domains, reported, metric, mode, task.name)
+        analyses = Analyses.from_sweep(config["sweep"], context)
+    except (TypeError, AttributeError, KeyError) as err:  # a value of an unexpected shape: still one line
+        raise ValueError(f"the sweep, cluster or logging settings cannot be read ({type(err).__name__}: {err}); "
+                         "see README, Config reference") from None
+    checked, whole = _check_trials(config, domains, sweep, metric)
+    points, before, reasons = _points(domains, sweep, checked, whole)
+    config["sweep"]["metric"], config["sweep"]["mode"] = metric, mode
+    seeds = tuple(range(trainer.seed, trainer.seed + sweep.seeds))
+    return SweepPlan(config, sweep, cluster, logging, trainer, domains, metric, mode, seeds, points, before,
+                     reasons, len(checked), analyses)

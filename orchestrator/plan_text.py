@@ -1,0 +1,79 @@
+"""The sweep plan in words: what ``launch`` prints before it starts, and ``launch --dry-run [--json]``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from orchestrator.config import trial_config
+from orchestrator.domains import Domain
+from orchestrator.plan import SweepPlan
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, Mapping) or not node:
+        return {prefix.rstrip("."): node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def pinned_values(plan: SweepPlan, defaults: Mapping[str, Any] | None, command_line: Iterable[str] = ()
+                  ) -> dict[str, Any]:
+    """Trial keys set on the command line, and those whose value differs from ``defaults`` (the same config groups
+    without key overrides); swept keys left out."""
+    swept = set(plan.domains)
+    ours = _flat(plan.base)
+    theirs = _flat(trial_config(dict(defaults))) if defaults is not None else ours
+    named = {key for key in command_line if key in ours}
+    return {key: value for key, value in ours.items()
+            if key not in swept and not any(key.startswith(k + ".") for k in swept)
+            and (key in named or theirs.get(key) != value)}
+
+
+def describe(plan: SweepPlan, defaults: Mapping[str, Any] | None = None, command_line: Iterable[str] = ()
+             ) -> dict[str, Any]:
+    """Everything a launch of ``plan`` will do, as one JSON-ready dict (``--dry-run --json``)."""
+    _, worker = plan.resources()
+    devices = plan.trainer.devices
+    return {"metric": plan.metric, "mode": plan.mode, "search": plan.sweep.search,
+            "collapsed": plan.describe_collapse(), "scheduler": plan.sweep.scheduler,
+            "swept": {key: domain.as_config() for key, domain in plan.domains.items()},
+            "pinned": pinned_values(plan, defaults, command_line), "seeds": list(plan.seeds),
+            "configurations": [dict(point.values) for point in plan.points], "n_trials": plan.n_trials,
+            "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},
+            "max_concurrent": plan.sweep.max_concurrent, "epochs": plan.trainer.epochs,
+            "analyses": plan.analyses.lines()}
+
+
+def plan_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The plan as the launch prints it: swept keys with their domains, pinned values, trials, metric, analyses."""
+    lines = [f"metric: {summary['metric']} ({summary['mode']}); search {summary['search']}, "
+             f"scheduler {summary['scheduler']}"]
+    for key, domain in summary["swept"].items():
+        lines.append(f"swept:  {key}: {Domain.parse(key, domain).text()}")
+    for key, value in summary["pinned"].items():
+        lines.append(f"pinned: {key}={value if isinstance(value, str) else json.dumps(value)}")
+    resources = summary["resources_per_trial"]
+    if summary.get("collapsed"):
+        lines.append(f"collapsed: {summary['collapsed']}")
+    lines.append(f"trials: {summary['n_trials']} = {len(summary['configurations'])} configuration(s) x "
+                 f"{len(summary['seeds'])} seed(s) {summary['seeds']}; each {resources['cpus']:g} CPU(s), "
+                 f"{resources['gpus']:g} GPU(s), {summary['epochs']} epochs")
+    lines.extend(summary.get("analyses", []))
+    return lines
+
+
+def plan_table(summary: Mapping[str, Any]) -> str:
+    """The distinct configurations as a Markdown table (one row each; every row runs every seed)."""
+    rows = summary["configurations"]
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    header = ["#", *keys, "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    seeds = ",".join(map(str, summary["seeds"]))
+    for index, row in enumerate(rows, 1):
+        cells = [row.get(key) for key in keys]
+        lines.append("| " + " | ".join([str(index)] + [c if isinstance(c, str) else json.dumps(c) for c in cells]
+                                       + [seeds]) + " |")
+    return "\n".join(lines)
