@@ -162,6 +162,7 @@ def _report(plan: SweepPlan, path: Path, grid, interrupted: bool, crashed: str |
     """Write the tables and plots, print the summary, and decide the exit status from the experiment's files:
     0 only when every planned trial completed (or was stopped early on purpose by ASHA)."""
     from orchestrator import tune_patches
+    from orchestrator.folder import FolderError
     from orchestrator.recovery import INTERRUPTED
     from orchestrator.results import load_experiment, report_markdown, write_report
 
@@ -169,9 +170,10 @@ def _report(plan: SweepPlan, path: Path, grid, interrupted: bool, crashed: str |
     experiment = load_experiment(path)
     try:
         write_report(experiment)
-    except OSError as err:
-        print(f"symsweep: the tables and plots could not be written ({err.strerror or err}: "
-              f"{getattr(err, 'filename', '') or path}); write them later with: symsweep report {path}", flush=True)
+    except (OSError, FolderError) as err:  # a full disk, a folder made read-only meanwhile: the sweep's files stay
+        reason = err if isinstance(err, FolderError) else f"{err.strerror or err}: {err.filename or path}"
+        print(f"symsweep: the tables and plots could not be written ({reason}); write them later with: symsweep "
+              f"report {path}", flush=True)
     print(report_markdown(experiment))
     print(f"\nresults: {path} (trials.csv, summary.csv, summary.md, plots/)")
     failure = tune_patches.storage_failure()

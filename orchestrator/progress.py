@@ -50,11 +50,6 @@ class Progress(Callback):
         self.running: list[tuple[str, float, float]] = []  # (trial id, epoch reached, epochs)
         self.durations: list[float] = []  # seconds of each trial finished in this session
 
-    def __setstate__(self, state: dict) -> None:  # restored from the tuner.pkl of an older symsweep: newer fields
-        state.pop("stream", None)  # kept as an attribute before; now looked up at each use
-        self.__dict__.update({"total": None, "epochs": None, "running": [], "durations": [], "_stream": None,
-                              **state})
-
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info: Any) -> None:
         self.total = total_num_samples
 

@@ -82,11 +82,12 @@ def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together(monkeypatch):
 
 def test_sharded_trials_need_that_many_workers_placed_on_the_nodes(monkeypatch):
     fake_nodes(monkeypatch, {"CPU": 0}, {"CPU": 3, "GPU": 2}, {"CPU": 1.5, "GPU": 1})
-    check("trainer.devices=3", "cluster.gpus_per_trial=1")  # 2 + 1 workers
+    samples = ("symmetrizer.train_samples=60", "symmetrizer.eval_samples=60")  # split evenly over 3, 4 or 5
+    check("trainer.devices=3", "cluster.gpus_per_trial=1", *samples)  # 2 + 1 workers
     with pytest.raises(ValueError, match=r"trainer.devices=4 .*hold at most 3 such workers"):
-        check("trainer.devices=4", "cluster.gpus_per_trial=1")
+        check("trainer.devices=4", "cluster.gpus_per_trial=1", *samples)
     with pytest.raises(ValueError, match=r"trainer.devices=5 .*hold at most 4 such workers"):
-        check("trainer.devices=5", "cluster.gpus_per_trial=0.5")  # 3 CPUs + 1 CPU: 4 workers; GPUs suffice
+        check("trainer.devices=5", "cluster.gpus_per_trial=0.5", *samples)  # 3 + 1 CPUs: 4 workers; GPUs suffice
 
 
 def test_on_a_cluster_the_error_says_live_nodes_were_checked(monkeypatch):

@@ -143,12 +143,3 @@ def test_finished_and_failed_trials_get_their_own_lines(tmp_path):
                         "epoch 3, step 30; retrying from its last checkpoint")
     assert lines[4].startswith("FAILED t_1 [symmetrizer.method=ps]: NonFiniteLoss")
     assert lines[5].endswith("1/2 done, 0 pending, 1 failed, ETA 00:00:00 | no result yet")
-
-
-def test_a_progress_pickled_by_an_older_version_still_draws():
-    from orchestrator.progress import Progress
-
-    old = Progress.__new__(Progress)
-    old.__setstate__({"metric": "best_val_mse", "mode": "min", "stream": None, "live": False, "interval": 30.0,
-                      "best": None, "start": 0.0, "last_print": 0.0, "counts": {"pending": 2}})
-    assert "0/2 done, 2 pending, ETA after the first trial" in old.line()

@@ -333,3 +333,39 @@ def test_a_collapsed_configuration_stands_for_every_value_in_derived_results_and
     assert [(c.values["symmetrizer.method"], c.values["symmetrizer.noise_scale"], c.stats["m"][0])
             for c in expanded.configurations] == [("ps", 0.1, 1.0), ("ps", 1.0, 2.0), ("ga", 0.1, 4.0),
                                                   ("ga", 1.0, 4.0)]
+
+
+# -- the plan is built once ----------------------------------------------------------------------------------
+def test_a_launch_reads_each_section_once_and_checks_each_configuration_once(tmp_path, monkeypatch):
+    """``validate`` loads the sweep, cluster and logging sections once, resolves the metric once, runs the trial's
+    own ``check_config`` once per configuration of the grid and ``unused_keys`` once per checked configuration
+    (its collapse); what the launch prints afterwards reads only the plan."""
+    from collections import Counter
+
+    import orchestrator.plan
+    import workers.schema
+    import workers.settings
+    from orchestrator.commands.launch import prepare
+
+    counts: Counter = Counter()
+
+    def counting(module, name, key=None):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            counts[key(*args) if key else name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counting(workers.schema, "load", key=lambda cls, given, where: where)
+    counting(orchestrator.plan, "load", key=lambda cls, given, where: where)
+    counting(workers.settings, "load", key=lambda cls, given, where: where)
+    counting(workers.settings, "check_config")
+    counting(workers.settings, "unused_keys")
+    counting(orchestrator.plan, "_metric")
+    plan, _, summary = prepare(["experiment=quickstart", f"storage={tmp_path}"])
+    assert (counts["sweep"], counts["cluster"], counts["logging"], counts["_metric"]) == (1, 1, 1, 1)
+    assert counts["check_config"] == counts["unused_keys"] == plan.checked == 8
+    assert counts["trainer"] == plan.checked + 1  # each configuration's, and the base trainer settings
+    assert summary["n_trials"] == plan.n_trials == 12
