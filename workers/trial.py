@@ -103,7 +103,8 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
 
 def _deterministic_message(err: Exception, own_dir: Path) -> str:
     """The failure in one line, naming the trial's newest checkpoint that exists (not a temporary copy)."""
-    from workers.train import NonFiniteLoss, latest_checkpoint
+    from workers.checkpoints import latest_checkpoint
+    from workers.train import NonFiniteLoss
 
     message = str(err).split("; ")[0] if isinstance(err, NonFiniteLoss) else str(err)
     if isinstance(err, NonFiniteLoss):
@@ -134,7 +135,7 @@ def recorded_epochs(trial_dir: Path) -> set[int]:
 def resume_point(own_dir: Path, tune_checkpoint) -> Path | None:
     """The newest checkpoint of the trial that loads: its own directory first (it may be newer than what
     Tune's state knows after a driver crash), a truncated newest one skipped for the previous one."""
-    from workers.train import checkpoints, newest_loadable
+    from workers.checkpoints import checkpoints, newest_loadable
 
     candidates = checkpoints(own_dir)
     tune_path = Path(tune_checkpoint.path) if tune_checkpoint is not None else None

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if not trials:
         print(f"symsweep evaluate: {path} has no completed trial yet; nothing evaluated")
         return 1
-    from workers.train import evaluate_checkpoint, load_checkpoint
+    from workers.checkpoints import load_checkpoint
+    from workers.resumption import evaluate_checkpoint
 
     print(f"symsweep evaluate: {len(trials)} completed trial(s), N = {', '.join(map(str, counts))}, "
           f"{repeats} draw(s) each, splits {', '.join(splits)}", flush=True)

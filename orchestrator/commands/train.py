@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise ValueError("trainer.device='cuda' but this machine has no CUDA device; allowed here: auto, cpu")
     if args.resume:
-        from workers.train import check_resume, load_checkpoint
+        from workers.checkpoints import load_checkpoint
+        from workers.resumption import check_resume
 
         check_resume(load_checkpoint(args.resume), trial, args.resume)  # refused before anything is written
     workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))

@@ -158,7 +158,7 @@ def test_load_fills_defaults_converts_and_names_the_key():
 
 # -- one model, whichever way the config came ------------------------------------------------------------
 def _same_model(composed: dict, plain: dict) -> None:
-    from workers.train import build_seeded
+    from workers.runtime import build_seeded
 
     hydra, bare = check_config(composed), check_config(plain)
     assert (bare.symmetrizer, bare.trainer, bare.remul) == (hydra.symmetrizer, hydra.trainer, hydra.remul)
@@ -240,7 +240,7 @@ def test_a_checkpoint_of_a_one_sample_method_resumes_across_the_sample_count_def
     """Written when canonical's YAML set eval_samples 1: the count is not read by canonical, so resuming with
     the base value is no evaluation change (``check_resume`` would refuse an unfinished one); for PS it is."""
     from orchestrator.config import compose, trial_config
-    from workers.train import evaluation_changes
+    from workers.resumption import evaluation_changes
 
     for method, changed in (("canonical", []), ("ps", ["symmetrizer.eval_samples=10 (checkpoint: 1)"])):
         config = trial_config(compose([*NBODY, f"symmetrizer={method}"]))

@@ -13,8 +13,10 @@ from tests.train import (
     compose_trial,
     one_thread,  # noqa: F401 (autouse fixture)
 )
+from workers.checkpoints import load_checkpoint
+from workers.resumption import evaluate_checkpoint
 from workers.settings import check_config
-from workers.train import evaluate_checkpoint, load_checkpoint, run
+from workers.train import run
 
 CURVE = ("trainer.eval_samples_curve=[1,4]", "trainer.eval_samples_repeats=3")
 
