@@ -86,7 +86,7 @@ class Comparison:
     value: Any
     reference: Any
     metric: str
-    mode: str  # "min" | "max": which sign of the difference is better
+    mode: str | None  # "min" | "max": which sign of the difference is better (None: the direction is unknown)
     values: dict[str, Any]  # the other swept keys
     seeds: list[Any]  # the paired seeds
     differences: list[float]  # value − reference, one per paired seed
@@ -122,6 +122,8 @@ class Comparison:
         low, high = self.interval
         if low <= 0 <= high:
             return "no significant difference (95 %)"
+        if self.mode is None:
+            return f"{text(self.value)} differs from {text(self.reference)} (95 %; which is better is unknown)"
         lower_is_better = self.mode == "min"
         better = (high < 0) == lower_is_better
         return f"{text(self.value)} {'better' if better else 'worse'} than {text(self.reference)} (95 %)"
@@ -186,7 +188,7 @@ def comparisons(summary: Summary, spec: Mapping[str, Any] | None, base_seed: Any
                   and math.isfinite(t.last[metric])} for c in (configuration, partner)]
         seeds = sorted(set(sides[0]) & set(sides[1]), key=lambda seed: _order(seed))
         ours, theirs = [sides[0][s] for s in seeds], [sides[1][s] for s in seeds]
-        found.append(Comparison(key, configuration.values[key], reference, metric, summary.mode,
+        found.append(Comparison(key, configuration.values[key], reference, metric, summary.directions.get(metric),
                                 {o: configuration.values[o] for o in others}, seeds,
                                 [a - b for a, b in zip(ours, theirs)],
                                 float(np.mean(ours)) if seeds else math.nan,
@@ -359,16 +361,20 @@ def _number(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:.4g}"
 
 
+def better(mode: str | None) -> str:
+    """Which sign of a difference is better, in words."""
+    return {"min": "lower is better", "max": "higher is better"}.get(mode, "which is better is unknown")
+
+
 def comparison_markdown(found: list[Comparison], summary: Summary) -> str:
     """The paired comparisons as a Markdown section (empty without any)."""
     if not found:
         return ""
     first = found[0]
     keys = [key for key in summary.keys if key in first.values]
-    better = "lower" if first.mode == "min" else "higher"
     lines = [one_line(f"## {first.metric}: each {first.key} against {text(first.reference)}, paired by seed"), "",
-             one_line(f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed ({better} is "
-                      "better); mean ± standard error over the pairs, 95 % t-interval."), "",
+             one_line(f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed "
+                      f"({better(first.mode)}); mean ± standard error over the pairs, 95 % t-interval."), "",
              "| " + " | ".join(map(markdown_cell, [first.key, *keys, "pairs", "difference", "95 % interval",
                                                    "verdict"])) + " |",
              "|" + "---|" * (1 + len(keys)) + "---:|---:|---:|---|"]

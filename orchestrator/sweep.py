@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from orchestrator.config import DOMAINS, trial_config
+from workers import reporting
 from workers.checks import fail as _fail
 from workers.checks import is_int as _is_int
 from workers.checks import is_number as _is_number
@@ -32,11 +33,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
 DERIVED_KEYS = ("name", "metric", "key", "numerator", "denominator")
 LOGLOG_KEYS = ("metric", "key", "complement")  # complement is optional (default false)
 COMPARE_KEYS = ("key", "reference", "metric")  # metric is optional (default: the sweep metric)
-# reported by every trainable trial besides <split>_<task metric>
-LOOP_METRICS = ("train_loss", "entropy", "equivariance_gap", "mc_equivariance_error", "elapsed_s", "samples_per_s",
-                "examples_per_s", "lr", "best_epoch", "epoch")
-MAXIMISED_LOOP_METRICS = ("samples_per_s", "examples_per_s")  # throughput; the other loop metrics are minimised
-EVERY_REPORT = ("train_loss", "elapsed_s", "samples_per_s", "examples_per_s", "lr", "epoch")  # in every report
 
 
 def _has_key(config: Mapping[str, Any], dotted: str) -> bool:
@@ -109,39 +105,29 @@ def check_trainer_device(config: Mapping[str, Any]) -> None:
               "GPUs it asks for); or set cluster.gpus_per_trial > 0")
 
 
-def reported_metrics(config: Mapping[str, Any]) -> list[str]:
-    """The metric names the trials of this task report (what ``sweep.metric`` may name)."""
+def _task(config: Mapping[str, Any]):
+    """The class of the config's task (``task.name``; a one-line error for a name that is not a task)."""
     from workers.tasks import task_class
 
-    task = task_class(config["task"]["name"])
-    if not task.trainable:
-        return [f"test_{word}" for word in (task.metric, "separated_fraction")] + ["elapsed_s"]
-    splits = [f"{prefix}{split}_{task.metric}" for prefix in ("best_", "") for split in task.evaluation_splits]
-    transformed = [f"{prefix}test_{task.metric}_transformed" for prefix in ("best_", "")]
-    return splits + transformed + list(LOOP_METRICS)
+    return task_class(config["task"]["name"])
+
+
+def reported_metrics(config: Mapping[str, Any]) -> list[str]:
+    """The metric names the trials of this task report (what ``sweep.metric`` may name): the vocabulary of
+    ``workers.reporting``."""
+    return list(reporting.reported_metrics(_task(config)))
 
 
 def _check_metric(where: str, metric: Any, config: Mapping[str, Any]) -> None:
     """A metric name the trials of this task report: [best_]<split>_<task metric>[_transformed] or a loop metric."""
     allowed = reported_metrics(config)
     if metric not in allowed:
-        from workers.tasks import task_class
-
-        _fail(where, metric, f"a metric the trials of task {task_class(config['task']['name']).name!r} report: "
-              f"{', '.join(allowed)}")
+        _fail(where, metric, f"a metric the trials of task {_task(config).name!r} report: {', '.join(allowed)}")
 
 
 def metric_direction(config: Mapping[str, Any], metric: str) -> str:
-    """min or max for ``metric``: the task's direction for its own metric (and its split variants),
-    max for throughput and the separated fraction, min for every other loop metric (losses, errors,
-    time)."""
-    from workers.tasks import task_class
-
-    if metric in LOOP_METRICS:
-        return "max" if metric in MAXIMISED_LOOP_METRICS else "min"
-    if metric.endswith("separated_fraction"):
-        return "max"
-    return task_class(config["task"]["name"]).mode
+    """min or max for ``metric``, as the vocabulary of the task's reports says (``workers.reporting``)."""
+    return reporting.direction(_task(config), metric)
 
 
 def check_metric_every_report(config: Mapping[str, Any]) -> None:
@@ -152,13 +138,15 @@ def check_metric_every_report(config: Mapping[str, Any]) -> None:
         return
     metric, _ = metric_and_mode(config)
     user = "sweep.scheduler=asha" if sweep["scheduler"] == "asha" else "sweep.search=optuna"
-    if metric == "equivariance_gap":
-        _fail("sweep.metric", metric, f"a metric of every evaluation with {user} (equivariance_gap is measured "
-              "once, at the end of a trial); e.g. mc_equivariance_error or the task's validation metric")
-    if metric == "mc_equivariance_error" and trainer["equivariance_every"] != 1:
+    gap, error = reporting.EXACT_GAP, reporting.MC_ERROR
+    if metric == gap:
+        _fail("sweep.metric", metric, f"a metric of every evaluation with {user} ({gap} is measured once, at the "
+              f"end of a trial); e.g. {error} or the task's validation metric")
+    if metric == error and trainer["equivariance_every"] != 1:
         _fail("trainer.equivariance_every", trainer["equivariance_every"], f"1 with {user} and "
-              "sweep.metric=mc_equivariance_error (it is read in every report)")
-    if metric in EVERY_REPORT or not all(_is_int(trainer.get(k)) for k in ("checkpoint_every", "eval_every", "epochs")):
+              f"sweep.metric={error} (it is read in every report)")
+    every = reporting.in_every_report(_task(config), metric)
+    if every or not all(_is_int(trainer.get(k)) for k in ("checkpoint_every", "eval_every", "epochs")):
         return
     if trainer["checkpoint_every"] < min(trainer["eval_every"], trainer["epochs"]):
         _fail("trainer.checkpoint_every", trainer["checkpoint_every"], f"at least trainer.eval_every="
@@ -293,12 +281,8 @@ def validate(config: Mapping[str, Any]) -> int:
 
 def metric_and_mode(config: Mapping[str, Any]) -> tuple[str, str]:
     """The sweep's headline metric and direction: ``sweep.metric`` or best_val_<task metric> (separation:
-    test_<task metric>), and ``sweep.mode`` or the metric's own direction (``metric_direction``)."""
-    from workers.tasks import task_class
-
-    task = task_class(config["task"]["name"])
-    default = f"test_{task.metric}" if not task.trainable else f"best_val_{task.metric}"
-    metric = config["sweep"]["metric"] or default
+    test_<task metric>: ``workers.reporting.headline``), and ``sweep.mode`` or the metric's own direction."""
+    metric = config["sweep"]["metric"] or reporting.headline(_task(config))
     return metric, config["sweep"]["mode"] or metric_direction(config, metric)
 
 
