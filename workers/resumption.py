@@ -91,16 +91,12 @@ def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> l
 
 
 def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:
-    """The weights of a checkpoint's best validation epoch (the final ones when that epoch is the last);
-    a ValueError saying ``purpose`` cannot be served when a checkpoint of an older symsweep lacks them."""
-    state = saved["loop"]
+    """The weights of a checkpoint's best validation epoch; a ValueError saying ``purpose`` cannot be served
+    by a checkpoint written before the trial's first evaluation (it has no best epoch yet)."""
     weights = saved.get("best_model")
-    if weights is None and state["best"].get("best_epoch") == state["epoch"]:
-        weights = saved["model"]
     if weights is None:
-        raise ValueError(f"the checkpoint of epoch {state['epoch']} holds no weights of its best epoch "
-                         f"({state['best'].get('best_epoch')}) (written by an older symsweep), so it cannot be "
-                         f"{purpose}")
+        raise ValueError(f"the checkpoint of epoch {saved['loop']['epoch']} holds no weights of a best epoch (it was "
+                         f"written before the trial's first evaluation), so it cannot be {purpose}")
     return weights
 
 

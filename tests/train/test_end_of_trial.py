@@ -59,6 +59,18 @@ def test_best_epoch_weights_are_kept_in_every_checkpoint(tmp_path):
         assert torch.equal(value, best["model"][name]), name
 
 
+def test_a_checkpoint_before_the_first_evaluation_has_no_best_weights_to_evaluate(tmp_path):
+    """``best_model`` is the only source of a checkpoint's best weights (never its final ``model``)."""
+    config = compose_trial(*NBODY_MLP, "trainer.epochs=2", "trainer.eval_every=2", "trainer.checkpoint_every=1")
+    run(config, collector()[1], tmp_path)
+    saved = load_checkpoint(tmp_path / "checkpoint_000001")
+    assert saved["best_model"] is None
+    message = (r"^the checkpoint of epoch 1 holds no weights of a best epoch \(it was written before the trial's first "
+               r"evaluation\), so it cannot be evaluated at other sample counts$")
+    with pytest.raises(ValueError, match=message):
+        evaluate_checkpoint(saved, [1], 1, ["test"], "cpu")
+
+
 def test_finished_checkpoint_resumed_with_other_eval_samples_is_evaluated_anew(tmp_path):
     config = compose_trial(*NBODY_MLP, "trainer.epochs=2")
     trained = run(config, collector()[1], tmp_path)
