@@ -78,6 +78,7 @@ PARTS: dict[str, Entry] = {  # the parts of an objective's loss (``workers.objec
     "beta": Entry(None, True, "REMUL's weight of L_equi"),
 }
 
+NODE_ID = "node_id"  # added to every report by the Ray bridge (``workers.trial``), not the loop: the node that ran it
 SEEDS = "seeds"
 SEPARATION: dict[str, Entry] = {  # a separation task's report besides its split metrics
     EPOCH: Entry(None, True, "0: nothing is trained"),

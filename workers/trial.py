@@ -119,6 +119,8 @@ def recorded_epochs(trial_dir: Path) -> set[int]:
     """The epochs the trial's ``result.json`` (in the experiment's storage) holds."""
     import json
 
+    from workers.reporting import EPOCH
+
     epochs = set()
     try:
         lines = (trial_dir / "result.json").read_text().splitlines()
@@ -126,7 +128,7 @@ def recorded_epochs(trial_dir: Path) -> set[int]:
         return epochs
     for line in lines:
         try:
-            epochs.add(int(json.loads(line)["epoch"]))
+            epochs.add(int(json.loads(line)[EPOCH]))
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line, or a report without an epoch
     return epochs
@@ -154,6 +156,7 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
     import ray
     from ray import tune
 
+    from workers.reporting import EPOCH, NODE_ID
     from workers.train import run
 
     _threads(config)
@@ -169,11 +172,11 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
     recorded = recorded_epochs(own_dir) if tune_checkpoint is not None else set()
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
-        if metrics.get("epoch") in recorded:  # already in result.json: reported before the interruption
+        if metrics.get(EPOCH) in recorded:  # already in result.json: reported before the interruption
             if checkpoint is not None:
                 shutil.rmtree(checkpoint, ignore_errors=True)
             return
-        metrics = {**metrics, "node_id": node_id}
+        metrics = {**metrics, NODE_ID: node_id}
         if checkpoint is None:
             tune.report(metrics)
             return
@@ -211,6 +214,7 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
     """One of the k Ray Train workers of a sharded trial."""
     import ray.train
 
+    from workers.reporting import NODE_ID
     from workers.sharding import Shard
     from workers.train import run
 
@@ -225,7 +229,7 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
         attached = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint is not None else None
-        ray.train.report({**metrics, "node_id": node_id}, checkpoint=attached)
+        ray.train.report({**metrics, NODE_ID: node_id}, checkpoint=attached)
         if checkpoint is not None:
             shutil.rmtree(checkpoint, ignore_errors=True)
 
