@@ -30,7 +30,7 @@ Report = Callable[[dict, Any], None]  # report(metrics, checkpoint directory or 
 MIN, MAX = "min", "max"
 DIRECTIONS = (MIN, MAX)
 
-TRAINING_SPLIT = "train"  # the split the loop trains on; every other split of a task's data is evaluated
+TRAINING_SPLIT = "train"  # the split the loop trains on (a trainable task's data has it besides its evaluation splits)
 SELECTION_SPLIT = "val"  # model selection: best_* are taken at the best <val>_<task metric>; entropy and E on it
 TRANSFORMED_SPLIT = "test"  # also scored on a group-transformed copy; the equivariance measurements' inputs
 BEST = "best_"  # prefix of a metric at the best validation epoch
@@ -54,9 +54,9 @@ CURVE, EVAL_SAMPLES = "eval_samples_curve", "eval_samples"
 
 LOOP: dict[str, Entry] = {  # in the order ``sweep.metric``'s error lists them
     TRAIN_LOSS: Entry(MIN, True, "the epoch's mean training loss (the objective's total)"),
+    ENTROPY: Entry(MIN, False, "entropy of the mean permutation (S_n relaxations) on the selection split"),
     EXACT_GAP: Entry(MIN, False, "coupled equivariance gap of the best weights in float64, after the last epoch"),
     MC_ERROR: Entry(MIN, False, "E with fresh noise on the selection split, every equivariance_every evaluations"),
-    ENTROPY: Entry(MIN, False, "entropy of the mean permutation (S_n relaxations) on the selection split"),
     ELAPSED: Entry(MIN, True, "seconds of training so far, resumed runs included"),
     SAMPLES_PER_S: Entry(MAX, True, "training throughput in group samples (examples x train samples) per second"),
     EXAMPLES_PER_S: Entry(MAX, True, "training throughput in examples per second"),

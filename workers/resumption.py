@@ -28,8 +28,8 @@ EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_cu
 
 
 def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -> tuple[LoopState, dict | None]:
-    """Continue the loop's ``training`` (a ``workers.train.Training``) from the checkpoint ``resume``: the
-    training objects, the global RNG and the loop state.
+    """Continue the loop's ``training`` (a ``workers.train.Training``, not imported: the loop imports this
+    module) from the checkpoint ``resume``: the training objects, the global RNG and the loop state.
 
     With ``replay`` the reports it holds are made again. A finished checkpoint returns its final metrics
     as the second value (nothing is trained): the last report, or, when the config changes how it is
@@ -41,10 +41,10 @@ def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -
     training.optimizer.load_state_dict(saved["optimizer"])
     training.scheduler.load_state_dict(saved["scheduler"])
     training.objective.load_state_dict(saved.get("gradnorm"))
-    set_rng_state(saved["rng"], training.evaluation.device)
+    set_rng_state(saved["rng"], training.device)
     for metrics in state.history if replay else []:
         report(metrics, None)
-    if state.epoch >= training.evaluation.trainer.epochs and state.history:  # finished before the interruption
+    if state.epoch >= training.trainer.epochs and state.history:  # finished before the interruption
         if evaluation_changes(saved["config"], training.config):  # never replay results of other settings
             unsharded = replace(training.evaluation, shard=Shard(), transformed=None)
             metrics = reevaluate(unsharded, training.plan.model, training.config, saved)
