@@ -110,10 +110,11 @@ def configurations(preset: str):
 def measure(trial: dict, steps: int, fraction: float = 1.0) -> dict:
     """The counts of one configuration (see the module docstring)."""
     from workers.objectives import forward, make_objective
+    from workers.runtime import build_seeded, step_generator
     from workers.settings import check_config
     from workers.sharding import Shard
     from workers.tasks.base import iterate_batches
-    from workers.train import build_seeded, make_optimizer, step_generator
+    from workers.train import make_optimizer
 
     plan = check_config(trial)
     task, trainer = plan.task, plan.trainer

@@ -49,10 +49,11 @@ def _worker(rank: int, world: int, store: str, batch_size: int, repeats: int, st
 
     from workers.models.factory import build_model, check
     from workers.objectives import make_objective
+    from workers.runtime import step_generator
     from workers.schema import RemulSettings
     from workers.sharding import Shard
     from workers.tasks import get_task
-    from workers.train import make_optimizer, step_generator
+    from workers.train import make_optimizer
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     task = get_task("nbody")

@@ -44,12 +44,13 @@ import torch  # noqa: E402
 
 from workers.models.factory import build_model, check  # noqa: E402
 from workers.objectives import make_objective  # noqa: E402
+from workers.runtime import step_generator  # noqa: E402
 from workers.schema import RemulSettings, TrainerSettings  # noqa: E402
 from workers.sharding import Shard  # noqa: E402
 from workers.symmetry import permutations  # noqa: E402
 from workers.symmetry.groups import with_soft  # noqa: E402
 from workers.tasks import get_task  # noqa: E402
-from workers.train import make_optimizer, step_generator  # noqa: E402
+from workers.train import make_optimizer  # noqa: E402
 
 TRAINER = TrainerSettings()  # adam, lr 1e-3, no weight decay
 REMUL = RemulSettings()

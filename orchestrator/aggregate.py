@@ -16,7 +16,7 @@ import itertools
 import json
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,10 +24,9 @@ import numpy as np
 
 from orchestrator.folder import Folder, one_line, replace_file, spreadsheet_text
 from orchestrator.records import STATES, TrialRecord, count_states, load_trials, open_experiment, read_trials  # noqa: F401
-from workers import UNUSED
+from workers import UNUSED, reporting
 
 SEED_KEY = "trainer.seed"
-MIN_WORDS = ("mse", "loss", "error", "unseparated")  # metric names that are minimised
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,11 @@ class Summary:
     continuous: frozenset[str]  # keys sampled from continuous domains (uniform, loguniform, randint)
     metrics: list[str]  # headline metrics, the sweep metric first
     metric: str | None
-    mode: str  # "min" | "max"
+    mode: str | None  # "min" | "max"; None: the direction of the metric is unknown, rows are not ranked
     configurations: list[Configuration]
     by_state: dict[str, int]
+    directions: dict[str, str] = field(default_factory=dict)  # every metric of known direction (the task's)
+    unranked: str | None = None  # why the rows are not ranked by the sweep metric (its direction is unknown)
     base_seed: Any = 0  # the seed of trials that do not sweep it (sweep.seeds = 1): paired comparisons use it
 
 
@@ -90,25 +91,61 @@ def metric_names(trials: Iterable[TrialRecord]) -> list[str]:
     return list(dict.fromkeys(name for trial in trials for name in trial.last))
 
 
-def sweep_metric(config: Mapping[str, Any], names: list[str]) -> tuple[str | None, str]:
-    """(metric, mode) as resolved at launch (``config.json``); for a config that names none (a hand-made folder),
-    the first best_val_* metric."""
+def task_of(config: Mapping[str, Any]) -> Any | None:
+    """The class of the experiment's task (``task.name`` of config.json), or None when it names no task symsweep
+    knows (a name from the folder only ever picks an entry of the registry)."""
+    name = (config.get("task") or {}).get("name")
+    from workers.tasks import REGISTRY, task_class
+
+    return task_class(name) if isinstance(name, str) and name in REGISTRY else None
+
+
+def sweep_metric(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(metric, mode) as resolved at launch (``config.json``); for a config that names none (a folder made by hand),
+    the same resolution from the vocabulary of its task (``workers.reporting``: the headline metric, its direction).
+
+    A direction is never guessed from a metric's name: where config.json gives no ``sweep.mode`` and names no
+    task symsweep knows (or a metric its task does not report), the mode is None; the summary is then not
+    ranked and says why (``unranked``), and ``status`` names no best trial."""
     sweep = config.get("sweep") or {}
-    if sweep.get("metric") and sweep.get("mode"):
-        return sweep["metric"], sweep["mode"]
-    metric = sweep.get("metric") or next((name for name in names if name.startswith("best_val_")), None) or next(
-        (name for name in names if name.startswith(("val_", "test_"))), None)
-    mode = sweep.get("mode") or ("min" if metric and any(word in metric for word in MIN_WORDS) else "max")
+    metric, mode = sweep.get("metric"), sweep.get("mode")
+    if metric and mode:
+        return metric, mode
+    task = task_of(config)
+    if task is not None:
+        metric = metric or reporting.headline(task)
+        mode = mode or reporting.reported_metrics(task).get(metric)
     return metric, mode
 
 
-def headline_metrics(names: list[str], metric: str | None) -> list[str]:
-    """The sweep metric, best_* metrics, final val/test metrics, equivariance error, entropy, elapsed time."""
-    chosen = ([name for name in names if name.startswith("best_")]
-              + [name for name in names if name.startswith(("val_", "test_"))]
-              + [name for name in ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s")
-                 if name in names])
+def unranked(config: Mapping[str, Any], metric: str | None, mode: str | None) -> str | None:
+    """Why the trials cannot be ranked (``sweep_metric`` found no metric or no direction), or None."""
+    if metric is not None and mode is not None:
+        return None
+    task = task_of(config)
+    what = f"the direction of {metric} is unknown" if metric else "no sweep metric is known"
+    why = (f"task {task.name!r} does not report {metric}" if task is not None
+           else f"task.name={(config.get('task') or {}).get('name')!r} is not a task symsweep knows")
+    return f"{what}: config.json gives no sweep.{'mode' if metric else 'metric'} and {why}"
+
+
+def headline_metrics(names: list[str], metric: str | None, task: Any | None = None) -> list[str]:
+    """The sweep metric, best_* metrics, the final evaluation metrics of the task's splits (without a known task:
+    those with a best_* counterpart), then ``workers.reporting.HEADLINE`` (equivariance errors, entropy, time)."""
+    best = [name for name in names if name.startswith(reporting.BEST)]
+    scored = (reporting.evaluation_metrics(task) if task is not None
+              else {name.removeprefix(reporting.BEST) for name in best} - set(reporting.LOOP))
+    chosen = best + [name for name in names if name in scored] + [name for name in reporting.HEADLINE if name in names]
     return [metric] * (metric in names) + [name for name in chosen if name != metric]
+
+
+def directions(config: Mapping[str, Any], metric: str | None, mode: str | None) -> dict[str, str]:
+    """The direction of every metric the experiment's task reports, the sweep metric's saved mode over it."""
+    task = task_of(config)
+    known = dict(reporting.reported_metrics(task)) if task is not None else {}
+    if metric and mode:
+        known[metric] = mode
+    return known
 
 
 def _stats(trials: list[TrialRecord], metrics: list[str]) -> dict[str, tuple[float, float]]:
@@ -124,8 +161,8 @@ def summarize(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) 
     """Group trials by their swept values without the seed; mean ± std over the completed seeds."""
     keys = [key for key in swept_keys(config, trials) if key != SEED_KEY]
     names = metric_names(trials)
-    metric, mode = sweep_metric(config, names)
-    metrics = headline_metrics(names, metric)
+    metric, mode = sweep_metric(config)
+    metrics = headline_metrics(names, metric, task_of(config))
     groups: dict[str, list[TrialRecord]] = {}
     for trial in trials:
         groups.setdefault(json.dumps([text(trial.params.get(key)) for key in keys]), []).append(trial)
@@ -134,7 +171,7 @@ def summarize(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) 
                       for members in groups.values()]
 
     def rank(configuration: Configuration) -> tuple:
-        mean = configuration.stats.get(metric, (math.nan, 0.0))[0] if metric else math.nan
+        mean = configuration.stats.get(metric, (math.nan, 0.0))[0] if metric and mode else math.nan
         missing = not math.isfinite(mean)
         score = 0.0 if missing else mean if mode == "min" else -mean
         return missing, score, [_order(value) for value in configuration.values.values()]
@@ -144,7 +181,8 @@ def summarize(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) 
                            if isinstance(domain, Mapping) and not {"grid", "choice"} & set(domain))
     return Summary(name=str(config.get("name") or path.name), keys=keys, continuous=continuous, metrics=metrics,
                    metric=metric, mode=mode, configurations=sorted(configurations, key=rank),
-                   by_state=count_states(trials), base_seed=base_seed(config))
+                   by_state=count_states(trials), directions=directions(config, metric, mode),
+                   unranked=unranked(config, metric, mode), base_seed=base_seed(config))
 
 
 def base_seed(config: Mapping[str, Any]) -> Any:
@@ -203,7 +241,8 @@ Table = tuple[list[str], list[list[Any]]]  # (header, rows): what a CSV file and
 def trials_table(config: Mapping[str, Any], trials: list[TrialRecord]) -> Table:
     """One row per trial: id, state, swept values, last metrics, best_* metrics, failures, error, directory."""
     keys, names = swept_keys(config, trials), metric_names(trials)
-    metrics = [name for name in names if not name.startswith("best_")] + [n for n in names if n.startswith("best_")]
+    best = [name for name in names if name.startswith(reporting.BEST)]
+    metrics = [name for name in names if name not in best] + best
     header = ["trial_id", "state", *keys, *metrics, "num_failures", "error", "dirname"]
     return header, [[trial.trial_id, trial.state, *(trial.params.get(key) for key in keys),
                      *(trial.last.get(name) for name in metrics), trial.num_failures, trial.error, trial.dirname]
@@ -235,7 +274,8 @@ def summary_table(source: Summary) -> str:
     """The Markdown summary table ("mean ± std" cells, 4 significant digits) of a summary (``summary.md``
     adds the comparisons and evaluation-sample curves: ``results.summary_markdown``)."""
     counts = ", ".join(f"{count} {state}" for state, count in source.by_state.items() if count)
-    order = f"sorted by {source.metric} ({source.mode}); " if source.metric else ""
+    order = (f"sorted by {source.metric} ({source.mode}); " if source.metric and source.mode
+             else f"not ranked: {source.unranked}; " if source.unranked else "")
     header = [*source.keys, "n_seeds", *source.metrics]
     lines = [f"# {source.name}", "", f"{sum(source.by_state.values())} trials ({counts or 'none yet'}); {order}"
              "cells are mean ± std over the completed seeds (n_seeds; with one seed the value alone: no spread is "
@@ -257,13 +297,13 @@ def status(experiment_dir: str | os.PathLike | Folder) -> dict[str, Any]:
     """Counts by state and the best trial so far (any state) by the sweep metric; no files written."""
     folder, config = open_experiment(experiment_dir)
     path, trials = folder.path, read_trials(folder, config)
-    metric, mode = sweep_metric(config, metric_names(trials))
+    metric, mode = sweep_metric(config)
     scored = [trial for trial in trials if metric in trial.last and math.isfinite(trial.last[metric])]
     best = None
-    if scored:
+    if scored and mode:
         pick = min if mode == "min" else max
         trial = pick(scored, key=lambda candidate: candidate.last[metric])
         best = {"value": trial.last[metric], "trial_id": trial.trial_id, "state": trial.state, "params": trial.params}
     return {"experiment": str(path), "name": str(config.get("name") or path.name), "trials": len(trials),
             "by_state": count_states(trials),
-            "metric": metric, "mode": mode, "best": best}
+            "metric": metric, "mode": mode, "best": best, "unranked": unranked(config, metric, mode)}

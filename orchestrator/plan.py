@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from orchestrator.analyses import Analyses, Context
 from orchestrator.config import trial_config
 from orchestrator.domains import Domain
-from orchestrator.metrics import EVERY_REPORT, default_metric, direction, reported_metrics
+from workers import reporting
 from workers.checks import fail
 from workers.schema import ClusterSettings, LoggingSettings, SweepSettings, TrainerSettings, load
 
@@ -128,30 +128,33 @@ def _check_sweep(config: Mapping[str, Any], sweep: SweepSettings, cluster: Clust
 
 
 def _metric(config: Mapping[str, Any], sweep: SweepSettings) -> tuple[str, str, dict[str, str], Any]:
-    """(metric, mode, every reported metric with its direction, the task class), resolved once."""
+    """(metric, mode, every reported metric with its direction, the task class), resolved once from the vocabulary
+    of the task's reports (``workers.reporting``)."""
     from workers.tasks import task_class
 
     task = task_class((config.get("task") or {}).get("name"))
-    reported = reported_metrics(task)
-    metric = sweep.metric or default_metric(task)
+    reported = reporting.reported_metrics(task)
+    metric = sweep.metric or reporting.headline(task)
     if metric not in reported:
         fail("sweep.metric", metric, f"a metric the trials of task {task.name!r} report: {', '.join(reported)}")
-    return metric, sweep.mode or direction(task, metric), reported, task
+    return metric, sweep.mode or reported[metric], reported, task
 
 
-def _check_every_report(sweep: SweepSettings, trainer: TrainerSettings, metric: str) -> None:
+def _check_every_report(sweep: SweepSettings, trainer: TrainerSettings, metric: str, task: Any) -> None:
     """ASHA and Optuna read ``sweep.metric`` in every report: an evaluation metric must be in the first report
     too (Tune fails every trial otherwise)."""
     if sweep.scheduler == "none" and sweep.search != "optuna":
         return
     user = "sweep.scheduler=asha" if sweep.scheduler == "asha" else "sweep.search=optuna"
-    if metric == "equivariance_gap":
-        fail("sweep.metric", metric, f"a metric of every evaluation with {user} (equivariance_gap is measured once, "
-             "at the end of a trial); e.g. mc_equivariance_error or the task's validation metric")
-    if metric == "mc_equivariance_error" and trainer.equivariance_every != 1:
-        fail("trainer.equivariance_every", trainer.equivariance_every, f"1 with {user} and "
-             "sweep.metric=mc_equivariance_error (it is read in every report)")
-    if metric not in EVERY_REPORT and trainer.checkpoint_every < min(trainer.eval_every, trainer.epochs):
+    gap, error = reporting.EXACT_GAP, reporting.MC_ERROR
+    if metric == gap:
+        fail("sweep.metric", metric, f"a metric of every evaluation with {user} ({gap} is measured once, at the end "
+             f"of a trial); e.g. {error} or the task's validation metric")
+    if metric == error and trainer.equivariance_every != 1:
+        fail("trainer.equivariance_every", trainer.equivariance_every, f"1 with {user} and sweep.metric={error} (it is "
+             "read in every report)")
+    every = reporting.in_every_report(task, metric)
+    if not every and trainer.checkpoint_every < min(trainer.eval_every, trainer.epochs):
         fail("trainer.checkpoint_every", trainer.checkpoint_every, f"at least trainer.eval_every="
              f"{trainer.eval_every} with {user}: a checkpoint report before the first evaluation has no {metric}, "
              f"which {user} reads in every report")
@@ -166,7 +169,8 @@ def _combinations(domains: dict[str, Domain]) -> tuple[list[dict[str, Any]], boo
     return [{key: value} for key, values in zip(keys, options) for value in values], False
 
 
-def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: SweepSettings, metric: str):
+def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: SweepSettings, metric: str,
+                  task: Any):
     """Every configuration through the trial's own checks (each distinct model also built on the meta device);
     returns [(values, TrialPlan)] and whether that is the whole grid."""
     from workers.settings import check_build, check_config, merge
@@ -183,7 +187,7 @@ def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: 
             if model not in built:
                 check_build(trial.model)
                 built.add(model)
-            _check_every_report(sweep, trial.trainer, metric)
+            _check_every_report(sweep, trial.trainer, metric, task)
         except (ValueError, TypeError, AttributeError, KeyError) as err:
             message = str(err) if isinstance(err, ValueError) else (
                 f"a trial setting cannot be read ({type(err).__name__}: {err}); see README, Config reference")
@@ -243,7 +247,7 @@ def validate(config: dict[str, Any]) -> SweepPlan:
     except (TypeError, AttributeError, KeyError) as err:  # a value of an unexpected shape: still one line
         raise ValueError(f"the sweep, cluster or logging settings cannot be read ({type(err).__name__}: {err}); "
                          "see README, Config reference") from None
-    checked, whole = _check_trials(config, domains, sweep, metric)
+    checked, whole = _check_trials(config, domains, sweep, metric, task)
     points, before, reasons = _points(domains, sweep, checked, whole)
     config["sweep"]["metric"], config["sweep"]["mode"] = metric, mode
     seeds = tuple(range(trainer.seed, trainer.seed + sweep.seeds))

@@ -44,18 +44,19 @@ from orchestrator.figures import (
 )
 from orchestrator.folder import Folder
 from orchestrator.samples import samples_curves, samples_points
+from workers import reporting
 
-CURVE_EXTRAS = ("entropy",)  # reported per evaluation and drawn as learning curves when present
-TRAIN_PARTS = ("train_entropy_penalty", "train_equivariance_loss")  # penalties, drawn apart from the task loss
-PANEL_EXTRAS = ("equivariance_gap", "mc_equivariance_error", "entropy", "elapsed_s")
-NOT_PLOTTED = ("best_epoch",)
+CURVE_EXTRAS = (reporting.ENTROPY,)  # reported per evaluation and drawn as learning curves when present
+TRAIN_PARTS = reporting.PENALTIES  # the objective's penalties, drawn apart from the task loss
+PANEL_EXTRAS = reporting.HEADLINE  # the loop metrics of the summary
+NOT_PLOTTED = (reporting.BEST_EPOCH,)
 
 
 def panel_metrics(summary: Summary) -> list[str]:
     """The metrics worth a panel: the sweep metric, the best-epoch metrics, ``PANEL_EXTRAS``; without
     ``best_epoch``, without final ``val_*``/``test_*`` and without any metric whose means equal an
     earlier one's in every configuration (a duplicate)."""
-    wanted = [name for name in summary.metrics if name.startswith("best_") or name in PANEL_EXTRAS
+    wanted = [name for name in summary.metrics if name.startswith(reporting.BEST) or name in PANEL_EXTRAS
               or name == summary.metric]
     chosen: list[str] = []
     for name in wanted:
@@ -90,7 +91,7 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
         if means and min(means) > 0 and max(means) / min(means) > 100:
             axes.set_yscale("log")  # e.g. equivariance gaps: round-off next to real errors
         axes.set_xlabel(key)
-        note = {summary.metric: " (sweep metric)", "equivariance_gap": " (exact: ≲ 1e-9)"}.get(metric, "")
+        note = {summary.metric: " (sweep metric)", reporting.EXACT_GAP: " (exact: ≲ 1e-9)"}.get(metric, "")
         axes.set_title(metric + note, fontsize="medium")
     figure.suptitle(f"{summary.name}: metrics vs {key} (mean ± std over seeds)", fontsize="medium")
     legend_outside(figure, grid)
@@ -107,18 +108,20 @@ def curve_metrics(summary: Summary) -> list[str]:
     (``train_task_loss``, else ``train_loss``), each training penalty on its own, and the reported
     ``CURVE_EXTRAS`` (entropy of P̄). A penalised method's total loss is not comparable with another
     method's task loss, so the total is drawn only when no task loss is reported."""
-    reported = _reported(summary)
-    wanted = (summary.metric or "").removeprefix("best_")
-    validation = wanted if wanted.startswith("val_") and wanted in reported else next(
-        (name for name in reported if name.startswith("val_")), None)
-    loss = "train_task_loss" if "train_task_loss" in reported else "train_loss"
+    reported, selection = _reported(summary), reporting.SELECTION_SPLIT
+    wanted = (summary.metric or "").removeprefix(reporting.BEST)
+    validation = wanted if reporting.on_split(wanted, selection) and wanted in reported else next(
+        (name for name in reported if reporting.on_split(name, selection)), None)
+    task_loss = reporting.train_part(reporting.TASK_LOSS)
+    loss = task_loss if task_loss in reported else reporting.TRAIN_LOSS
     return [name for name in (validation, loss, *TRAIN_PARTS, *CURVE_EXTRAS) if name in reported]
 
 
 def learning_curves(summary: Summary, path: Path) -> Path | None:
     """Curve metrics against the epoch, one line per configuration (mean over its trials); None without epochs."""
     metrics = curve_metrics(summary)
-    trained = any(report.get("epoch", 0) >= 1 for c in summary.configurations for t in c.trials for report in t.history)
+    epoch = reporting.EPOCH
+    trained = any(report.get(epoch, 0) >= 1 for c in summary.configurations for t in c.trials for report in t.history)
     if not metrics or not trained:
         return None
     figure, grid = panels(len(metrics), 4.5, 3.6)
@@ -129,14 +132,14 @@ def learning_curves(summary: Summary, path: Path) -> Path | None:
             by_epoch: dict[float, list[float]] = {}
             for trial in configuration.trials:
                 for report in trial.history:
-                    if "epoch" in report and metric in report:
-                        by_epoch.setdefault(report["epoch"], []).append(report[metric])
+                    if epoch in report and metric in report:
+                        by_epoch.setdefault(report[epoch], []).append(report[metric])
             if by_epoch:
                 epochs = sorted(by_epoch)
                 label = shorten(configuration.label()) or "all"
                 axes.plot(epochs, [np.mean(by_epoch[epoch]) for epoch in epochs], marker=".", label=label,
                           color=colors[label])
-        axes.set_xlabel("epoch")
+        axes.set_xlabel(epoch)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(metric, fontsize="medium")
     figure.suptitle(f"{summary.name}: learning curves (mean over seeds)", fontsize="medium")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from orchestrator.folder import MISSING, RESULTS_LIMIT, Folder, FolderError, parse_json, plausible
+from workers import reporting
 from workers.checks import is_int
 
 STATES = ("completed", "errored", "running", "pending", "unfinished")
@@ -29,8 +30,8 @@ TUNE_KEYS = frozenset({  # Ray Tune's bookkeeping in every result, not metrics o
     "iterations_since_restore", "timestamp", "done", "should_checkpoint", "config", "date", "pid", "hostname",
     "node_ip", "checkpoint_dir_name", "experiment_tag", "experiment_id", "timesteps_total", "episodes_total",
     "timesteps_since_restore", "warmup_time"})
-SEPARATION_METRIC = "test_unseparated_pairs"  # separation tasks report once, at epoch 0
-CURVE_KEY = "eval_samples_curve"  # {<split>_<metric>: {<N>: {mean, std}}} in a trial's last report
+SEPARATION_KEY = reporting.SEEDS  # in the one report of a separation task (epoch 0): the trial is done
+CURVE_KEY = reporting.CURVE  # {<split>_<metric>: {<N>: {mean, std}}} in a trial's last report
 EVALUATED_FILE = "eval_samples.json"  # the same written into a trial directory by `symsweep evaluate`
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(\([\w.]+\))?: ")
@@ -176,7 +177,8 @@ def _curve(folder: Folder, results: list[Mapping[str, Any]], trial_dir: str | No
 
 def _trial_state(status: str | None, last: Mapping[str, float], epochs: Any, failed: bool) -> str:
     """Tune's status refined by the epochs reached; without a status, the trial directory alone."""
-    reached = SEPARATION_METRIC in last or (isinstance(epochs, (int, float)) and last.get("epoch", -1) >= epochs)
+    epoch = last.get(reporting.EPOCH, -1)
+    reached = SEPARATION_KEY in last or (isinstance(epochs, (int, float)) and epoch >= epochs)
     if status is None:
         return "completed" if reached else "errored" if failed else "unfinished"
     if status == "TERMINATED":

@@ -267,7 +267,7 @@ def set_aside_errored(path: Path) -> list[Path]:
 
 
 # Ray releases whose experiment-state files (read directly by orchestrator/records.py) and Tune internals (the
-# three patched above and in launcher.py) tests/orchestrator/test_ray_format.py was run against. pyproject.toml
+# patched above, in tuner.py and tune_patches.py) tests/orchestrator/test_ray_format.py was run against. pyproject.toml
 # pins ray to RAY_SUPPORTED; widen both only after that test (and test_faults.py) pass on the new release.
 RAY_TESTED = ("2.60.0",)
 RAY_SUPPORTED = ">=2.60,<2.61"

@@ -103,7 +103,8 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
 
 def _deterministic_message(err: Exception, own_dir: Path) -> str:
     """The failure in one line, naming the trial's newest checkpoint that exists (not a temporary copy)."""
-    from workers.train import NonFiniteLoss, latest_checkpoint
+    from workers.checkpoints import latest_checkpoint
+    from workers.train import NonFiniteLoss
 
     message = str(err).split("; ")[0] if isinstance(err, NonFiniteLoss) else str(err)
     if isinstance(err, NonFiniteLoss):
@@ -118,6 +119,8 @@ def recorded_epochs(trial_dir: Path) -> set[int]:
     """The epochs the trial's ``result.json`` (in the experiment's storage) holds."""
     import json
 
+    from workers.reporting import EPOCH
+
     epochs = set()
     try:
         lines = (trial_dir / "result.json").read_text().splitlines()
@@ -125,7 +128,7 @@ def recorded_epochs(trial_dir: Path) -> set[int]:
         return epochs
     for line in lines:
         try:
-            epochs.add(int(json.loads(line)["epoch"]))
+            epochs.add(int(json.loads(line)[EPOCH]))
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line, or a report without an epoch
     return epochs
@@ -134,7 +137,7 @@ def recorded_epochs(trial_dir: Path) -> set[int]:
 def resume_point(own_dir: Path, tune_checkpoint) -> Path | None:
     """The newest checkpoint of the trial that loads: its own directory first (it may be newer than what
     Tune's state knows after a driver crash), a truncated newest one skipped for the previous one."""
-    from workers.train import checkpoints, newest_loadable
+    from workers.checkpoints import checkpoints, newest_loadable
 
     candidates = checkpoints(own_dir)
     tune_path = Path(tune_checkpoint.path) if tune_checkpoint is not None else None
@@ -153,6 +156,7 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
     import ray
     from ray import tune
 
+    from workers.reporting import EPOCH, NODE_ID
     from workers.train import run
 
     _threads(config)
@@ -168,11 +172,11 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
     recorded = recorded_epochs(own_dir) if tune_checkpoint is not None else set()
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
-        if metrics.get("epoch") in recorded:  # already in result.json: reported before the interruption
+        if metrics.get(EPOCH) in recorded:  # already in result.json: reported before the interruption
             if checkpoint is not None:
                 shutil.rmtree(checkpoint, ignore_errors=True)
             return
-        metrics = {**metrics, "node_id": node_id}
+        metrics = {**metrics, NODE_ID: node_id}
         if checkpoint is None:
             tune.report(metrics)
             return
@@ -210,6 +214,7 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
     """One of the k Ray Train workers of a sharded trial."""
     import ray.train
 
+    from workers.reporting import NODE_ID
     from workers.sharding import Shard
     from workers.train import run
 
@@ -224,7 +229,7 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
         attached = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint is not None else None
-        ray.train.report({**metrics, "node_id": node_id}, checkpoint=attached)
+        ray.train.report({**metrics, NODE_ID: node_id}, checkpoint=attached)
         if checkpoint is not None:
             shutil.rmtree(checkpoint, ignore_errors=True)
 

@@ -30,7 +30,7 @@ class Comparison:
     value: Any
     reference: Any
     metric: str
-    mode: str  # "min" | "max": which sign of the difference is better
+    mode: str | None  # "min" | "max": which sign of the difference is better (None: the direction is unknown)
     values: dict[str, Any]  # the other swept keys
     seeds: list[Any]  # the paired seeds
     differences: list[float]  # value − reference, one per paired seed
@@ -66,6 +66,8 @@ class Comparison:
         low, high = self.interval
         if low <= 0 <= high:
             return "no significant difference (95 %)"
+        if self.mode is None:
+            return f"{text(self.value)} differs from {text(self.reference)} (95 %; which is better is unknown)"
         better = (high < 0) == (self.mode == "min")
         return f"{text(self.value)} {'better' if better else 'worse'} than {text(self.reference)} (95 %)"
 
@@ -94,7 +96,7 @@ def comparisons(summary: Summary, spec: Mapping[str, Any], base_seed: Any = 0) -
                   and math.isfinite(t.last[metric])} for c in (configuration, partner)]
         seeds = sorted(set(sides[0]) & set(sides[1]), key=lambda seed: _order(seed))
         ours, theirs = [sides[0][s] for s in seeds], [sides[1][s] for s in seeds]
-        found.append(Comparison(key, configuration.values[key], reference, metric, summary.mode,
+        found.append(Comparison(key, configuration.values[key], reference, metric, summary.directions.get(metric),
                                 {o: configuration.values[o] for o in others}, seeds,
                                 [a - b for a, b in zip(ours, theirs)],
                                 float(np.mean(ours)) if seeds else math.nan,
@@ -104,6 +106,11 @@ def comparisons(summary: Summary, spec: Mapping[str, Any], base_seed: Any = 0) -
 
 def _number(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def better(mode: str | None) -> str:
+    """Which sign of a difference is better, in words."""
+    return {"min": "lower is better", "max": "higher is better"}.get(mode, "which is better is unknown")
 
 
 @register_analysis
@@ -159,10 +166,9 @@ class Compare(Analysis):
             return ""
         first = found[0]
         keys = [key for key in summary.keys if key in first.values]
-        better = "lower" if first.mode == "min" else "higher"
         lines = [one_line(f"## {first.metric}: each {first.key} against {text(first.reference)}, paired by seed"), "",
-                 one_line(f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed ({better} "
-                          "is better); mean ± standard error over the pairs, 95 % t-interval."), "",
+                 one_line(f"Difference = {text(first.key)} value − {text(first.reference)} on the same seed "
+                          f"({better(first.mode)}); mean ± standard error over the pairs, 95 % t-interval."), "",
                  "| " + " | ".join(map(markdown_cell, [first.key, *keys, "pairs", "difference", "95 % interval",
                                                        "verdict"])) + " |",
                  "|" + "---|" * (1 + len(keys)) + "---:|---:|---:|---|"]
@@ -202,8 +208,7 @@ def figure(summary: Summary, found: list[Comparison], path: Path) -> Path:
             axes.plot(comparison.mean, row, marker="o", markerfacecolor="none", color="tab:grey")
     axes.axvline(0.0, color="black", linewidth=1)
     axes.set_yticks(rows, ticks, fontsize="small")
-    better = "lower" if found[0].mode == "min" else "higher"
-    axes.set_xlabel(f"{found[0].metric}: value − {text(found[0].reference)}, same seed ({better} is better)")
+    axes.set_xlabel(f"{found[0].metric}: value − {text(found[0].reference)}, same seed ({better(found[0].mode)})")
     one = any(c.pairs == 1 for c in found)
     drawing.suptitle(f"{summary.name}: paired differences against {text(found[0].reference)}, 95 % t-intervals"
                      + ("\n(hollow: one pair, no interval)" if one else ""), fontsize="medium")

@@ -33,9 +33,12 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
 
     import torch
 
+    from workers.checkpoints import load_checkpoint
+    from workers.evaluation import Evaluation, exact_equivariance_gap
+    from workers.reporting import gap_split
+    from workers.runtime import build_seeded, step_generator
     from workers.settings import check_config
     from workers.symmetry import Unsymmetrized, equivariance_errors
-    from workers.train import build_seeded, exact_equivariance_gap, load_checkpoint, step_generator
 
     trial = check_config(config)
     task, trainer = trial.task, trial.trainer
@@ -44,7 +47,7 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
         model.load_state_dict(load_checkpoint(checkpoint)["model"])
     model.eval()
     data = task.load()
-    split = next(name for name in ("test", "val", "train") if name in data.splits)
+    split = gap_split(task)
     batch = {key: value[:batch_size] for key, value in data.splits[split].items()}
     inputs = {name: batch[name] for name in task.input_kinds}
     mask = batch.get("mask")
@@ -70,10 +73,11 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
               "batch": int(next(iter(inputs.values())).shape[0]), "model": config["model"]["name"],
               "checkpoint": checkpoint, "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
     if exact:
-        on = dataclasses.replace(trainer, equivariance_batch=batch_size)
-        result["exact_gap"] = exact_equivariance_gap(model, task, batch, on, "cpu", trainer.seed)
+        evaluation = Evaluation(model, task, data, dataclasses.replace(trainer, equivariance_batch=batch_size),
+                                torch.device("cpu"))
+        result["exact_gap"] = exact_equivariance_gap(evaluation, batch)
         bare_model = Unsymmetrized(model.base, model.group, task.input_kinds, task.target_kind)
-        result["exact_gap_base"] = exact_equivariance_gap(bare_model, task, batch, on, "cpu", trainer.seed)
+        result["exact_gap_base"] = exact_equivariance_gap(dataclasses.replace(evaluation, model=bare_model), batch)
     return result
 
 
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1 or args.batch < 1:
         raise ValueError(f"--samples={args.samples} / --batch={args.batch} are not allowed; expected integers ≥ 1")
     if args.checkpoint:
-        from workers.train import load_checkpoint
+        from workers.checkpoints import load_checkpoint
 
         if args.overrides:
             raise ValueError("--checkpoint fixes the configuration (the trial's own); drop the overrides "

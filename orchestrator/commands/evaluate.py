@@ -19,8 +19,10 @@ from pathlib import Path
 
 from orchestrator.folder import Folder, one_line
 from workers.checks import is_int
+from workers.reporting import SELECTION_SPLIT, TRANSFORMED_SPLIT
 
 DEFAULT_COUNTS = [1, 2, 5, 10]
+DEFAULT_SPLITS = f"{SELECTION_SPLIT},{TRANSFORMED_SPLIT}"  # the validation and test splits
 
 
 def add_parser(subparsers) -> None:
@@ -29,7 +31,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("path", help="the experiment directory (<storage>/<name>)")
     parser.add_argument("--eval-samples", help="comma-separated counts N (default: the experiment's "
                         "trainer.eval_samples_curve, else 1,2,5,10)")
-    parser.add_argument("--split", default="val,test", help="comma-separated evaluation splits (default val,test)")
+    parser.add_argument("--split", default=DEFAULT_SPLITS,
+                        help=f"comma-separated evaluation splits (default {DEFAULT_SPLITS})")
     parser.add_argument("--repeats", type=int, help="noise draws per count (default: trainer.eval_samples_repeats)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to evaluate")
     parser.set_defaults(func=run)
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if not trials:
         print(f"symsweep evaluate: {path} has no completed trial yet; nothing evaluated")
         return 1
-    from workers.train import evaluate_checkpoint, load_checkpoint
+    from workers.checkpoints import load_checkpoint
+    from workers.resumption import evaluate_checkpoint
 
     print(f"symsweep evaluate: {len(trials)} completed trial(s), N = {', '.join(map(str, counts))}, "
           f"{repeats} draw(s) each, splits {', '.join(splits)}", flush=True)

@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items())
         print(one_line(f"best {state['metric']} = {best['value']:.4g} ({best['state']} trial {best['trial_id']}"
                        + (f": {params})" if params else ")")))
+    elif state.get("unranked"):
+        print(one_line(f"no best trial: {state['unranked']}"))
     else:
         print(one_line(f"no {state['metric'] or 'result'} reported yet"))
     return 0

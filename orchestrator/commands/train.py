@@ -29,13 +29,26 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _line(metrics: dict) -> str:
-    shown = [f"epoch {metrics.get('epoch', 0)}"]
+def shown_metrics(task) -> set[str]:
+    """What a progress line shows of ``task``'s reports (``workers.reporting``): the training loss, every
+    evaluation metric, the best validation metrics, entropy, the equivariance errors, the sample count of a
+    re-evaluation."""
+    from workers import reporting
+
+    selection = [reporting.best(reporting.split_metric(reporting.SELECTION_SPLIT, metric))
+                 for metric in reporting.task_metrics(task)]
+    return {reporting.TRAIN_LOSS, *reporting.evaluation_metrics(task), *selection, reporting.ENTROPY,
+            reporting.EXACT_GAP, reporting.MC_ERROR, reporting.EVAL_SAMPLES}
+
+
+def _line(metrics: dict, shown: set[str]) -> str:
+    from workers.reporting import EPOCH
+
+    parts = [f"epoch {metrics.get(EPOCH, 0)}"]
     for key, value in metrics.items():
-        if key.startswith(("train_loss", "val_", "test_", "best_val", "entropy", "equivariance", "mc_equivariance",
-                           "eval_samples")) and not isinstance(value, dict):
-            shown.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
-    return "  ".join(shown)
+        if key in shown and not isinstance(value, dict):
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return "  ".join(parts)
 
 
 def make_workdir(workdir: Path) -> None:
@@ -70,19 +83,21 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise ValueError("trainer.device='cuda' but this machine has no CUDA device; allowed here: auto, cpu")
     if args.resume:
-        from workers.train import check_resume, load_checkpoint
+        from workers.checkpoints import load_checkpoint
+        from workers.resumption import check_resume
 
         check_resume(load_checkpoint(args.resume), trial, args.resume)  # refused before anything is written
     workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))
     make_workdir(workdir)
     (workdir / "config.json").write_text(json.dumps(trial, indent=2))
     progress = (workdir / "progress.jsonl").open("a")
+    shown = shown_metrics(checked.task)
 
     def report(metrics: dict, checkpoint) -> None:
         row = {**metrics, "checkpoint": None if checkpoint is None else str(checkpoint)}
         progress.write(json.dumps(row) + "\n")
         progress.flush()
-        print(json.dumps(row) if args.json else _line(metrics), flush=True)
+        print(json.dumps(row) if args.json else _line(metrics, shown), flush=True)
 
     from workers.train import NonFiniteLoss
     from workers.train import run as train_run

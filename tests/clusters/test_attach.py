@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import ray_cluster as launcher
+from orchestrator import ray_cluster
 from orchestrator.cli import main
 from orchestrator.config import compose
 
@@ -34,9 +34,9 @@ def test_an_address_it_cannot_attach_to_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(launcher, "check_reachable", lambda address: None)  # (passed: Ray answers, then refuses)
+    monkeypatch.setattr(ray_cluster, "check_reachable", lambda address: None)  # (passed: Ray answers, then refuses)
     with pytest.raises(ValueError) as error:
-        launcher.start_ray(compose(["cluster.address=10.0.0.1:6379"])["cluster"])
+        ray_cluster.start_ray(compose(["cluster.address=10.0.0.1:6379"])["cluster"])
     message = str(error.value)
     assert "cluster.address='10.0.0.1:6379'" in message and "RAY_AUTH_MODE=token" in message
     assert "10.0.0.1:6379" in message.split("cannot connect", 1)[1]  # Ray's reason is kept
@@ -66,7 +66,7 @@ def check(*overrides: str, address: str | None = "auto") -> None:
     from orchestrator.plan import validate
 
     config = compose([*overrides] + ([f"cluster.address={address}"] if address else []))
-    launcher.check_resources(validate(config))
+    ray_cluster.check_resources(validate(config))
 
 
 def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together(monkeypatch):
@@ -105,11 +105,11 @@ def test_ray_temp_dirs_fit_unix_socket_paths_under_a_deep_workspace(tmp_path):
     worst_below = "/rc-abcdefgh/worker12"  # a local cluster's node dir; the embedded Ray's is "/ray-<uid>/ray"
     worst = worst_below + "/session_2026-11-22_20-20-20_763368_4194304/sockets/plasma_store"
     fits = "/" + "s" * (107 - len(worst) - 1)
-    assert launcher.socket_safe_base(fits, len(worst_below)) == fits and len(fits + worst) == 107
-    assert launcher.socket_safe_base(fits + "x", len(worst_below)) == "/tmp"  # one byte more would overflow
-    assert launcher.socket_safe_base(str(tmp_path / ("d" * 60)), len("/ray")) == "/tmp"
+    assert ray_cluster.socket_safe_base(fits, len(worst_below)) == fits and len(fits + worst) == 107
+    assert ray_cluster.socket_safe_base(fits + "x", len(worst_below)) == "/tmp"  # one byte more would overflow
+    assert ray_cluster.socket_safe_base(str(tmp_path / ("d" * 60)), len("/ray")) == "/tmp"
     with pytest.raises(RuntimeError, match="RAY_TMPDIR"):
-        launcher.socket_safe_base(fits + "x", 107)
+        ray_cluster.socket_safe_base(fits + "x", 107)
 
 
 def test_the_embedded_rays_temporary_root_is_in_a_private_folder_of_this_user(tmp_path):
@@ -117,19 +117,19 @@ def test_the_embedded_rays_temporary_root_is_in_a_private_folder_of_this_user(tm
     import stat
 
     private = tmp_path / "fresh" / f"ray-{os.getuid()}"
-    assert launcher.private_ray_root(str(tmp_path / "fresh")) == str(private / "ray")
+    assert ray_cluster.private_ray_root(str(tmp_path / "fresh")) == str(private / "ray")
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "link").mkdir()
     (tmp_path / "link" / f"ray-{os.getuid()}").symlink_to(elsewhere)  # another user could read through it
     with pytest.raises(ValueError, match="is not a folder of this user.*RAY_TMPDIR"):
-        launcher.private_ray_root(str(tmp_path / "link"))
+        ray_cluster.private_ray_root(str(tmp_path / "link"))
     if os.geteuid() == 0:  # (only root can give a folder to another user)
         (tmp_path / "foreign" / f"ray-{os.getuid()}").mkdir(parents=True)
         os.chown(tmp_path / "foreign" / f"ray-{os.getuid()}", 65534, 65534)
         with pytest.raises(ValueError, match="is not a folder of this user"):
-            launcher.private_ray_root(str(tmp_path / "foreign"))
+            ray_cluster.private_ray_root(str(tmp_path / "foreign"))
 
 
 def test_the_embedded_ray_starts_under_a_deep_temp_folder(tmp_path):

@@ -38,13 +38,15 @@ SYMSWEEP_ERROR = ("NonFiniteLoss: non-finite training loss (nan) at epoch 2, ste
 
 def base_config(tmp: Path, params: dict, epochs: int = 3, seeds: int = 2, task: str = "digits_rot") -> dict:
     """A config as ``launch`` saves it, the metric and mode resolved."""
-    from workers.tasks import task_class
+    from workers import reporting
+    from workers.tasks import REGISTRY, task_class
 
-    kind = task_class(task)
-    metric = f"best_val_{kind.metric}" if kind.trainable else f"test_{kind.metric}"
+    kind = task_class(task) if task in REGISTRY else None  # a task symsweep does not know: nothing resolved
+    metric = reporting.headline(kind) if kind else None
+    mode = reporting.reported_metrics(kind)[metric] if kind else None
     return {"task": {"name": task}, "group": {"name": "S_n"}, "symmetrizer": {"method": "ps", "noise_scale": 1.0},
             "model": {"name": "mlp"}, "trainer": {"epochs": epochs, "seed": 0},
-            "sweep": {"params": params, "seeds": seeds, "search": "grid", "metric": metric, "mode": kind.mode},
+            "sweep": {"params": params, "seeds": seeds, "search": "grid", "metric": metric, "mode": mode},
             "cluster": {}, "logging": {}, "remul": {"alpha": 1.0}, "name": "fake", "storage": str(tmp)}
 
 
@@ -504,6 +506,49 @@ def test_paired_comparison_with_a_t_interval(tmp_path):
     assert "## best_val_mse: each symmetrizer.method against ga, paired by seed" in markdown
     assert "| ps | 0.1 | 3 |" in markdown and "ps better than ga (95 %)" in markdown
     assert "plots/compare_best_val_mse.png" in {Path(f).relative_to(path).as_posix() for f in result["files"]}
+
+
+def test_a_comparison_on_another_metric_uses_that_metric_s_direction(tmp_path):
+    """Digits (accuracy: max) compared on the Monte-Carlo equivariance error (min): lower error is better,
+    whatever the direction of the sweep metric."""
+    params = {"symmetrizer.method": {"grid": ["ps", "ga"]}}
+    config = base_config(tmp_path, params, epochs=3, seeds=3)
+    config["sweep"]["compare"] = {"key": "symmetrizer.method", "reference": "ga", "metric": "mc_equivariance_error"}
+    fake = FakeExperiment(tmp_path / "direction", config)
+    for method, error in (("ps", 0.01), ("ga", 0.5)):
+        for seed in range(3):
+            report = {**epoch_metrics(3, 0.9, seed), "mc_equivariance_error": error + 0.01 * seed}
+            fake.trial({"symmetrizer.method": method, "trainer.seed": seed}, "TERMINATED", [report])
+    fake.save_state()
+    write_report(fake.path)
+    (row,) = read_csv(fake.path / "compare.csv")
+    assert row["verdict"] == "ps better than ga (95 %)"
+    assert "(lower is better)" in (fake.path / "summary.md").read_text()
+
+
+def test_a_folder_whose_task_symsweep_does_not_know_is_not_ranked(tmp_path):
+    """No sweep.mode in config.json and a task symsweep does not know: the direction of a metric is never guessed
+    from its name; the summary keeps the swept-value order and says why, status names no best trial."""
+    params = {"symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}
+    config = base_config(tmp_path, params, seeds=1, task="mystery")
+    config["sweep"]["metric"] = "best_val_loss"
+    fake = FakeExperiment(tmp_path / "unknown", config)
+    for noise, loss in ((0.1, 0.9), (1.0, 0.1)):
+        report = {"epoch": 3, "val_loss": loss, "best_val_loss": loss, "best_epoch": 3, "elapsed_s": 1.0}
+        fake.trial({"symmetrizer.noise_scale": noise}, "TERMINATED", [report])
+    fake.save_state()
+    write_report(fake.path)
+    reason = ("the direction of best_val_loss is unknown: config.json gives no sweep.mode and task.name='mystery' "
+              "is not a task symsweep knows")
+    assert f"not ranked: {reason};" in (fake.path / "summary.md").read_text()
+    assert [row["symmetrizer.noise_scale"] for row in read_csv(fake.path / "summary.csv")] == ["0.1", "1.0"]
+    state = status(fake.path)
+    assert (state["metric"], state["mode"], state["best"], state["unranked"]) == ("best_val_loss", None, None, reason)
+    config["sweep"]["mode"] = "min"  # what config.json says is used as it is
+    known = FakeExperiment(tmp_path / "saved", config)
+    known.trial({"symmetrizer.noise_scale": 1.0}, "TERMINATED", [{"epoch": 3, "best_val_loss": 0.1}])
+    known.save_state()
+    assert status(known.path)["best"]["value"] == 0.1 and status(known.path)["unranked"] is None
 
 
 def test_one_seed_says_so_instead_of_zero_uncertainty(tmp_path):

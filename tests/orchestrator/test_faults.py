@@ -124,7 +124,7 @@ def test_a_killed_driver_then_a_copy_and_a_move_resume_where_they_are(tmp_path):
                       "sweep.max_concurrent=1", wait=False, env=env)
 
     def newest_epoch(trial: Path) -> int:
-        from workers.train import checkpoints
+        from workers.checkpoints import checkpoints
 
         found = checkpoints(trial)  # written into the trial directory at once (result.json only now and then)
         return json.loads((found[0] / "meta.json").read_text())["epoch"] if found else 0
@@ -222,7 +222,7 @@ def training_worker(driver: int) -> int | None:
 
 def with_two_checkpoints(path: Path) -> Path | None:
     """A trial that has not finished and has two complete checkpoints (one to fall back on)."""
-    from workers.train import checkpoints
+    from workers.checkpoints import checkpoints
 
     for trial in trial_dirs(path):
         found = checkpoints(trial)

@@ -202,7 +202,7 @@ def test_a_metric_the_trials_do_not_report_is_refused_with_the_list():
 
 def test_only_a_task_with_an_ood_split_offers_its_ood_metrics(tmp_path, capsys):
     """n-body has val and test splits only: best_test_ood_mse would fail in every trial, so it is refused."""
-    from orchestrator.metrics import reported_metrics
+    from workers.reporting import reported_metrics
     from workers.tasks import get_task, task_class
 
     assert main(["launch", "--dry-run", f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga",
@@ -241,9 +241,17 @@ def test_the_summary_ranks_by_the_saved_mode():
 
     config = compose(["task=nbody", "group=sn_e", "sweep.metric=elapsed_s"])
     validate(config)  # resolves metric and mode into the config (config.json)
-    assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "min")
+    assert sweep_metric(config) == ("elapsed_s", "min")
     config["sweep"]["mode"] = "max"  # what config.json says wins
-    assert sweep_metric(config, ["elapsed_s", "best_val_mse"]) == ("elapsed_s", "max")
+    assert sweep_metric(config) == ("elapsed_s", "max")
+
+
+def test_a_config_without_a_mode_is_ranked_by_its_tasks_vocabulary():
+    from orchestrator.aggregate import sweep_metric
+
+    config = compose(["sweep.metric=mc_equivariance_error"])  # EXP-classify: the task maximises accuracy
+    assert config["sweep"]["mode"] is None
+    assert sweep_metric(config) == ("mc_equivariance_error", "min")
 
 
 def test_asha_and_optuna_need_the_metric_in_the_first_report():

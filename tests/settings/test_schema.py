@@ -158,7 +158,7 @@ def test_load_fills_defaults_converts_and_names_the_key():
 
 # -- one model, whichever way the config came ------------------------------------------------------------
 def _same_model(composed: dict, plain: dict) -> None:
-    from workers.train import build_seeded
+    from workers.runtime import build_seeded
 
     hydra, bare = check_config(composed), check_config(plain)
     assert (bare.symmetrizer, bare.trainer, bare.remul) == (hydra.symmetrizer, hydra.trainer, hydra.remul)
@@ -209,6 +209,27 @@ def test_every_model_yaml_states_its_constructor_defaults(path):
         assert (list(default) if isinstance(default, tuple) else default) == value, f"{path.stem}: model.{key}"
 
 
+@pytest.mark.parametrize("path", sorted((CONFIGS / "task").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_task_yaml_states_exactly_its_task_defaults(path):
+    """A task's keys are its generator's parameters and ``Task.defaults`` is their one source: the YAML names
+    the task (its file name) and states the same values in the same order, so the composed config and a plain
+    dict naming only the task build the same task."""
+    from orchestrator.config import compose
+    from workers.tasks import get_task, task_class
+
+    values = yaml.safe_load(path.read_text())
+    assert values.pop("name") == path.stem
+    assert list(values.items()) == list(task_class(path.stem).defaults.items())
+    composed = dict(compose([f"task={path.stem}"])["task"])
+    assert get_task(composed.pop("name"), **composed).params == get_task(path.stem).params
+
+
+def test_every_task_has_its_yaml():
+    from workers.tasks import REGISTRY
+
+    assert {path.stem for path in (CONFIGS / "task").glob("*.yaml")} == set(REGISTRY)
+
+
 def test_the_one_sample_methods_build_with_one_sample():
     """``ONE_SAMPLE_METHODS`` (unused_keys, device sharding) agrees with what the library builds."""
     from orchestrator.config import compose, trial_config
@@ -240,7 +261,7 @@ def test_a_checkpoint_of_a_one_sample_method_resumes_across_the_sample_count_def
     """Written when canonical's YAML set eval_samples 1: the count is not read by canonical, so resuming with
     the base value is no evaluation change (``check_resume`` would refuse an unfinished one); for PS it is."""
     from orchestrator.config import compose, trial_config
-    from workers.train import evaluation_changes
+    from workers.resumption import evaluation_changes
 
     for method, changed in (("canonical", []), ("ps", ["symmetrizer.eval_samples=10 (checkpoint: 1)"])):
         config = trial_config(compose([*NBODY, f"symmetrizer={method}"]))

@@ -16,7 +16,8 @@ from tests.train import (
     compose_trial,
     one_thread,  # noqa: F401 (autouse fixture)
 )
-from workers.train import CheckpointError, checkpoints, load_checkpoint, newest_loadable, run
+from workers.checkpoints import CheckpointError, checkpoints, load_checkpoint, newest_loadable
+from workers.train import run
 
 
 class Payload:

@@ -13,8 +13,10 @@ from tests.train import (
     compose_trial,
     one_thread,  # noqa: F401 (autouse fixture)
 )
+from workers.checkpoints import load_checkpoint
+from workers.resumption import evaluate_checkpoint
 from workers.settings import check_config
-from workers.train import evaluate_checkpoint, load_checkpoint, run
+from workers.train import run
 
 CURVE = ("trainer.eval_samples_curve=[1,4]", "trainer.eval_samples_repeats=3")
 
@@ -55,6 +57,18 @@ def test_best_epoch_weights_are_kept_in_every_checkpoint(tmp_path):
     best = load_checkpoint(tmp_path / f"checkpoint_{last['best_epoch']:06d}")
     for name, value in final["best_model"].items():
         assert torch.equal(value, best["model"][name]), name
+
+
+def test_a_checkpoint_before_the_first_evaluation_has_no_best_weights_to_evaluate(tmp_path):
+    """``best_model`` is the only source of a checkpoint's best weights (never its final ``model``)."""
+    config = compose_trial(*NBODY_MLP, "trainer.epochs=2", "trainer.eval_every=2", "trainer.checkpoint_every=1")
+    run(config, collector()[1], tmp_path)
+    saved = load_checkpoint(tmp_path / "checkpoint_000001")
+    assert saved["best_model"] is None
+    message = (r"^the checkpoint of epoch 1 holds no weights of a best epoch \(it was written before the trial's first "
+               r"evaluation\), so it cannot be evaluated at other sample counts$")
+    with pytest.raises(ValueError, match=message):
+        evaluate_checkpoint(saved, [1], 1, ["test"], "cpu")
 
 
 def test_finished_checkpoint_resumed_with_other_eval_samples_is_evaluated_anew(tmp_path):

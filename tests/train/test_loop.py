@@ -19,10 +19,13 @@ from tests.train import (
     one_thread,  # noqa: F401 (autouse fixture)
     shrink_task,
 )
-from workers import train
+from workers import checkpoints, train
+from workers import separation as protocol
+from workers.checkpoints import load_checkpoint
+from workers.evaluation import transformed_split
 from workers.models.factory import build_model
 from workers.settings import check_config
-from workers.train import NonFiniteLoss, load_checkpoint, run
+from workers.train import NonFiniteLoss, run
 
 
 def checkpoint_dirs(workdir) -> list[str]:
@@ -79,8 +82,8 @@ def test_reports_metrics_best_epoch_and_checkpoints(tmp_path):
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     """A write that fails half-way leaves the previous complete state.pt in place."""
-    first = {**{key: {} for key in train.CHECKPOINT_KEYS}, "loop": {"epoch": 1}}
-    directory = train.save_checkpoint(tmp_path / "checkpoint_000001", first)
+    first = {**{key: {} for key in checkpoints.CHECKPOINT_KEYS}, "loop": {"epoch": 1}}
+    directory = checkpoints.save_checkpoint(tmp_path / "checkpoint_000001", first)
 
     def broken(state, path):
         Path(path).write_bytes(b"half a checkpoint")
@@ -88,7 +91,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken)
     with pytest.raises(OSError):
-        train.save_checkpoint(directory, {**first, "loop": {"epoch": 2}})
+        checkpoints.save_checkpoint(directory, {**first, "loop": {"epoch": 2}})
     monkeypatch.undo()
     assert load_checkpoint(directory) == first
 
@@ -235,7 +238,7 @@ def test_separation_task_reports_unseparated_pairs(tmp_path, monkeypatch):
 def test_separation_counts_pairs_a_constant_model_cannot_tell_apart(tmp_path, monkeypatch):
     shrink_task(monkeypatch, "exp", {"test": 40})
     config = compose_trial("task=exp", "model.widths=[16]", "symmetrizer=none", "trainer.separation_seeds=2")
-    monkeypatch.setattr(train, "build_seeded", lambda plan, seed: _Constant(build_model(plan)))
+    monkeypatch.setattr(protocol, "build_seeded", lambda plan, seed: _Constant(build_model(plan)))
     metrics = run(config, None, tmp_path)
     assert metrics["test_unseparated_pairs"] == 20 and metrics["test_separated_fraction"] == 0
 
@@ -296,9 +299,9 @@ def test_transformed_split_moves_every_example_by_a_group_element():
     trial = check_config(config)
     task, model = trial.task, build_model(trial.model)
     split = task.load().splits["test"]
-    moved = train.transformed_split(model, task, split, seed=3)
+    moved = transformed_split(model, task, split, seed=3)
     assert set(moved) == set(split)
-    again = train.transformed_split(model, task, split, seed=3)
+    again = transformed_split(model, task, split, seed=3)
     assert all(torch.equal(moved[key], again[key]) for key in moved)
     assert not torch.allclose(moved["pos"], split["pos"])
     assert not torch.allclose(moved["y"], split["y"])
@@ -306,5 +309,5 @@ def test_transformed_split_moves_every_example_by_a_group_element():
     for key in point_keys:
         assert torch.allclose(torch.cdist(moved[key], moved[key]).sort(-1).values.sort(-2).values,
                               torch.cdist(split[key], split[key]).sort(-1).values.sort(-2).values, atol=1e-4)
-    other = train.transformed_split(model, task, split, seed=4)
+    other = transformed_split(model, task, split, seed=4)
     assert not torch.allclose(other[point_keys[0]], moved[point_keys[0]])

@@ -12,13 +12,14 @@ import torch
 
 from orchestrator.cli import main
 from tests.train import NBODY_MLP, assert_same_metrics, collector, compose_trial, one_thread  # noqa: F401 (autouse fixture)
-from workers.checkpoints import LOOP_FIELDS, LoopState
+from workers.checkpoints import LOOP_FIELDS, LoopState, load_checkpoint
 from workers.objectives import Augmentation, Remul, Supervised, Symmetrized, make_objective, penalty
+from workers.runtime import build_seeded, step_generator
 from workers.settings import check_config
 from workers.sharding import Shard
 from workers.symmetry import GradNorm, equivariance_penalty
 from workers.tasks.nbody import masked_mse
-from workers.train import build_seeded, load_checkpoint, run, step_generator
+from workers.train import run
 
 
 def objective_of(*overrides: str):

@@ -23,7 +23,8 @@ from tests.train import (
     one_thread,  # noqa: F401 (autouse fixture)
     shrink_exp_classify,
 )
-from workers.train import load_checkpoint, run
+from workers.checkpoints import load_checkpoint
+from workers.train import run
 
 CONFIGS = {
     # PS over S_n (GIN interface, entropy penalty), MLP base with dropout, warm-up then cosine decay

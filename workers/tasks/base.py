@@ -1,7 +1,9 @@
 """What every task module provides, and the plumbing they share.
 
 A task is a class with a name, a generator version, default parameters, an offline generator
-(deterministic from its parameters, which include the seed), and the task's loss and metrics.
+(deterministic from its parameters, which include the seed), and the task's loss and metrics. Every metric
+``metrics`` returns is declared with its direction (``metric``/``mode``, ``other_metrics``), checked when the
+class is defined: ``workers.reporting`` builds every report key and every sweep metric's mode from them.
 Generated arrays are cached on disk (``cache.py``); ``load`` returns torch tensors per split.
 
 Data layout (what models and the symmetrizer see). Every split is a dict of tensors whose first
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from workers import checks
+from workers.reporting import DIRECTIONS, SELECTION_SPLIT, task_metrics
 from workers.tasks import cache
 
 SPLITS = ("train", "val", "test")
@@ -57,8 +60,28 @@ class Task(ABC):
     target_kind: ClassVar[str]
     metric: ClassVar[str]  # the headline metric reported for model selection
     mode: ClassVar[str]  # "min" or "max" for ``metric``
+    other_metrics: ClassVar[Mapping[str, str]] = {}  # any other metric ``metrics`` returns -> "min" or "max"
     trainable: ClassVar[bool] = True  # False for tasks evaluated at initialisation (separation)
-    evaluation_splits: ClassVar[tuple[str, ...]] = ("val", "test")  # what a trial reports <split>_<metric> of
+    # the splits a trial reports <split>_<metric> of: every split of the data but the training split, in its order
+    evaluation_splits: ClassVar[tuple[str, ...]] = ("val", "test")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A task (a class with a ``name`` or a ``metric``) declares the direction of every metric it reports,
+        and a trainable one evaluates the selection split; anything else fails where the class is defined."""
+        super().__init_subclass__(**kwargs)
+        if not (hasattr(cls, "name") or hasattr(cls, "metric")):
+            return
+        missing = next((key for key in ("metric", "mode") if not hasattr(cls, key)), None)
+        if missing:
+            raise TypeError(f"task class {cls.__name__} has no {missing}; every task declares its metric and "
+                            "its mode (min or max)")
+        wrong = next(((m, way) for m, way in task_metrics(cls).items() if way not in DIRECTIONS), None)
+        if wrong:
+            raise TypeError(f"task class {cls.__name__}: metric {wrong[0]!r} has direction {wrong[1]!r}; allowed: "
+                            f"{', '.join(DIRECTIONS)}")
+        if cls.trainable and SELECTION_SPLIT not in cls.evaluation_splits:
+            raise TypeError(f"task class {cls.__name__}: evaluation_splits={cls.evaluation_splits!r} lacks "
+                            f"{SELECTION_SPLIT!r}, the split model selection reads; allowed: splits including it")
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))

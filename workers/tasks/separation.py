@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
+from workers.reporting import MAX, MIN
 from workers.tasks.base import Task
 
 THRESHOLD = 1e-3  # L1 distance above which a pair counts as separated
@@ -120,8 +121,10 @@ class SeparationTask(Task):
 
     target_kind: ClassVar[str] = "invariant"
     metric: ClassVar[str] = "unseparated_pairs"
-    mode: ClassVar[str] = "min"
+    mode: ClassVar[str] = MIN
+    other_metrics: ClassVar[Mapping[str, str]] = {"separated_fraction": MAX}
     trainable: ClassVar[bool] = False
+    evaluation_splits: ClassVar[tuple[str, ...]] = ("test",)  # the graphs every seed embeds
 
     embedding_size: ClassVar[int] = 10  # the PS paper's separation MLPs end in 10 units
 
@@ -138,13 +141,18 @@ class SeparationTask(Task):
             "separation_count over seeds); it has no training loss"
         )
 
-    def metrics(self, pred: torch.Tensor, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One seed's score: pairs a (G, D) embedding leaves unseparated, and the share it separates."""
-        size = int(pred.shape[0])
+    def score(self, embeddings: Sequence[torch.Tensor]) -> dict[str, float]:
+        """The pairs that no (G, D) embedding of ``embeddings`` (one per seed, same graph order) separates, and
+        the share of the pairs that count that some seed separates."""
+        size = int(embeddings[0].shape[0])
         pairs = self.pairs(size)
         total = size * (size - 1) // 2 if pairs is None else int(pairs.shape[0])
-        unseparated = separation_count([pred], pairs)
+        unseparated = separation_count(embeddings, pairs)
         return {
             "unseparated_pairs": float(unseparated),
             "separated_fraction": 1.0 - unseparated / total if total else 1.0,
         }
+
+    def metrics(self, pred: torch.Tensor, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One seed's score (``score`` of its embedding alone)."""
+        return self.score([pred])
