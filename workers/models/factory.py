@@ -26,7 +26,7 @@ from torch import nn
 from workers import plugins
 from workers.methods import Method, get_method, method_names
 from workers.models.layers import check_dropout
-from workers.models.spec import FieldSpec, fields_of
+from workers.models.spec import FieldSpec, fields_of, node_count
 from workers.schema import MODEL_DEFAULT, SymmetrizerSettings, load
 from workers.symmetry import Group, RegularScorer, Unsymmetrized, group_spellings, make_distribution, symmetrize
 from workers.tasks.base import Task
@@ -96,7 +96,7 @@ def resolve_group(task: Task, group: Mapping[str, Any]) -> Group:
         _reject(task, name, specs, "the group acts on coordinates and the task has no input of kind 'point' or "
                 "'vector'")
     parsed = Group.parse(name, **keys)
-    _check_group_fits(task, parsed, specs, group.get("dim"))
+    _check_group_fits(task, name, parsed, specs, group.get("dim"))
     return parsed
 
 
@@ -124,7 +124,8 @@ def _groups_for(task: Task, specs: Mapping[str, FieldSpec]) -> str:
     kinds, fitting = {name: spec.kind for name, spec in specs.items()}, []
     for spelling in group_spellings():
         group = _probe(spelling, {"dim": dim if dim is not None else 2, "order": 2})
-        if group is not None and _misfit_dim(group, specs) is None and group.misfit(kinds, task.target_kind) is None:
+        if (group is not None and _misfit_dim(group, specs) is None
+                and group.misfit(kinds, task.target_kind, node_count(specs)) is None):
             fitting.append(spelling.replace("(d)", f"({dim})"))
     return ", ".join(fitting) or "none"
 
@@ -137,17 +138,17 @@ def _misfit_dim(group: Group, specs: Mapping[str, FieldSpec]) -> int | None:
     return dim
 
 
-def _check_group_fits(task: Task, group: Group, specs: Mapping[str, FieldSpec], asked_dim: Any) -> None:
-    reason = group.misfit({name: spec.kind for name, spec in specs.items()}, task.target_kind)
+def _check_group_fits(task: Task, name: str, group: Group, specs: Mapping[str, FieldSpec], asked_dim: Any) -> None:
+    reason = group.misfit({field: spec.kind for field, spec in specs.items()}, task.target_kind, node_count(specs))
     if reason:
-        _reject(task, group.name, specs, reason)
+        _reject(task, name, specs, reason)
     dim = _misfit_dim(group, specs)
     if dim is None:
         return
     if asked_dim is not None and "dim" in group.reads:
         raise ValueError(f"group.dim={asked_dim!r} does not fit task {task.name!r}: its coordinates have dimension "
                          f"{dim}; allowed: {dim}")
-    _reject(task, group.name, specs, f"{group.name} acts on {group.dim}-D coordinates and the task's coordinates have "
+    _reject(task, name, specs, f"{group.name} acts on {group.dim}-D coordinates and the task's coordinates have "
             f"dimension {dim}")
 
 

@@ -88,9 +88,9 @@ class Group:
                 kinds.add("image")
         return frozenset(kinds)
 
-    def misfit(self, input_kinds: Mapping[str, str], target_kind: str) -> str | None:
-        """Why the group cannot act on inputs of these kinds and a target of ``target_kind`` (None: it can).
-        The dimension of coordinates is the caller's check (``dim``)."""
+    def misfit(self, input_kinds: Mapping[str, str], target_kind: str, nodes: int | None = None) -> str | None:
+        """Why the group cannot act on inputs of these kinds, with ``nodes`` node slots, and a target of
+        ``target_kind`` (None: it can). The dimension of coordinates is the caller's check (``dim``)."""
         present = set(input_kinds.values())
         if self.permutes_nodes and not present & set(NODE_KINDS):
             return f"{self.name} permutes nodes and the task has no node-indexed input"
