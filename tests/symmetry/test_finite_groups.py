@@ -44,6 +44,29 @@ def test_generators_close_into_the_group():
     assert isinstance(Group.parse("D_k", order=3), FiniteGroup)
 
 
+def _rotation(axis: list[float], angle: float) -> torch.Tensor:
+    """Rodrigues: the rotation by ``angle`` about ``axis``."""
+    k = torch.tensor(axis, dtype=torch.float64) / torch.tensor(axis, dtype=torch.float64).norm()
+    cross = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]], dtype=torch.float64)
+    return torch.eye(3, dtype=torch.float64) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+
+
+def test_rounding_never_splits_an_element():
+    """Generators with irrational entries: the icosahedron's rotations (a 5-fold and a 3-fold axis) are 60, a
+    one-degree rotation makes 360, however the products' rounding falls."""
+    golden = (1 + math.sqrt(5)) / 2
+    icosahedral = FiniteGroup.from_generators("I", matrices=[_rotation([0.0, 1.0, golden], 2 * math.pi / 5),
+                                                             _rotation([1.0, 1.0, 1.0], 2 * math.pi / 3)])
+    assert icosahedral.finite == 60 and icosahedral.special
+    degree = math.pi / 180
+    turn = FiniteGroup.from_generators("C_360", matrices=[[[math.cos(degree), -math.sin(degree)],
+                                                           [math.sin(degree), math.cos(degree)]]])
+    assert turn.finite == 360
+    assert torch.equal(torch.sort(turn._inverse).values, torch.arange(360))  # inversion is a bijection
+    with pytest.raises(ValueError, match="element 1 repeats an earlier one"):
+        FiniteGroup("twice", matrices=torch.eye(2, dtype=torch.float64).expand(2, -1, -1))
+
+
 def test_products_and_inverses_follow_the_action():
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(8, 6, 3, generator=gen, dtype=torch.float64)
