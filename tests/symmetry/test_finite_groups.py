@@ -40,6 +40,7 @@ def test_generators_close_into_the_group():
     mine = {tuple(m.flatten().tolist()) for m in dihedral.elements}
     assert mine == {tuple(m.flatten().tolist()) for m in Group.parse("D_4").elements}
     assert CUBE.kinds == {"point", "vector"} and RING.kinds == {"node", "pair", "point", "vector"}
+    assert KLEIN.kinds == {"point", "vector", "image"} and KLEIN.finite == 4
     assert Group.parse("C_4").kinds == {"point", "vector", "image"}  # C_k: a FiniteGroup of 2-D matrices
     assert isinstance(Group.parse("D_k", order=3), FiniteGroup)
 
@@ -116,12 +117,16 @@ def _model(group: Group, method: str, inputs: dict, kinds: dict, output_kind: st
                           interface=interface)
 
 
+KLEIN = FiniteGroup.from_generators("V_4", matrices=[[[-1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, -1.0]]])
+
 CASES = {  # group -> (input kinds, output kind, output shape), 6 nodes in 3-D (5 in 2-D for swap-flip)
     "cube": (CUBE, {"pos": "point", "vel": "vector"}, "vector", (6, 3)),
     "hexagonal": (_hexagonal(), {"pos": "point", "vel": "vector"}, "point", (6, 3)),
     "ring-node": (RING, {"adj": "pair", "x": "node"}, "node", (6, 2)),
     "ring-invariant": (RING, {"adj": "pair", "x": "node"}, "invariant", (3,)),
     "swap-flip": (_swap_and_flip(), {"pos": "point", "x": "node"}, "point", (5, 2)),
+    "klein-image": (KLEIN, {"image": "image"}, "invariant", (3,)),  # 2-D matrices act on images too
+    "klein-image-out": (KLEIN, {"image": "image"}, "image", (8, 8, 2)),
 }
 
 
