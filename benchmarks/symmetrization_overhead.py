@@ -117,12 +117,12 @@ def dense_reference():
 
     @contextlib.contextmanager
     def swapped():
-        saved = permutations.sinkhorn_permutation, groups._permute
-        permutations.sinkhorn_permutation, groups._permute = sinkhorn, permute
+        saved = permutations.sinkhorn_permutation, groups.permute
+        permutations.sinkhorn_permutation, groups.permute = sinkhorn, permute
         try:
             yield
         finally:
-            permutations.sinkhorn_permutation, groups._permute = saved
+            permutations.sinkhorn_permutation, groups.permute = saved
 
     return swapped
 

@@ -1,4 +1,5 @@
-"""What one training step minimises: one objective per method family, chosen once per trial.
+"""What one training step minimises: one objective per method family, chosen once per trial (the method's
+``objective`` in ``workers.methods``: a name of ``OBJECTIVES`` or a builder of its own).
 
     Supervised     none                               L_task(f(x), y)
     Symmetrized    ps, ps_fixed_noise, canonical,     L_task + entropy_weight · entropy penalty (where an
@@ -15,10 +16,11 @@ batch and the step's generator and returns the loss and its parts for the logs; 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
+from workers.methods import get_method
 from workers.schema import RemulSettings, SymmetrizerSettings
 from workers.sharding import Shard, take_noise
 from workers.symmetry import GradNorm, Symmetrizer, Transformed, equivariance_penalty, transform_example
@@ -160,17 +162,27 @@ class Remul(Supervised):
         self.gradnorm.load_state_dict(state)
 
 
+def _remul(symmetrizer: SymmetrizerSettings, remul: RemulSettings, model: torch.nn.Module, task: Task,
+           shard: Shard) -> Remul:
+    gradnorm = None
+    if remul.balance == "gradnorm":
+        gradnorm = GradNorm(remul.alpha, remul.beta, remul.gradnorm_lr, remul.gradnorm_gamma)
+    return Remul(model, task, shard, remul.alpha, remul.beta, gradnorm)
+
+
+# what a method's ``objective`` names (``workers.methods``): (symmetrizer, remul, model, task, shard) -> objective
+OBJECTIVES: dict[str, Callable[..., Supervised]] = {
+    "supervised": lambda symmetrizer, remul, model, task, shard: Supervised(model, task, shard),
+    "symmetrized": lambda symmetrizer, remul, model, task, shard: Symmetrized(model, task, shard,
+                                                                              symmetrizer.entropy_weight),
+    "augmentation": lambda symmetrizer, remul, model, task, shard: Augmentation(model, task, shard),
+    "remul": _remul,
+}
+
+
 def make_objective(symmetrizer: SymmetrizerSettings, remul: RemulSettings, model: torch.nn.Module, task: Task,
                    shard: Shard) -> Supervised:
-    """The objective of the trial's ``symmetrizer.method`` (typed settings: ``check_config``'s plan)."""
-    method = symmetrizer.method
-    if method == "none":
-        return Supervised(model, task, shard)
-    if method == "augment":
-        return Augmentation(model, task, shard)
-    if method == "remul":
-        gradnorm = None
-        if remul.balance == "gradnorm":
-            gradnorm = GradNorm(remul.alpha, remul.beta, remul.gradnorm_lr, remul.gradnorm_gamma)
-        return Remul(model, task, shard, remul.alpha, remul.beta, gradnorm)
-    return Symmetrized(model, task, shard, symmetrizer.entropy_weight)
+    """The objective the trial's ``symmetrizer.method`` names (typed settings: ``check_config``'s plan)."""
+    objective = get_method(symmetrizer.method).objective
+    build = objective if callable(objective) else OBJECTIVES[objective]
+    return build(symmetrizer, remul, model, task, shard)

@@ -19,18 +19,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from workers import methods
 from workers.checks import fail, is_int, is_number
 
-# -- methods: what each symmetrization method does, written once -------------------------------------
-SYMMETRIZED = ("ps", "ps_fixed_noise", "canonical", "ga", "fa")  # wrapped in the library's Symmetrizer
-UNSYMMETRIZED = ("none", "augment", "remul")  # the bare base model; the loop adds augmentation / penalty
-METHODS = SYMMETRIZED + UNSYMMETRIZED
-LEARNED_METHODS = ("ps", "ps_fixed_noise", "canonical")  # methods with an interface network q_ω
-NOISY_METHODS = ("ps", "ps_fixed_noise")  # methods that draw the invariant noise
-# one forward pass per input whatever N is: canonicalization is deterministic (the library's
-# ``symmetrize`` builds it with one sample) and the unsymmetrized methods run the base model once
-ONE_SAMPLE_METHODS = ("canonical", *UNSYMMETRIZED)
-SHARDABLE_METHODS = tuple(method for method in METHODS if method not in ONE_SAMPLE_METHODS)
 INTERFACES = ("auto", "gin", "vector_neurons", "scorer")
 MODEL_DEFAULT = "mlp"  # model.name when a plain-dict config names none (configs/config.yaml: model: mlp)
 
@@ -38,11 +29,16 @@ MODEL_DEFAULT = "mlp"  # model.name when a plain-dict config names none (configs
 # -- rules: what a key allows ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
-    """A test of a value and the words naming what passes it (the ``expected ...`` of an error)."""
+    """A test of a value and the words naming what passes it (the ``expected ...`` of an error); ``words`` may
+    be a function, for the values of a registry (``symmetrizer.method``)."""
 
     test: Callable[[Any], bool]
-    text: str
+    words: str | Callable[[], str]
     convert: Callable[[Any], Any] | None = None  # applied to an accepted value (int -> float)
+
+    @property
+    def text(self) -> str:
+        return self.words() if callable(self.words) else self.words
 
 
 def _convert_float(value: Any) -> Any:
@@ -66,6 +62,8 @@ def one_of(*values: Any, text: str | None = None) -> Rule:
     return Rule(lambda v: isinstance(v, (str, type(None))) and v in values, text or f"one of {shown}")
 
 
+METHOD = Rule(lambda v: isinstance(v, str) and v in methods.method_names(),
+              lambda: f"one of {', '.join(methods.method_names())}")  # workers.methods: register_method adds one
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
 DROPOUT = Rule(lambda v: v is None or (is_number(v) and 0 <= v < 1), "null or a number in [0, 1)", _convert_float)
 COUNTS = Rule(lambda v: v is None or (isinstance(v, list) and bool(v) and all(is_int(n) and n >= 1 for n in v)),
@@ -103,7 +101,7 @@ class InterfaceSettings:
 
 @dataclass(frozen=True)
 class SymmetrizerSettings:
-    method: str = setting("ps", one_of(*METHODS), "the symmetrization method")
+    method: str = setting("ps", METHOD, "the symmetrization method (workers.methods)")
     noise_scale: float = setting(1.0, number(0), "η of the invariant noise (S_n: Unif[0, η]; O(d): N(0, η²); "
                                  "C_k/D_k: Gumbel·η)")
     train_samples: int = setting(10, integer(1), "N group samples per input in training")

@@ -6,22 +6,14 @@ allowed); ``unused_keys`` says which keys a configuration does not read; ``merge
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from workers import UNUSED  # noqa: F401 - the value a sweep gives a swept key a configuration does not read
+from workers.methods import get_method, method_names
 from workers.models.factory import Plan, check
-from workers.schema import (
-    LEARNED_METHODS,
-    NOISY_METHODS,
-    ONE_SAMPLE_METHODS,
-    SHARDABLE_METHODS,
-    InterfaceSettings,
-    RemulSettings,
-    SymmetrizerSettings,
-    TrainerSettings,
-    load,
-)
+from workers.schema import RemulSettings, SymmetrizerSettings, TrainerSettings, describe, load
+from workers.symmetry import group_keys
 from workers.tasks import Task, get_task
 
 
@@ -62,9 +54,10 @@ def check_config(config: Mapping[str, Any]) -> TrialPlan:
     plan = check(task, config)
     symmetrizer = plan.symmetrizer
     if trainer.devices > 1:
-        if plan.method not in SHARDABLE_METHODS:
-            raise ValueError(f"trainer.devices={trainer.devices} shards group samples, but method "
-                             f"{plan.method!r} has one sample; allowed: 1 for methods {', '.join(ONE_SAMPLE_METHODS)}")
+        if not get_method(plan.method).shardable:
+            raise ValueError(f"trainer.devices={trainer.devices} shards group samples, but method {plan.method!r} "
+                             f"has no samples to shard; allowed: 1 for methods "
+                             f"{', '.join(n for n in method_names() if not get_method(n).shardable)}")
         for key in ("train_samples", "eval_samples"):
             samples = getattr(symmetrizer, key)
             if samples % trainer.devices:
@@ -91,42 +84,36 @@ def check_build(plan: Plan) -> None:
         return
 
 
-INTERFACE_OPTIONS = tuple(spec.name for spec in fields(InterfaceSettings))
-REMUL_OPTIONS = tuple(spec.name for spec in fields(RemulSettings))
+SETTINGS_KEYS = (*describe(SymmetrizerSettings, "symmetrizer"), *describe(RemulSettings, "remul"))
+
+
+def _covers(keys: set[str], key: str) -> bool:
+    """Whether ``key`` is one of ``keys`` or inside a section among them (``symmetrizer.interface``)."""
+    return any(key == read or key.startswith(read + ".") for read in keys)
 
 
 def unused_keys(config: TrialPlan | Mapping[str, Any]) -> dict[str, str]:
     """The settings this trial configuration never reads, each with the reason (``"not used by ga"``).
 
-    Decided from the checked plan (a plain-dict config is checked first): the parsed group (whatever its
-    spelling: ``D8``, ``D_8``, ``D_k``), the method's family, the REMUL balance. Two configurations that differ
-    only in these keys train the same model on the same data with the same random streams, so a sweep runs them
-    once. Deliberately short and conservative: a key is listed only where the code that would read it is not
-    reached (``tests/train/test_unused_keys.py`` trains both ways and compares every metric)."""
+    Decided from the checked plan (a plain-dict config is checked first): the method says which keys it reads
+    (``workers.methods.Method.reads``: its family facts, its own keys, the parsed group's PS relaxation) and
+    which of its keys the other settings leave unread (``Method.unread``: REMUL's GradNorm keys with a constant
+    balance); the parsed group (whatever its spelling: ``D8``, ``D_8``, ``D_k``) says which ``group.*`` keys it
+    read (``Group.reads``). Two configurations that differ only in these keys train the same model on the same
+    data with the same random streams, so a sweep runs them once. Deliberately short and conservative: a key is
+    listed only where the code that would read it is not reached (``tests/train/test_unused_keys.py`` trains
+    both ways and compares every metric)."""
     trial = config if isinstance(config, TrialPlan) else check_config(config)
-    method, group = trial.model.method, trial.model.group
-    where = f"{method} over {group.name}"
+    method, group = get_method(trial.model.method), trial.model.group
+    read, anywhere = method.reads(group), method.reads(None)
     unused: dict[str, str] = {}
-    if method not in NOISY_METHODS:
-        unused["symmetrizer.noise_scale"] = f"not used by {method}"
-    learned = method in LEARNED_METHODS
-    relaxed = learned and group.permutations  # a trained S_n relaxation (Sinkhorn)
-    for key in ("sinkhorn_iters", "entropy_weight"):
-        if not relaxed:
-            unused[f"symmetrizer.{key}"] = f"not used by {where}"
-    if not (relaxed or (learned and group.finite is not None)):  # Sinkhorn's τ, or the softmax over C_k/D_k
-        unused["symmetrizer.temperature"] = f"not used by {where}"
-    if method in ONE_SAMPLE_METHODS:
-        unused["symmetrizer.train_samples"] = unused["symmetrizer.eval_samples"] = f"not used by {method}"
-    if not learned:
-        for key in INTERFACE_OPTIONS:
-            unused[f"symmetrizer.interface.{key}"] = f"not used by {method}"
-    if method != "remul":
-        for key in REMUL_OPTIONS:
-            unused[f"remul.{key}"] = f"not used by {method}"
-    elif trial.remul.balance != "gradnorm":
-        unused["remul.gradnorm_lr"] = unused["remul.gradnorm_gamma"] = "not used by remul.balance=constant"
-    for key in ("dim", "order"):
+    for key in SETTINGS_KEYS:
+        if not _covers(read, key):
+            where = f"{method.name} over {group.name}" if _covers(anywhere, key) else method.name
+            unused[key] = f"not used by {where}"
+    for key, setting in (method.unread(trial) if method.unread else {}).items():
+        unused[key] = f"not used by {setting}"
+    for key in group_keys():
         if key not in group.reads:
             unused[f"group.{key}"] = f"not used by {group.name}"
     return unused

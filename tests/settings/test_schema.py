@@ -14,17 +14,9 @@ import torch
 import yaml
 
 from workers import schema
+from workers.methods import get_method, method_names
 from workers.models import factory
-from workers.schema import (
-    METHODS,
-    ONE_SAMPLE_METHODS,
-    SECTIONS,
-    SHARDABLE_METHODS,
-    SYMMETRIZED,
-    SymmetrizerSettings,
-    TrainerSettings,
-    load,
-)
+from workers.schema import SECTIONS, SymmetrizerSettings, TrainerSettings, load
 from workers.settings import check_config
 from workers.symmetry import Symmetrizer
 
@@ -61,7 +53,7 @@ def test_every_method_file_is_allowed_by_the_schema(path):
 def test_the_yaml_lists_every_method_and_trainer_choice():
     """The ``# a | b | c`` comments of the base files name exactly the schema's allowed values."""
     text = (CONFIGS / "symmetrizer/ps.yaml").read_text()
-    assert re.search(r"^method: ps +# (.*)$", text, re.M).group(1).split(" | ") == list(METHODS)
+    assert re.search(r"^method: ps +# (.*)$", text, re.M).group(1).split(" | ") == list(method_names())
     trainer = (CONFIGS / "trainer/default.yaml").read_text()
     for key in ("optimizer", "schedule", "precision"):
         rule = {f.name: f.metadata["rule"] for f in dataclasses.fields(TrainerSettings)}[key]
@@ -231,16 +223,20 @@ def test_every_task_has_its_yaml():
 
 
 def test_the_one_sample_methods_build_with_one_sample():
-    """``ONE_SAMPLE_METHODS`` (unused_keys, device sharding) agrees with what the library builds."""
+    """A method's ``one_sample`` fact (unused_keys, device sharding) agrees with what the library builds, and
+    its other facts with the library's own method of the same name."""
     from orchestrator.config import compose, trial_config
+    from workers.symmetry import methods as library
 
     base = trial_config(compose(NBODY))
-    for method in SYMMETRIZED:
+    for method in method_names(symmetrized=True):
         config = {**base, "symmetrizer": {"method": method, "train_samples": 6, "eval_samples": 4}}
         model = factory.build_model(check_config(config).model)
-        expected = (1, 1) if method in ONE_SAMPLE_METHODS else (6, 4)
+        expected = (1, 1) if get_method(method).one_sample else (6, 4)
         assert (model.train_samples, model.eval_samples) == expected, method
-    assert set(SHARDABLE_METHODS) | set(ONE_SAMPLE_METHODS) == set(METHODS)
+        assert library.get_method(method).learned == get_method(method).learned, method
+        assert library.get_method(method).one_sample == get_method(method).one_sample, method
+    assert set(method_names(shardable=True)) | set(method_names(one_sample=True)) == set(method_names())
 
 
 def test_build_model_checks_nothing_again(monkeypatch):

@@ -7,9 +7,11 @@ builds a hundred models checks once. ``config`` is the plain dict of a trial wit
 ``group`` (name, dim, order), ``symmetrizer`` (``workers.schema.SymmetrizerSettings``) and
 ``model`` (name + the model's hyperparameters).
 
-Methods: ``ps``, ``ps_fixed_noise``, ``canonical``, ``ga``, ``fa`` wrap the base model in a
-``Symmetrizer``; ``none``, ``augment`` and ``remul`` train the bare base model (augmentation and
-the REMUL penalty are applied by the training loop) behind the same interface (``Unsymmetrized``).
+Methods (``workers.methods``): a symmetrized one (``ps``, ``ps_fixed_noise``, ``canonical``, ``ga``, ``fa``)
+wraps the base model in the library's ``Symmetrizer``; the others (``none``, ``augment``, ``remul``) train the
+bare base model (augmentation and the REMUL penalty are applied by the training loop) behind the same interface
+(``Unsymmetrized``). Groups: any registered ``group.name`` (``workers.symmetry.register_group``); the checks ask
+the group its facts (``misfit``, ``dim``, ``reads``, ``ps_noise``) and the library whether a method applies.
 """
 
 from __future__ import annotations
@@ -21,21 +23,15 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from workers import plugins
+from workers.methods import Method, get_method, method_names
 from workers.models.layers import check_dropout
-from workers.models.spec import FieldSpec, fields_of
-from workers.schema import (
-    INTERFACES,
-    LEARNED_METHODS,
-    METHODS,
-    MODEL_DEFAULT,
-    UNSYMMETRIZED,
-    SymmetrizerSettings,
-    load,
-)
-from workers.symmetry import Group, RegularScorer, Unsymmetrized, symmetrize
+from workers.models.spec import FieldSpec, fields_of, node_count
+from workers.schema import MODEL_DEFAULT, SymmetrizerSettings, load
+from workers.symmetry import Group, RegularScorer, Unsymmetrized, group_spellings, make_distribution, symmetrize
 from workers.tasks.base import Task
 
-__all__ = ["METHODS", "MODELS", "Plan", "build_interface", "build_model", "check", "model_class"]
+__all__ = ["MODELS", "Plan", "build_interface", "build_model", "check", "model_class"]
 
 MODELS = {
     "mlp": "workers.models.mlp:MLP",
@@ -46,7 +42,13 @@ MODELS = {
     "egnn": "workers.models.gnn:EGNN",
     "cnn": "workers.models.cnn:CNN",
 }
-SCORER_HIDDEN = 32  # width of the C_k/D_k scorer when symmetrizer.interface.hidden is null
+SCORER_HIDDEN = 32  # width of the finite groups' scorer when symmetrizer.interface.hidden is null
+
+
+def __getattr__(name: str):
+    if name == "METHODS":  # every registered method now (``workers.methods``), not at import
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -77,115 +79,125 @@ def input_specs(task: Task) -> dict[str, FieldSpec]:
 
 
 def resolve_group(task: Task, group: Mapping[str, Any]) -> Group:
-    """The configured group, with ``group.dim`` defaulting to the task's coordinate dimension."""
+    """The configured group (any registered ``group.name``), built from the keys of the ``group`` section, with
+    ``group.dim`` defaulting to the task's coordinate dimension (2 for images); checked against the task."""
+    plugins.load()
     name = group.get("name")
     if not isinstance(name, str) or not name:
-        raise ValueError(f"group.name={name!r} is not a group; allowed e.g. S_n, O(d), SO(d), E(d), SE(d), "
-                         "S_n x E(d), C_k, D_k (with group.order)")
+        raise ValueError(f"group.name={name!r} is not a group; allowed: {', '.join(group_spellings())} (with "
+                         "group.dim, group.order)")
     specs = input_specs(task)
-    coordinates = fields_of(specs, "point", "vector")
-    images = fields_of(specs, "image")
-    dim = group.get("dim")
-    if dim is None:
-        dim = specs[coordinates[0]].shape[-1] if coordinates else (2 if images else None)
-    if dim is None and "(d)" in name.replace(" ", ""):
-        raise ValueError(f"group.name={name!r} does not fit task {task.name!r}: the group acts on coordinates and "
-                         f"the task has no input of kind 'point' or 'vector'; allowed groups for this task: "
-                         f"{_groups_for(specs)}")
-    parsed = Group.parse(name, dim=dim if ("d" in name or "(" in name) else None, order=group.get("order"))
-    _check_group_fits(task, parsed, specs, group.get("dim"))
+    coordinates, images = fields_of(specs, "point", "vector"), fields_of(specs, "image")
+    keys = {key: value for key, value in group.items() if key != "name"}
+    if keys.get("dim") is None:
+        keys["dim"] = specs[coordinates[0]].shape[-1] if coordinates else (2 if images else None)
+    probe = _probe(name, {**keys, "dim": 2}) if keys["dim"] is None else None
+    if probe is not None and "dim" in probe.reads:
+        _reject(task, name, specs, "the group acts on coordinates and the task has no input of kind 'point' or "
+                "'vector'")
+    parsed = Group.parse(name, **keys)
+    _check_group_fits(task, name, parsed, specs, group.get("dim"))
     return parsed
 
 
-def _groups_for(specs: Mapping[str, FieldSpec]) -> str:
-    if fields_of(specs, "image"):
-        return "C_k, D_k, SO(2), O(2)"
-    if fields_of(specs, "point", "vector"):
-        dim = specs[fields_of(specs, "point", "vector")[0]].shape[-1]
-        allowed = f"S_n, O({dim}), SO({dim}), S_n x O({dim}), S_n x SO({dim})"
-        if fields_of(specs, "point"):
-            allowed += f", E({dim}), SE({dim}), S_n x E({dim}), S_n x SE({dim})"
-        return allowed + (", C_k, D_k" if dim == 2 else "")
-    return "S_n"
+def _probe(name: str, keys: Mapping[str, Any]) -> Group | None:
+    """The group ``name`` would be with ``keys`` (None where it cannot be built)."""
+    try:
+        return Group.parse(name, **keys)
+    except ValueError:
+        return None
 
 
-def _check_group_fits(task: Task, group: Group, specs: Mapping[str, FieldSpec], asked_dim: Any) -> None:
-    def reject(reason: str) -> None:
-        raise ValueError(f"group.name={group.name!r} does not fit task {task.name!r}: {reason}; "
-                         f"allowed groups for this task: {_groups_for(specs)}")
+def _reject(task: Task, name: str, specs: Mapping[str, FieldSpec], reason: str) -> None:
+    raise ValueError(f"group.name={name!r} does not fit task {task.name!r}: {reason}; allowed groups for this "
+                     f"task: {_groups_for(task, specs)}")
 
+
+def _coordinate_dim(specs: Mapping[str, FieldSpec]) -> int | None:
     coordinates = fields_of(specs, "point", "vector")
-    images = fields_of(specs, "image")
-    if group.permutations and not fields_of(specs, "node", "pair", "point", "vector"):
-        reject("S_n permutes nodes and the task has no node-indexed input")
-    if group.has_matrix:
-        if images:
-            if group.permutations or group.translations:
-                reject("images are rotated and reflected, not permuted or translated")
-        elif not coordinates:
-            reject("the group acts on coordinates and the task has no input of kind 'point' or 'vector'")
-        else:
-            dim = specs[coordinates[0]].shape[-1]
-            if group.finite is not None and dim != 2:
-                reject(f"{group.name} rotates 2-D coordinates or images and the task's coordinates have "
-                       f"dimension {dim}")
-            if group.dim != dim:
-                key = "group.dim" if asked_dim is not None else "group.name"
-                value = asked_dim if asked_dim is not None else group.name
-                raise ValueError(f"{key}={value!r} does not fit task {task.name!r}: its coordinates have "
-                                 f"dimension {dim}; allowed: {dim}")
-        if group.translations and not fields_of(specs, "point"):
-            reject("translations need an input of kind 'point'")
-    if task.target_kind in ("point", "vector") and not group.has_matrix and not group.permutations:
-        reject("the group does not act on the task's coordinates")
+    return specs[coordinates[0]].shape[-1] if coordinates else None
 
 
-def _interface_for(task: Task, group: Group, method: str, specs: Mapping[str, FieldSpec],
-                   asked: str) -> str:
-    if asked not in INTERFACES:
-        raise ValueError(f"symmetrizer.interface.name={asked!r} is not an interface; allowed: {', '.join(INTERFACES)}")
-    possible = []
-    if group.finite is not None:
-        possible = ["scorer"]
-    elif group.has_matrix:
-        if fields_of(specs, "point", "vector"):
-            possible = ["vector_neurons"]
-    elif fields_of(specs, "pair"):
-        possible = ["gin"]
-    if not possible:
-        need = ("an input of kind 'pair' (an adjacency) for the GIN interface" if not group.has_matrix
-                else "inputs of kind 'point' or 'vector' for the Vector Neurons interface")
-        framed_kind = "point" if group.has_matrix else "pair"
-        has_frame = group.finite is None and fields_of(specs, framed_kind)
-        raise ValueError(f"symmetrizer.method={method!r} over {group.name} on task {task.name!r} needs {need}; "
-                         f"allowed methods here: ga, {'fa, ' if has_frame else ''}none, augment, remul")
-    if asked != "auto" and asked not in possible:
-        raise ValueError(f"symmetrizer.interface.name={asked!r} cannot serve {group.name} on task {task.name!r}; "
-                         f"allowed: auto, {', '.join(possible)}")
-    return possible[0]
+def _groups_for(task: Task, specs: Mapping[str, FieldSpec]) -> str:
+    """The registered spellings whose groups fit the task (``d`` at the task's dimension)."""
+    dim = _coordinate_dim(specs) or (2 if fields_of(specs, "image") else None)
+    kinds, fitting = {name: spec.kind for name, spec in specs.items()}, []
+    for spelling in group_spellings():
+        group = _probe(spelling, {"dim": dim if dim is not None else 2, "order": 2})
+        if (group is not None and _misfit_dim(group, specs) is None
+                and group.misfit(kinds, task.target_kind, node_count(specs)) is None):
+            fitting.append(spelling.replace("(d)", f"({dim})"))
+    return ", ".join(fitting) or "none"
+
+
+def _misfit_dim(group: Group, specs: Mapping[str, FieldSpec]) -> int | None:
+    """The task's coordinate dimension where the group's matrices have another one (None: they fit)."""
+    dim = _coordinate_dim(specs)
+    if group.dim is None or dim is None or fields_of(specs, "image") or group.dim == dim:
+        return None
+    return dim
+
+
+def _check_group_fits(task: Task, name: str, group: Group, specs: Mapping[str, FieldSpec], asked_dim: Any) -> None:
+    reason = group.misfit({field: spec.kind for field, spec in specs.items()}, task.target_kind, node_count(specs))
+    if reason:
+        _reject(task, name, specs, reason)
+    dim = _misfit_dim(group, specs)
+    if dim is None:
+        return
+    if asked_dim is not None and "dim" in group.reads:
+        raise ValueError(f"group.dim={asked_dim!r} does not fit task {task.name!r}: its coordinates have dimension "
+                         f"{dim}; allowed: {dim}")
+    _reject(task, name, specs, f"{group.name} acts on {group.dim}-D coordinates and the task's coordinates have "
+            f"dimension {dim}")
+
+
+# the interface network of each PS noise kind (``Group.ps_noise``): its name, the input kinds it reads, what it needs
+INTERFACE_OF_NOISE = {
+    "node": ("gin", ("pair",), "an input of kind 'pair' (an adjacency) for the GIN interface"),
+    "vector": ("vector_neurons", ("point", "vector"), "inputs of kind 'point' or 'vector' for the Vector Neurons "
+               "interface"),
+    "regular": ("scorer", (), ""),
+}
+
+
+def _method_misfit(task: Task, group: Group, method: Method, specs: Mapping[str, FieldSpec]) -> str | None:
+    """Why ``method`` cannot serve ``group`` on the task's inputs, as a one-line error (None: it can). A learned
+    method needs the interface of the group's PS noise; another symmetrized one is asked of the library."""
+    if not method.symmetrized:
+        return None
+    if method.learned:
+        if group.ps_noise not in INTERFACE_OF_NOISE:
+            return f"symmetrizer.method={method.name!r} needs a group with a PS relaxation and {group.name} has none"
+        _, kinds, need = INTERFACE_OF_NOISE[group.ps_noise]
+        if kinds and not fields_of(specs, *kinds):
+            return f"symmetrizer.method={method.name!r} over {group.name} on task {task.name!r} needs {need}"
+        return None
+    try:
+        make_distribution(group, method.name, {name: spec.kind for name, spec in specs.items()})
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def check(task: Task, config: Mapping[str, Any]) -> Plan:
     """Validate the (task, group, method, model) combination; raise ValueError naming the key."""
     symmetrizer = load(SymmetrizerSettings, config.get("symmetrizer"), "symmetrizer")
-    method = symmetrizer.method
+    method = get_method(symmetrizer.method)
     group = resolve_group(task, config.get("group") or {})
     specs = input_specs(task)
     output = FieldSpec(task.target_kind, tuple(task.output_shape()))
-    if method == "fa":
-        if group.finite is not None or fields_of(specs, "image"):
-            raise ValueError(f"symmetrizer.method='fa' has no frame for group {group.name} on task {task.name!r}; "
-                             "frames exist for S_n on graphs and O/SO/E/SE(d) (and S_n x those) on point sets; "
-                             "allowed methods here: ps, ps_fixed_noise, canonical, ga, none, augment, remul")
-        if group.has_matrix and not fields_of(specs, "point"):
-            raise ValueError(f"symmetrizer.method='fa' over {group.name} needs an input of kind 'point'; "
-                             f"task {task.name!r} has none")
-        if not group.has_matrix and not fields_of(specs, "pair"):
-            raise ValueError(f"symmetrizer.method='fa' over S_n needs an adjacency (kind 'pair'); task "
-                             f"{task.name!r} has none; allowed methods here: ps, ga, none, augment, remul")
+    reason = _method_misfit(task, group, method, specs)
+    if reason:
+        fitting = [name for name in method_names() if _method_misfit(task, group, get_method(name), specs) is None]
+        raise ValueError(f"{reason}; allowed methods here: {', '.join(fitting)}")
     interface = None
-    if method in LEARNED_METHODS:
-        interface = _interface_for(task, group, method, specs, symmetrizer.interface.name)
+    if method.learned:
+        interface = INTERFACE_OF_NOISE[group.ps_noise][0]
+        asked = symmetrizer.interface.name
+        if asked != "auto" and asked != interface:
+            raise ValueError(f"symmetrizer.interface.name={asked!r} cannot serve {group.name} on task {task.name!r}; "
+                             f"allowed: auto, {interface}")
     model = dict(config.get("model") or {})
     name = model.pop("name", MODEL_DEFAULT)
     cls = model_class(name)
@@ -202,7 +214,7 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
             allowed = [p for p in parameters if p not in ("self", "inputs", "output")]
             raise ValueError(f"model.{key}={model[key]!r} is not an option of model {name!r}; "
                              f"allowed: {', '.join(allowed)}")
-    return Plan(task, group, method, specs, output, name, model, interface, symmetrizer)
+    return Plan(task, group, symmetrizer.method, specs, output, name, model, interface, symmetrizer)
 
 
 def build_interface(plan: Plan) -> nn.Module:
@@ -236,7 +248,7 @@ def build_model(plan: Plan) -> nn.Module:
     Nothing is checked again here (the model and interface constructors check their own values)."""
     base = model_class(plan.model_name)(plan.inputs, plan.output, **plan.model_options)
     kinds = {name: spec.kind for name, spec in plan.inputs.items()}
-    if plan.method in UNSYMMETRIZED:
+    if not get_method(plan.method).symmetrized:
         return Unsymmetrized(base, plan.group, kinds, plan.output.kind)
     settings = plan.symmetrizer
     interface = build_interface(plan) if plan.interface else None

@@ -15,9 +15,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from workers.symmetry import permutations
 from workers.symmetry.groups import Group, GroupElement
-from workers.symmetry.orthogonal import fix_determinant, gram_schmidt
 
 Tensors = Mapping[str, torch.Tensor]
 
@@ -75,41 +73,42 @@ class GroupAveraging(Distribution):
         return GroupElement(element.perm, None, element.rot), {}
 
 
-class ProbabilisticSymmetrization(Distribution):
-    """PS: a learned equivariant interface network q_ω maps (x, ε) to features, post-processed
-    into a group element (PS paper §2.2).
+NOISE_FIELDS = {"node": "node_noise", "vector": "vector_noise", "regular": "regular_noise"}  # PS noise kind -> field
 
-    The interface returns ``{"scores": (R, n)}`` for S_n (hard argsort; straight-through gradient
-    through a Sinkhorn-relaxed P̂ at ``temperature``), ``{"vectors": (R, d, d)}`` for O(d)/SO(d)
-    (Gram-Schmidt; determinant fix for SO(d)), both for products, and ``{"logits": (R, |G|)}`` for
-    C_k/D_k (argmax; straight-through through softmax at ``temperature``). Noise: Unif[0, η] per
-    node for S_n, N(0, η²) vectors per node when a matrix group is present, Gumbel·η over the
-    elements of a finite group. ``fixed_noise`` draws each input's noise from a generator seeded
-    by that input's content, so an input always gets the same samples (PS paper Table 1, fixed ε).
-    η = 0 with one sample is canonicalization.
+
+class ProbabilisticSymmetrization(Distribution):
+    """PS: a learned equivariant interface network q_ω maps (x, ε) to features, which the group turns
+    into an element (``Group.from_features``, PS paper §2.2): scores -> argsort for S_n, vectors ->
+    Gram-Schmidt for O(d)/SO(d), both for products, logits -> argmax for finite groups, each with its
+    straight-through relaxation at ``temperature`` in training.
+
+    The noise is of the kind the group names (``Group.ps_noise``): ``node``, Unif[0, η] per node;
+    ``vector``, N(0, η²) vectors per node; ``regular``, Gumbel·η over the elements of a finite group.
+    ``fixed_noise`` draws each input's noise from a generator seeded by that input's content, so an
+    input always gets the same samples (PS paper Table 1, fixed ε). η = 0 with one sample is
+    canonicalization.
     """
 
     def __init__(self, group: Group, interface: nn.Module, noise_scale: float = 1.0,
                  temperature: float = 0.01, sinkhorn_iters: int = 20, fixed_noise: bool = False):
         super().__init__(group)
+        if group.ps_noise not in NOISE_FIELDS:
+            raise ValueError(f"symmetrizer.method='ps' needs a group with a PS relaxation and {group.name} has none; "
+                             "allowed: ga")
         self.interface = interface
         self.noise_scale = float(noise_scale)
         self.temperature = float(temperature)
         self.sinkhorn_iters = int(sinkhorn_iters)
         self.fixed_noise = fixed_noise
-        if group.finite is not None:
-            self.noise_kinds = {"regular_noise": "regular"}
-        elif group.has_matrix:
-            self.noise_kinds = {"vector_noise": "vector"}
-        else:
-            self.noise_kinds = {"node_noise": "node"}
+        self.noise_kinds = {NOISE_FIELDS[group.ps_noise]: group.ps_noise}
 
     def draw_noise(self, inputs, mask, rows, generator=None):
         like = _like(inputs)
         channels = int(getattr(self.interface, "noise_channels", 1))
-        if self.group.finite is not None:
-            shape = (rows, len(self.group.elements))
-        elif self.group.has_matrix:
+        kind = self.group.ps_noise
+        if kind == "regular":
+            shape = (rows, self.group.finite)
+        elif kind == "vector":
             shape = (rows, _node_count(inputs, mask), channels, self.group.dim)
         else:
             shape = (rows, _node_count(inputs, mask), channels)
@@ -118,41 +117,24 @@ class ProbabilisticSymmetrization(Distribution):
             base = torch.stack([self._draw(shape[1:], generator) for generator in generators])
         else:
             base = self._draw(shape, generator)
-        (name,) = self.noise_kinds
         base = base.to(dtype=like.dtype, device=like.device)
-        if mask is not None and name != "regular_noise":
+        if mask is not None and kind != "regular":
             base = base * mask.view(*mask.shape, *([1] * (base.dim() - 2))).to(base.dtype)
-        return {name: base}
+        return {NOISE_FIELDS[kind]: base}
 
     def _draw(self, shape, generator):
-        if self.group.finite is not None:  # Gumbel(0, η)
+        kind = self.group.ps_noise
+        if kind == "regular":  # Gumbel(0, η)
             uniform = torch.rand(shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
             return -self.noise_scale * torch.log(-torch.log(uniform))
-        if self.group.has_matrix:
+        if kind == "vector":
             return self.noise_scale * torch.randn(shape, generator=generator, dtype=torch.float64)
         return self.noise_scale * torch.rand(shape, generator=generator, dtype=torch.float64)
 
     def forward(self, inputs, noise, mask, repeats=1):  # q_ω sees each row's own noise: nothing to share
         features = self.interface(inputs, noise, mask)
-        element, aux = GroupElement(), {}
-        if self.group.finite is not None:
-            logits = features["logits"]  # (R, |G|)
-            hard = logits.argmax(dim=1)
-            element.rot = self.group.elements.to(logits)[hard]
-            if self.training and torch.is_grad_enabled() and logits.requires_grad:
-                element.weights = torch.softmax(logits / self.temperature, dim=1)
-            return element, aux
-        if self.group.permutations:
-            scores = features["scores"]  # (R, n)
-            element.perm = permutations.argsort_permutation(scores, mask)
-            if self.training and torch.is_grad_enabled() and scores.requires_grad:
-                element.soft = permutations.sinkhorn_permutation(scores, mask, self.temperature, self.sinkhorn_iters)
-                aux["entropy"] = permutations.permutation_entropy_penalty(element.soft, mask)
-        if self.group.has_matrix:
-            vectors = features["vectors"]  # (R, d, d); orthogonalised in float64 for accuracy
-            rot = gram_schmidt(vectors.double()).to(vectors.dtype)
-            element.rot = fix_determinant(rot) if self.group.special else rot
-        return element, aux
+        relax = self.training and torch.is_grad_enabled()
+        return self.group.from_features(features, mask, relax, self.temperature, self.sinkhorn_iters)
 
 
 def _content_generators(inputs: Tensors, mask: torch.Tensor | None, rows: int) -> list[torch.Generator]:

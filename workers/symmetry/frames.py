@@ -26,18 +26,19 @@ _KEY_DECIMALS = 6  # keys equal to this many decimals are ties
 
 class FrameAveraging(Distribution):
     """FA for S_n (needs a ``pair`` adjacency field), O/SO/E/SE(d) and their products with S_n
-    (need a ``point`` field). ``eigenvectors`` is the number of Laplacian eigenvectors in the key."""
+    (need a ``point`` field): the frames of ``ProductGroup.frames``. ``eigenvectors`` is the number of
+    Laplacian eigenvectors in the key."""
 
     def __init__(self, group: Group, adjacency_field: str | None = None, point_field: str | None = None,
                  eigenvectors: int = 2):
         super().__init__(group)
         if group.finite is not None:
-            raise ValueError(f"symmetrizer.method='fa' has no frame for group {group.name}; "
-                             "allowed groups: S_n, O(d), SO(d), E(d), SE(d) and S_n x those")
+            raise ValueError(f"symmetrizer.method='fa' has no frame for group {group.name}; frames exist for S_n on "
+                             "graphs and O/SO/E/SE(d) (and S_n x those) on point sets")
         if group.has_matrix and point_field is None:
-            raise ValueError(f"frame averaging over {group.name} needs an input of kind 'point'")
+            raise ValueError(f"symmetrizer.method='fa' over {group.name} needs an input of kind 'point'")
         if not group.has_matrix and adjacency_field is None:
-            raise ValueError("frame averaging over S_n needs an input of kind 'pair' (an adjacency)")
+            raise ValueError(f"symmetrizer.method='fa' over {group.name} needs an input of kind 'pair' (an adjacency)")
         self.adjacency_field = adjacency_field
         self.point_field = point_field
         self.eigenvectors = int(eigenvectors)

@@ -8,7 +8,7 @@ package adds larger ones (a torch-geometric GIN with a virtual node, Vector Neur
 - ``VectorInterface``: for O(d)/SO(d)/E(d)/SE(d) and S_n × those. Rotation-invariant,
   permutation-equivariant node scores, and d permutation-invariant, rotation-equivariant vectors
   Σ_i w_ik(invariants_i) v_i (the H×K recipe of PS paper §2.2).
-- ``RegularScorer``: for the finite groups C_k/D_k, logits_j = s(M_j⁻¹·x), equivariant in the
+- ``RegularScorer``: for finite groups (C_k, D_k, ``FiniteGroup``), logits_j = s(g_j⁻¹·x), equivariant in the
   regular representation for exactly-implemented actions.
 """
 
@@ -121,19 +121,24 @@ class VectorInterface(nn.Module):
 
 
 class RegularScorer(nn.Module):
-    """Logits over a finite group's elements: logits_j = scorer(M_j⁻¹·x) + ε_j."""
+    """Logits over a finite group's elements: logits_j = scorer(g_j⁻¹·x) + ε_j (any ``FiniteGroup``: matrices,
+    node permutations or both, on the kinds it moves)."""
 
     def __init__(self, group: Group, scorer: nn.Module, input_kinds: Mapping[str, str]):
         super().__init__()
+        if group.finite is None:
+            raise ValueError(f"RegularScorer needs a finite group with listed elements and {group.name} is not one")
         self.group, self.scorer, self.input_kinds = group, scorer, dict(input_kinds)
         self.noise_channels = 1
 
     def forward(self, inputs, noise, mask):
-        rows, count = noise["regular_noise"].shape
-        elements = self.group.elements
-        inverse = self.group.identity(rows * count)
-        inverse.rot = elements.transpose(1, 2).to(noise["regular_noise"]).repeat(rows, 1, 1)
+        like = noise["regular_noise"]
+        rows, count = like.shape
+        every = torch.arange(count)
+        inverse = self.group.inverse(self.group.element(every, like.dtype, like.device)).index(every.repeat(rows))
         moved = {name: self.group.act(inverse, value.repeat_interleave(count, 0), self.input_kinds[name])
                  for name, value in inputs.items()}
+        if mask is not None and self.group.permutes_nodes:
+            moved["mask"] = self.group.act(inverse, mask.repeat_interleave(count, 0), "node")
         logits = self.scorer(moved).view(rows, count)
-        return {"logits": logits + noise["regular_noise"].to(logits.dtype)}
+        return {"logits": logits + like.to(logits.dtype)}

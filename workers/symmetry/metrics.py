@@ -100,7 +100,7 @@ def coupled_equivariance_gap(model, inputs: Inputs, mask: torch.Tensor | None = 
     noisy = hasattr(model, "draw_noise")
     batch = int(next(iter(inputs.values())).shape[0])
     size = None if mask is None else int(mask.shape[1])
-    if size is None and group.permutations:
+    if size is None and group.permutes_nodes:
         size = int(next(iter(inputs.values())).shape[1])
     like = next(v for v in inputs.values() if v.is_floating_point())
     with torch.no_grad():
