@@ -15,16 +15,14 @@ from typing import Any, Mapping, Sequence
 
 from workers.checkpoints import LoopState, load_checkpoint, set_rng_state
 from workers.evaluation import Evaluation, end_of_trial, evaluation_metrics, samples_curve, with_transformed
-from workers.models.factory import Plan
 from workers.objectives import NO_GRADNORM_STATE
 from workers.reporting import BEST_EPOCH, ELAPSED, EPOCH, EVAL_SAMPLES, STEP, Report, best_of
 from workers.runtime import build_seeded, pick_device
-from workers.schema import SECTIONS, RemulSettings, SymmetrizerSettings, load
-from workers.settings import check_config, trainer_settings, unused_keys
+from workers.settings import TrialPlan, check_config, unused_keys
 from workers.sharding import Shard
 
 EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"),
-                   ("trainer", "eval_samples_repeats"))
+                   ("trainer", "eval_samples_repeats"))  # how a finished trial is evaluated, not trained
 
 
 def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -> tuple[LoopState, dict | None]:
@@ -35,7 +33,7 @@ def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -
     as the second value (nothing is trained): the last report, or, when the config changes how it is
     evaluated, its best weights evaluated anew."""
     saved = load_checkpoint(resume)
-    check_resume(saved, training.config, resume)
+    then = check_resume(saved, training.plan, resume)
     state = LoopState.from_checkpoint(saved, resume)
     training.model.load_state_dict(saved["model"])
     training.optimizer.load_state_dict(saved["optimizer"])
@@ -45,9 +43,9 @@ def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -
     for metrics in state.history if replay else []:
         report(metrics, None)
     if state.epoch >= training.trainer.epochs and state.history:  # finished before the interruption
-        if evaluation_changes(saved["config"], training.config):  # never replay results of other settings
+        if evaluation_changes(then, training.plan):  # never replay results of other settings
             unsharded = replace(training.evaluation, shard=Shard(), transformed=None)
-            metrics = reevaluate(unsharded, training.plan.model, training.config, saved)
+            metrics = reevaluate(unsharded, training.plan, then, saved)
             report(metrics, None)
             return state, metrics
         if not replay:
@@ -56,35 +54,30 @@ def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -
     return state, None
 
 
-def check_resume(saved: Mapping[str, Any], config: Mapping[str, Any], source: str | os.PathLike = "checkpoint") -> None:
-    """Refuse a checkpoint ``config`` cannot continue, before anything is written: one without the whole
-    loop state, one without GradNorm's state for REMUL with ``remul.balance=gradnorm``, or an unfinished
-    one with another ``symmetrizer.eval_samples`` (its best_* so far were measured with its own count,
-    and the two would be mixed; a finished one is evaluated anew)."""
+def check_resume(saved: Mapping[str, Any], plan: TrialPlan, source: str | os.PathLike = "checkpoint") -> TrialPlan:
+    """Refuse a checkpoint ``plan`` cannot continue, before anything is written: one without the whole loop state,
+    one without GradNorm's state where ``plan`` trains with GradNorm, or an unfinished one with another
+    ``symmetrizer.eval_samples`` (its best_* so far were measured with its own count, and the two would be mixed;
+    a finished one is evaluated anew). Returns the checkpoint's own plan (its config, checked once)."""
     state = LoopState.from_checkpoint(saved, source)
-    remul = load(RemulSettings, config.get("remul"), "remul")
-    method = load(SymmetrizerSettings, config.get("symmetrizer"), "symmetrizer").method
-    if method == "remul" and remul.balance == "gradnorm" and saved.get("gradnorm") is None:
+    if "remul.gradnorm_lr" not in unused_keys(plan) and saved.get("gradnorm") is None:  # GradNorm's weights are read
         raise ValueError(f"{source}: {NO_GRADNORM_STATE}")
-    epochs = trainer_settings(config).epochs
-    changed = [change for change in evaluation_changes(saved["config"], config)
-               if change.startswith("symmetrizer.eval_samples=")]
-    if changed and not (state.epoch >= epochs and state.history):
+    then = check_config(saved["config"])
+    changed = [change for change in evaluation_changes(then, plan) if change.startswith("symmetrizer.eval_samples=")]
+    if changed and not (state.epoch >= plan.trainer.epochs and state.history):
         raise ValueError(f"{changed[0]}: the checkpoint of epoch {state.epoch} is not finished (trainer.epochs="
-                         f"{epochs}) and its best_* metrics were measured with its own count; allowed: the "
-                         "checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
+                         f"{plan.trainer.epochs}) and its best_* metrics were measured with its own count; allowed: "
+                         "the checkpoint's symmetrizer.eval_samples (a finished checkpoint is evaluated anew)")
+    return then
 
 
-def evaluation_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
-    """The evaluation settings (``EVALUATION_KEYS``) in which ``config`` differs from a checkpoint's config;
-    a key the configuration does not read (``unused_keys``: eval_samples of canonical) is no difference."""
-    def sections(source: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: load(SECTIONS[name], source.get(name), name) for name in {s for s, _ in EVALUATION_KEYS}}
-
-    unused, now, then = unused_keys(config), sections(config), sections(saved)
-    changes = []
+def evaluation_changes(then: TrialPlan, now: TrialPlan) -> list[str]:
+    """The evaluation settings (``EVALUATION_KEYS``) in which plan ``now`` differs from a checkpoint's plan
+    ``then``, field by field of the typed settings; a key ``now`` does not read (``unused_keys``: eval_samples of
+    canonical) is no difference."""
+    unused, changes = unused_keys(now), []
     for section, key in EVALUATION_KEYS:
-        value, before = getattr(now[section], key), getattr(then[section], key)
+        value, before = getattr(getattr(now, section), key), getattr(getattr(then, section), key)
         if f"{section}.{key}" not in unused and value != before:
             changes.append(f"{section}.{key}={value!r} (checkpoint: {before!r})")
     return changes
@@ -100,13 +93,12 @@ def best_weights(saved: Mapping[str, Any], purpose: str) -> dict:
     return weights
 
 
-def reevaluate(evaluation: Evaluation, plan: Plan, config: Mapping[str, Any], saved: Mapping[str, Any]
-               ) -> dict[str, Any]:
-    """A finished checkpoint evaluated anew with the evaluation settings of ``config``: the best validation
-    epoch's weights (loaded into ``evaluation.model``) on every evaluation split, and the end-of-trial
+def reevaluate(evaluation: Evaluation, plan: TrialPlan, then: TrialPlan, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished checkpoint (its plan ``then``) evaluated anew with the evaluation settings of ``plan``: the best
+    validation epoch's weights (loaded into ``evaluation.model``) on every evaluation split, and the end-of-trial
     measurements."""
     state, task = saved["loop"], evaluation.task
-    weights = best_weights(saved, f"evaluated with {', '.join(evaluation_changes(saved['config'], config))}; "
+    weights = best_weights(saved, f"evaluated with {', '.join(evaluation_changes(then, plan))}; "
                                   "allowed: the checkpoint's own evaluation settings")
     evaluation.model.load_state_dict(weights)
     metrics: dict[str, Any] = {EPOCH: state["epoch"], STEP: state["step"],
@@ -114,7 +106,7 @@ def reevaluate(evaluation: Evaluation, plan: Plan, config: Mapping[str, Any], sa
     metrics.update(evaluation_metrics(with_transformed(evaluation), state["epoch"]))
     metrics.update(best_of(task, metrics))
     metrics[BEST_EPOCH] = state["best"].get(BEST_EPOCH, state["epoch"])
-    metrics.update(end_of_trial(evaluation, plan, weights))
+    metrics.update(end_of_trial(evaluation, plan.model, weights))
     metrics[ELAPSED] = state["elapsed"]
     return metrics
 

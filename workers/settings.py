@@ -6,7 +6,7 @@ allowed); ``unused_keys`` says which keys a configuration does not read; ``merge
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from workers import UNUSED  # noqa: F401 - the value a sweep gives a swept key a configuration does not read
@@ -26,6 +26,8 @@ class TrialPlan:
     remul: RemulSettings
     symmetrizer: SymmetrizerSettings
     model: Plan  # what ``workers.models.factory.build_model`` builds
+    # the plain dict it was checked from: what a checkpoint records (plain data); no setting is read from it again
+    config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def merge(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def check_config(config: Mapping[str, Any]) -> TrialPlan:
             if samples % trainer.devices:
                 raise ValueError(f"symmetrizer.{key}={samples} cannot be split evenly over trainer.devices="
                                  f"{trainer.devices}; allowed: a multiple of {trainer.devices}")
-    return TrialPlan(task, trainer, remul, symmetrizer, plan)
+    return TrialPlan(task, trainer, remul, symmetrizer, plan, copy.deepcopy(dict(config)))
 
 
 def check_build(plan: Plan) -> None:

@@ -116,8 +116,7 @@ class Training:
     """What a trial's epochs work on, built once from the config (``LoopState`` is what changes); the model,
     task, data, settings, device and shard are its ``evaluation``'s."""
 
-    config: Mapping[str, Any]
-    plan: TrialPlan  # the config, checked and typed
+    plan: TrialPlan  # the config, checked and typed (its plain dict is what a checkpoint records)
     workdir: Path
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -168,7 +167,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
     check_splits(task, data)
     if not task.trainable:
         return separation(plan, data, device, report)
-    training = set_up(config, plan, data, device, shard, Path(workdir or Path.cwd() / "trial"))
+    training = set_up(plan, data, device, shard, Path(workdir or Path.cwd() / "trial"))
     state = LoopState()
     if resume is not None:
         state, finished = restore(training, resume, report, replay)
@@ -195,8 +194,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | 
     return metrics
 
 
-def set_up(config: Mapping[str, Any], plan: TrialPlan, data: TaskData, device: torch.device, shard: Shard,
-           workdir: Path) -> Training:
+def set_up(plan: TrialPlan, data: TaskData, device: torch.device, shard: Shard, workdir: Path) -> Training:
     """The seeded model, its optimiser, schedule and objective; then the global RNG (dropout) is seeded."""
     trainer = plan.trainer
     model = build_seeded(plan.model, trainer.seed).to(device)
@@ -204,7 +202,7 @@ def set_up(config: Mapping[str, Any], plan: TrialPlan, data: TaskData, device: t
     scheduler = make_schedule(optimizer, trainer, math.ceil(data.size(TRAINING_SPLIT) / trainer.batch_size))
     objective = make_objective(plan.symmetrizer, plan.remul, model, plan.task, shard)
     torch.manual_seed(trainer.seed + 1)  # the global stream: dropout
-    return Training(config, plan, workdir, optimizer, scheduler, objective,
+    return Training(plan, workdir, optimizer, scheduler, objective,
                     Evaluation(model, plan.task, data, trainer, device, shard))
 
 
@@ -287,7 +285,7 @@ def save(training: Training, state: LoopState) -> Path | None:
     return save_checkpoint(training.workdir / f"checkpoint_{state.epoch:06d}", {
         "model": training.model.state_dict(), "optimizer": training.optimizer.state_dict(),
         "scheduler": training.scheduler.state_dict(), "gradnorm": training.objective.state_dict(),
-        "rng": rng_state(training.device), **state.to_checkpoint(), "config": dict(training.config)})
+        "rng": rng_state(training.device), **state.to_checkpoint(), "config": dict(training.plan.config)})
 
 
 def non_finite_message(loss: float, epoch: int, state: LoopState, workdir: Path) -> str:

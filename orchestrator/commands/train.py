@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         from workers.checkpoints import load_checkpoint
         from workers.resumption import check_resume
 
-        check_resume(load_checkpoint(args.resume), trial, args.resume)  # refused before anything is written
+        check_resume(load_checkpoint(args.resume), checked, args.resume)  # refused before anything is written
     workdir = Path(args.workdir or Path(config["storage"]) / time.strftime("train-%Y%m%d-%H%M%S"))
     make_workdir(workdir)
     (workdir / "config.json").write_text(json.dumps(trial, indent=2))
