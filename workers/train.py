@@ -148,16 +148,17 @@ class Training:
         return self.evaluation.shard
 
 
-def run(config: Mapping[str, Any], report: Report | None = None, workdir: str | os.PathLike | None = None,
+def run(config: TrialPlan | Mapping[str, Any], report: Report | None = None, workdir: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, shard: Shard = Shard(), replay: bool = False) -> dict[str, float]:
     """Train (or, for separation tasks, score) one configuration; return the last reported metrics.
 
     ``report(metrics, checkpoint_dir)`` is called after every evaluation or checkpoint (the
     directory is None when no checkpoint was written). ``resume`` is a checkpoint to continue from;
     with ``replay`` the reports made before that checkpoint are made again first (for a caller
-    whose log was lost). Only rank 0 of a sharded trial writes checkpoints.
+    whose log was lost). Only rank 0 of a sharded trial writes checkpoints. ``config`` is a plain dict (checked
+    here) or its already checked ``TrialPlan``.
     """
-    plan = check_config(config)
+    plan = config if isinstance(config, TrialPlan) else check_config(config)
     task, trainer = plan.task, plan.trainer
     if trainer.threads:
         torch.set_num_threads(trainer.threads)

@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-def _threads(config: dict[str, Any]) -> None:
+def _threads(plan) -> None:
     """Torch threads = the CPUs Ray gave this trial (at least 1), unless ``trainer.threads`` is set."""
     import ray
     import torch
 
-    from workers.settings import trainer_settings
-
-    if trainer_settings(config).threads:
+    if plan.trainer.threads:
         return
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -73,7 +71,7 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
         tempfile.tempdir = scratch
     from ray import tune
 
-    from workers.settings import UNUSED, merge, trainer_settings
+    from workers.settings import UNUSED, check_config, merge
     from workers.train import NonFiniteLoss
 
     _quiet()
@@ -84,10 +82,11 @@ def trainable(params: dict[str, Any], base: Mapping[str, Any], resources: Mappin
     try:
         if marker.is_file():  # a retry of a deterministic failure: fail again at once, with the same message
             raise DeterministicFailure(marker.read_text().strip())
-        if trainer_settings(config).devices > 1:
-            _sharded(config, trial_dir, resources)
+        plan = check_config(config)  # once per trial: the loop, the threads and the sharding read this plan
+        if plan.trainer.devices > 1:
+            _sharded(plan, trial_dir, resources)
         else:
-            _single(config, trial_dir, experiment_dir, scratch)
+            _single(plan, trial_dir, experiment_dir, scratch)
     except (NonFiniteLoss, ValueError) as err:
         message = _deterministic_message(err, own_dir)
         _write_error(trial_dir)
@@ -149,7 +148,7 @@ def resume_point(own_dir: Path, tune_checkpoint) -> Path | None:
     return chosen
 
 
-def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratch: str | None) -> None:
+def _single(plan, trial_dir: Path, experiment_dir: str, scratch: str | None) -> None:
     """Continue from the newest loadable checkpoint in the trial's own directory and report every evaluation
     that ``result.json`` does not hold yet, exactly once: the reports a crash lost (replayed from the
     checkpoint's history, or recomputed, which training's determinism makes identical) and the new ones."""
@@ -159,7 +158,7 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
     from workers.reporting import EPOCH, NODE_ID
     from workers.train import run
 
-    _threads(config)
+    _threads(plan)
     own_dir = Path(experiment_dir) / trial_dir.name
     workdir = Path(tempfile.mkdtemp(prefix="symsweep-trial-", dir=scratch))
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node that ran each report (multi-node clusters)
@@ -185,22 +184,22 @@ def _single(config: dict[str, Any], trial_dir: Path, experiment_dir: str, scratc
 
     try:
         resume = resume_point(own_dir, tune_checkpoint)
-        run(config, report, workdir, resume=resume, replay=resume is not None)
+        run(plan, report, workdir, resume=resume, replay=resume is not None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _sharded(config: dict[str, Any], trial_dir: Path, resources: Mapping[str, float]) -> None:
+def _sharded(plan, trial_dir: Path, resources: Mapping[str, float]) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    devices = int(config["trainer"]["devices"])
+    devices = plan.trainer.devices
     gpus, cpus = float(resources.get("gpus", 0)), float(resources.get("cpus", 1))
     per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         _shard_worker,
-        train_loop_config={"config": config},
+        train_loop_config={"config": plan.config},  # plain data to the workers: each checks it once
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if gpus else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=devices, use_gpu=bool(gpus),
                                                resources_per_worker=per_worker),
@@ -215,14 +214,15 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
 
     from workers.reporting import NODE_ID
+    from workers.settings import check_config
     from workers.sharding import Shard
     from workers.train import run
 
     _quiet()
-    config = loop_config["config"]
+    plan = check_config(loop_config["config"])
     context = ray.train.get_context()
     shard = Shard(context.get_world_rank(), context.get_world_size())
-    _threads(config)
+    _threads(plan)
     workdir = Path(tempfile.mkdtemp(prefix=f"symsweep-shard{shard.rank}-"))
 
     node_id = ray.get_runtime_context().get_node_id()
@@ -237,9 +237,9 @@ def _shard_worker(loop_config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     try:
         if checkpoint is None:
-            run(config, report, workdir, shard=shard)
+            run(plan, report, workdir, shard=shard)
         else:
             with checkpoint.as_directory() as path:
-                run(config, report, workdir, resume=path, shard=shard)
+                run(plan, report, workdir, resume=path, shard=shard)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
