@@ -88,6 +88,19 @@ class SweepPlan:
         return {"CPU": worker["cpus"], "GPU": worker["gpus"]}, worker
 
 
+def _without_registered(sweep: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The sweep section without the keys of analyses registered from outside symsweep (``register_analysis``): the
+    schema knows the built-in ones; a registered one is checked by its own ``check``."""
+    import dataclasses
+
+    from orchestrator.analyses import REGISTRY
+
+    known = {spec.name for spec in dataclasses.fields(SweepSettings)}
+    if not isinstance(sweep, Mapping):
+        return sweep
+    return {key: value for key, value in sweep.items() if key in known or key not in REGISTRY}
+
+
 def _has_key(config: Mapping[str, Any], dotted: str) -> bool:
     node: Any = config
     for part in dotted.split("."):
@@ -235,7 +248,7 @@ def validate(config: dict[str, Any]) -> SweepPlan:
     """Everything checkable before Ray starts, read once into the plan; ``config``'s ``sweep.metric`` and
     ``sweep.mode`` are set to the resolved ones (config.json keeps them). Any error is one line (ValueError)."""
     try:
-        sweep = load(SweepSettings, config["sweep"], "sweep")
+        sweep = load(SweepSettings, _without_registered(config["sweep"]), "sweep")
         cluster = load(ClusterSettings, config["cluster"], "cluster")
         logging = load(LoggingSettings, config["logging"], "logging")
         trainer = load(TrainerSettings, config["trainer"], "trainer")
