@@ -101,10 +101,14 @@ class InterfaceSettings:
 
 @dataclass(frozen=True)
 class SymmetrizerSettings:
-    method: str = setting("ps", METHOD, "the symmetrization method (workers.methods)")
+    method: str = setting("ps", METHOD, "how f_θ is made equivariant: probabilistic symmetrization (ps, "
+                          "ps_fixed_noise), canonicalization, group averaging (ga), frame averaging (fa), or the bare "
+                          "model trained plainly (none), with augmentation or with the REMUL penalty; more with "
+                          "register_method")
     noise_scale: float = setting(1.0, number(0), "η of the invariant noise (S_n: Unif[0, η]; O(d): N(0, η²); "
                                  "C_k/D_k: Gumbel·η)")
-    train_samples: int = setting(10, integer(1), "N group samples per input in training")
+    train_samples: int = setting(10, integer(1), "N group samples per input in training (canonical and the "
+                                 "unsymmetrized methods use 1)")
     eval_samples: int = setting(10, integer(1), "N group samples per input in evaluation")
     temperature: float = setting(0.01, number(0, strict=True), "τ of the Sinkhorn-relaxed argsort "
                                  "(straight-through gradient)")
@@ -115,7 +119,7 @@ class SymmetrizerSettings:
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    epochs: int = setting(10, integer(1), "epochs")
+    epochs: int = setting(10, integer(1), "epochs of training")
     batch_size: int = setting(100, integer(1), "training batch size")
     eval_batch_size: int | None = setting(None, integer(1, True), "evaluation batch size; null: batch_size")
     optimizer: str = setting("adam", one_of("adam", "adamw"), "the optimizer")
@@ -131,24 +135,29 @@ class TrainerSettings:
     checkpoint_every: int = setting(1, integer(1), "epochs between checkpoints")
     seed: int = setting(0, integer(0), "everything is deterministic given the seed")
     device: str = setting("auto", one_of("auto", "cpu", "cuda"), "auto: CUDA when visible")
-    precision: str = setting("fp32", one_of("fp32", "bf16"), "bf16: autocast, GPU only")
-    devices: int = setting(1, integer(1), "workers sharing one trial's group samples (Ray Train)")
+    precision: str = setting("fp32", one_of("fp32", "bf16"), "bf16: autocast on a GPU")
+    devices: int = setting(1, integer(1), "workers sharing one trial's N group samples (Ray Train; N must be "
+                           "divisible by it)")
     threads: int | None = setting(None, integer(1, True), "torch threads; null: the trial's CPUs")
-    equivariance_every: int = setting(1, integer(0), "evaluations between cheap equivariance checks; 0: never")
+    equivariance_every: int = setting(1, integer(0), "evaluations between the cheap Monte-Carlo equivariance "
+                                      "check on validation data (mc_equivariance_error); 0: never")
     equivariance_samples: int = setting(4, integer(1), "group samples per input of that check")
     equivariance_batch: int = setting(16, integer(1), "validation examples of that check (and test inputs of "
                                       "the end-of-trial equivariance_gap)")
     separation_seeds: int = setting(100, integer(1), "seeds of the separation protocol (graph8c, exp)")
-    eval_samples_curve: list[int] | None = setting(None, COUNTS, "after training, the best epoch's model "
-                                                   "evaluated with each number of group samples")
-    eval_samples_repeats: int = setting(5, integer(1), "fresh noise draws per count of that curve")
+    eval_samples_curve: list[int] | None = setting(None, COUNTS, "e.g. [1, 2, 5, 10, 20, 50]: after training, "
+                                                   "the best epoch's model evaluated with each number of group "
+                                                   "samples N on every evaluation split (eval_samples.csv)")
+    eval_samples_repeats: int = setting(5, integer(1), "fresh noise draws per count of that curve (its mean "
+                                        "and spread)")
 
 
 @dataclass(frozen=True)
 class RemulSettings:
     alpha: float = setting(1.0, number(0), "α of loss = α·L_task + β·L_equi (method remul)")
     beta: float = setting(1.0, number(0), "β of loss = α·L_task + β·L_equi")
-    balance: str = setting("constant", one_of("constant", "gradnorm"), "gradnorm adapts α, β (α + β kept)")
+    balance: str = setting("constant", one_of("constant", "gradnorm"), "constant, or gradnorm: α and β adapted by "
+                           "GradNorm with gradnorm_lr and asymmetry gradnorm_gamma, α + β kept")
     gradnorm_lr: float = setting(0.01, number(0), "learning rate of GradNorm's weights")
     gradnorm_gamma: float = setting(1.0, number(0), "GradNorm's asymmetry γ")
 
@@ -157,7 +166,8 @@ class RemulSettings:
 class SweepSettings:
     params: dict = setting({}, Rule(lambda v: isinstance(v, Mapping), "a mapping of dotted keys to domains, e.g. "
                                     "{symmetrizer.noise_scale: {grid: [0.1, 1]}}"),
-                           "dotted key -> {grid|choice: [...]} or {uniform|loguniform|randint: [lo, hi]}")
+                           "the swept keys: dotted key -> {grid|choice: [...]} or {uniform|loguniform|randint: "
+                           "[lo, hi]} (README, Sweeps); a command-line a,b,c sweep adds an entry")
     seeds: int = setting(1, integer(1), "every configuration is repeated with trainer.seed = seed .. seed+seeds-1")
     num_samples: int = setting(1, integer(1), "samples of the non-grid domains (random / optuna search)")
     search: str = setting("grid", one_of("grid", "random", "optuna"), "how trials are searched")
@@ -168,29 +178,35 @@ class SweepSettings:
                                "null: the metric's own direction")
     max_concurrent: int | None = setting(None, integer(1, True), "trials at once; null: as resources allow",
                                          results=False)
-    derived: list = setting([], ANY, "ratios of a metric between two values of one swept key")
-    loglog: list = setting([], ANY, "power-law fits of a metric against a positive swept key")
-    compare: dict | None = setting(None, ANY, "every value of a swept key against a reference value")
+    derived: list = setting([], ANY, "ratios of a metric between two values of one swept key (derived.csv)")
+    loglog: list = setting([], ANY, "power-law fits of a metric against a positive swept key (fits.csv)")
+    compare: dict | None = setting(None, ANY, "every value of a swept key against a reference value, paired by seed "
+                                   "(compare.csv)")
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
     address: str | None = setting(None, Rule(lambda v: v is None or isinstance(v, str),
                                              "null (embedded local Ray), 'auto' or 'ray://host:port'"),
-                                  "null: embedded local Ray; auto or ray://host:10001: attach", results=False)
+                                  "null: embedded local Ray; auto or ray://host:10001: attach (cluster=remote sets "
+                                  "auto)", results=False)
     cpus_per_trial: float = setting(1, number(0, strict=True), "CPUs per device worker")
     gpus_per_trial: float = setting(0, Rule(lambda v: is_number(v) and v >= 0, "a number ≥ 0 (fractions share "
-                                            "a GPU)"), "GPUs per device worker; fractions share a GPU")
+                                            "a GPU)"), "GPUs per device worker; fractional GPUs share a GPU between "
+                                    "trials")
     num_cpus: int | None = setting(None, integer(1, True), "CPUs of the embedded local Ray; null: all",
                                    results=False)
     max_failures: int = setting(2, Rule(lambda v: is_int(v) and v >= -1, "an integer ≥ 0 (or -1: retry forever)"),
                                 "retries of a failed trial from its last checkpoint", results=False)
-    dashboard: bool = setting(False, BOOLEAN, "start the embedded Ray's dashboard (127.0.0.1 only)", results=False)
+    dashboard: bool = setting(False, BOOLEAN, "start the embedded Ray's dashboard (127.0.0.1 only; its API asks for "
+                              "the Ray token)", results=False)
 
 
 @dataclass(frozen=True)
 class WandbSettings:
-    enabled: bool = setting(True, BOOLEAN, "one W&B run per trial, grouped by experiment", results=False)
+    enabled: bool = setting(True, BOOLEAN, "one W&B run per trial (its id the trial's, so a resumed trial continues "
+                            "its run), grouped by experiment, written from one thread of the driver; a W&B failure "
+                            "never stops a sweep", results=False)
     project: str | None = setting(None, NAME, "naming a project makes the runs online; null: offline files",
                                   results=False)
     entity: str | None = setting(None, NAME, "the W&B entity", results=False)
@@ -202,7 +218,8 @@ class WandbSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     wandb: WandbSettings = section(WandbSettings, "W&B logging")
-    progress: bool = setting(True, BOOLEAN, "the live status line while the sweep runs", results=False)
+    progress: bool = setting(True, BOOLEAN, "the live status line: done/total, running trials and their epoch, "
+                             "ETA, best so far; finished and failed trials as they happen", results=False)
 
 
 SECTIONS: dict[str, type] = {"symmetrizer": SymmetrizerSettings, "trainer": TrainerSettings,

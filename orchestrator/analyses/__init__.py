@@ -52,7 +52,6 @@ class Analysis:
     key: ClassVar[str]  # sweep.<key> configures it
     many: ClassVar[bool] = True  # a list of entries (else one mapping or null)
     file: ClassVar[str]  # the CSV it writes
-    meaning: ClassVar[str]  # one line, for the config reference
 
     def __init__(self, spec: dict[str, Any]):
         self.spec = spec

@@ -118,7 +118,6 @@ class Compare(Analysis):
     key = "compare"
     many = False
     file = "compare.csv"
-    meaning = "every value of a swept key against a reference value, paired by seed"
 
     @classmethod
     def check(cls, entry: Any, where: str, context: Context) -> dict[str, Any]:

@@ -82,7 +82,6 @@ def fits(summary: Summary, spec: Mapping[str, Any]) -> list[Fit]:
 class LogLog(Analysis):
     key = "loglog"
     file = "fits.csv"
-    meaning = "power-law fits of a metric against a positive swept key"
 
     @classmethod
     def check(cls, entry: Any, where: str, context: Context) -> dict[str, Any]:

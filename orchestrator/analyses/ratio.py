@@ -72,7 +72,6 @@ def ratios(summary: Summary, spec: Mapping[str, Any]) -> list[Ratio]:
 class Derived(Analysis):
     key = "derived"
     file = "derived.csv"
-    meaning = "ratios of a metric between two values of one swept key"
 
     @classmethod
     def check(cls, entry: Any, where: str, context: Context) -> dict[str, Any]:

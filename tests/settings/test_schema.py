@@ -1,12 +1,10 @@
 """One source of truth for every setting: the typed sections of ``workers.schema`` hold each key's
-default, allowed values and meaning; the YAML tree and the README's config reference must say the
-same, and a plain-dict config gets the same model as the Hydra-composed one."""
+default, allowed values and meaning; the YAML tree states the same defaults, the README's config reference is
+generated from the schema, and a plain-dict config gets the same model as the Hydra-composed one."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -50,89 +48,25 @@ def test_every_method_file_is_allowed_by_the_schema(path):
     assert load(SymmetrizerSettings, merged, "symmetrizer").method == path.stem
 
 
-def test_the_yaml_lists_every_method_and_trainer_choice():
-    """The ``# a | b | c`` comments of the base files name exactly the schema's allowed values."""
-    text = (CONFIGS / "symmetrizer/ps.yaml").read_text()
-    assert re.search(r"^method: ps +# (.*)$", text, re.M).group(1).split(" | ") == list(method_names())
-    trainer = (CONFIGS / "trainer/default.yaml").read_text()
-    for key in ("optimizer", "schedule", "precision"):
-        rule = {f.name: f.metadata["rule"] for f in dataclasses.fields(TrainerSettings)}[key]
-        comment = re.search(rf"^{key}: \S+ +# (.*)$", trainer, re.M).group(1)
-        allowed = re.findall(r"[a-z0-9]+", rule.text.removeprefix("one of "))
-        assert [word.split(" ")[0] for word in comment.split(" | ")] == allowed
-
-
 # -- the README's config reference ----------------------------------------------------------------------
-def _value(text: str):
-    text = text.strip().strip("`")
-    if text in ("null", "true", "false"):
-        return {"null": None, "true": True, "false": False}[text]
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def test_the_readme_holds_the_config_reference_generated_from_the_schema():
+    """Each setting's meaning is written once, in ``workers.schema``; the README's table is generated from it and
+    the registries (``python -m orchestrator.reference --write``)."""
+    from orchestrator import reference
+
+    held = reference.readme_block((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert held == reference.block(), "README.md's config reference is stale: python -m orchestrator.reference --write"
 
 
-def _keys(cell: str) -> list[str]:
-    """```trainer.epochs`, `batch_size`` -> trainer.epochs, trainer.batch_size; ``a.{b,c}`` -> a.b, a.c."""
-    names = re.findall(r"`([^`]+)`", re.sub(r"\(`[^)]*`\)", "", cell))
-    keys: list[str] = []
-    for name in names:
-        if "." not in name and keys:
-            name = keys[0].rsplit(".", 1)[0] + "." + name
-        brace = re.fullmatch(r"(.*)\{(.*)\}", name)
-        keys += [brace.group(1) + part for part in brace.group(2).split(",")] if brace else [name]
-    return keys
+def test_the_generated_reference_names_every_key_its_default_and_every_choice():
+    from orchestrator import reference
 
-
-def readme_rows() -> dict[str, tuple[object, str]]:
-    """``{key: (default, the row's text)}`` of the README's config reference for the typed sections."""
-    text = (ROOT / "README.md").read_text()
-    table = text[text.index("## Config reference"):text.index("## Outputs")]
-    rows: dict[str, tuple[object, str]] = {}
-    for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) != 3 or not cells[0].startswith("`") or cells[0].split(".")[0].strip("`") not in SECTIONS:
-            continue
-        keys = _keys(cells[0])
-        defaults = [_value(part) for part in cells[1].split(",")] if keys[0] != "sweep.*" else []
-        if len(defaults) == 1:
-            defaults *= len(keys)
-        for key, default in zip(keys, defaults):
-            rows[key] = (default, line)
-    return rows
-
-
-README_SECTIONS = [name for name in SECTIONS if name != "sweep"]  # sweep keys: README, Sweeps
-
-
-@pytest.mark.parametrize("name", README_SECTIONS)
-def test_the_readme_states_every_key_with_the_schema_default(name):
-    rows = readme_rows()
-    described = schema.describe(SECTIONS[name], name)
-    missing = sorted(set(described) - set(rows))
-    assert not missing, f"keys without a README config-reference row: {missing}"
-    for key, (default, rule, _) in described.items():
-        assert rows[key][0] == default, f"{key}: README says {rows[key][0]!r}, the schema {default!r}"
-
-
-@pytest.mark.parametrize("name", README_SECTIONS)
-def test_the_readme_names_every_allowed_choice(name):
-    rows = readme_rows()
-    for key, (_, rule, _) in schema.describe(SECTIONS[name], name).items():
-        if rule.startswith("one of ") or key.endswith((".mode", ".balance")):
-            for choice in re.findall(r"[a-z_0-9]+", rule.removeprefix("one of ")):
-                if choice not in ("null", "or"):
-                    assert choice in rows[key][1], f"{key}: the README row does not name {choice!r}"
-
-
-def test_the_readme_parser_sees_drift():
-    """The check is not vacuous: a changed default in a row is found."""
-    rows = readme_rows()
-    assert rows["trainer.lr"][0] == 1e-3 and rows["symmetrizer.train_samples"][0] == 10
-    assert rows["logging.wandb.enabled"][0] is True and rows["symmetrizer.interface.knn"][0] is None
+    rows = {key: (default, allowed) for key, default, allowed, _ in reference.schema_rows()}
+    for name, cls in SECTIONS.items():
+        for key, (default, rule, _) in schema.describe(cls, name).items():
+            assert rows[key][0] == reference._value(default) and rows[key][1] == rule, key
+    table = reference.table()
+    assert "augment, remul |" in table and "`S_n x SE(d)`" in table and "`egnn`" in table  # the registries' names
 
 
 # -- loading -------------------------------------------------------------------------------------------
