@@ -247,6 +247,9 @@ def _points(domains: dict[str, Domain], sweep: SweepSettings, checked, whole: bo
 def validate(config: dict[str, Any]) -> SweepPlan:
     """Everything checkable before Ray starts, read once into the plan; ``config``'s ``sweep.metric`` and
     ``sweep.mode`` are set to the resolved ones (config.json keeps them). Any error is one line (ValueError)."""
+    from workers import plugins
+
+    plugins.load()  # researchers' registrations (groups, methods, analyses) before anything is looked up
     try:
         sweep = load(SweepSettings, _without_registered(config["sweep"]), "sweep")
         cluster = load(ClusterSettings, config["cluster"], "cluster")

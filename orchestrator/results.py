@@ -107,6 +107,9 @@ def _frame(table: tuple[list[str], list[list[Any]]]) -> pd.DataFrame:
 
 def load_experiment(experiment_dir: str | os.PathLike | Folder) -> Experiment:
     """Read an experiment directory (a clear ValueError when it is not one)."""
+    from workers import plugins
+
+    plugins.load()  # analyses registered by researchers' modules (SYMSWEEP_PLUGINS) compute their results too
     folder, config = open_experiment(experiment_dir)
     records = read_trials(folder, config)
     result = summarize(folder.path, config, records)
