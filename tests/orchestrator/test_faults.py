@@ -199,7 +199,7 @@ def test_a_diverging_loss_fails_once_naming_what_is_kept(tmp_path):
     assert "non-finite training loss" in row["error"] and "not retried" in row["error"]
     named = [word.rstrip(";,") for word in row["error"].split() if "checkpoint_" in word]
     assert all(Path(word).is_dir() for word in named) and "kept in" not in row["error"]
-    assert "symsweep resume" in done.stdout
+    assert "symsweep resume" not in done.stdout and "launch a new experiment" in done.stdout  # a resume repeats it
 
 
 SOAK = [*TINY, *QUIET, "task.train_size=200", "trainer.epochs=16", "symmetrizer.method=ps,ga",
