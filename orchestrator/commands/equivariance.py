@@ -68,9 +68,9 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
     bare = equivariance_errors(base, inputs, model.group, kinds, kind, mask, samples,
                                step_generator(trainer.seed, 12))
     result = {"E": full["E"], "E_prime": full["E_prime"], "E_base": bare["E"], "E_prime_base": bare["E_prime"],
-              "group": model.group.name, "method": config["symmetrizer"]["method"], "samples": samples,
+              "group": model.group.name, "method": trial.model.method, "samples": samples,
               "eval_samples": getattr(model, "eval_samples", 1), "task": task.name, "split": split,
-              "batch": int(next(iter(inputs.values())).shape[0]), "model": config["model"]["name"],
+              "batch": int(next(iter(inputs.values())).shape[0]), "model": trial.model.model_name,
               "checkpoint": checkpoint, "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
     if exact:
         evaluation = Evaluation(model, task, data, dataclasses.replace(trainer, equivariance_batch=batch_size),

@@ -63,19 +63,24 @@ def make_workdir(workdir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.config import compose, trial_config
+    from orchestrator.config import compose, parse_command_line, trial_config
 
+    swept = parse_command_line(args.overrides).sweeps
+    if swept:
+        key = next(iter(swept))
+        raise ValueError(f"{key}={swept[key]}: symsweep train runs one configuration; allowed: one value "
+                         f"({key}=<value>); sweep it with symsweep launch")
     config = compose(args.overrides)
     if config["sweep"]["params"]:
-        print(f"symsweep train: one configuration; the swept keys {', '.join(config['sweep']['params'])} keep "
-              "their base values (set them with key=value)", file=sys.stderr)
-    if config["trainer"]["devices"] != 1:
-        raise ValueError(f"trainer.devices={config['trainer']['devices']} needs Ray Train workers; symsweep train "
-                         "runs one process (allowed: 1); use symsweep launch to shard group samples")
+        print(f"symsweep train: one configuration; the preset's swept keys {', '.join(config['sweep']['params'])} "
+              "keep their base values (set them with key=value)", file=sys.stderr)
     trial = trial_config(config)
     from workers.settings import check_build, check_config
 
     checked = check_config(trial)  # every error before any directory is written
+    if checked.trainer.devices != 1:
+        raise ValueError(f"trainer.devices={checked.trainer.devices} needs Ray Train workers; symsweep train runs one "
+                         "process (allowed: 1); use symsweep launch to shard group samples")
     check_build(checked.model)
     if checked.trainer.device == "cuda":
         import torch

@@ -136,3 +136,13 @@ def test_a_diverged_loss_is_one_line_naming_the_epoch_and_checkpoint_exit_1(lr, 
     named = [Path(word.rstrip(";,")) for word in line.split() if "checkpoint_" in word]
     assert all((path / "state.pt").is_file() for path in named), line
     assert named or "no checkpoint was written" in line, line
+
+
+@pytest.mark.parametrize("sweep", ["symmetrizer.noise_scale=0.1,1", "trainer.lr=interval(1e-4,1e-2)"])
+def test_sweep_syntax_is_refused_in_one_line(sweep, tmp_path, capsys):
+    """``train`` runs one configuration: a command-line sweep would silently train the base value instead."""
+    key = sweep.split("=")[0]
+    assert main(["train", "task=nbody", "group=sn_e", sweep, f"--workdir={tmp_path / 'w'}"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"symsweep train: error: {key}=") and "symsweep launch" in line
+    assert not (tmp_path / "w").exists()
