@@ -147,8 +147,8 @@ def write_report(source: str | os.PathLike | Experiment) -> dict[str, Any]:
     expanded = expand_unused(summary, config)
     for kind, found in experiment.found.items():
         files.append(write_csv(path / kind.file, *kind.table(expanded, found)))
-    if experiment.points:
-        files.append(write_csv(path / "eval_samples.csv", *samples_table(summary, experiment.points)))
+    if experiment.points:  # (like the analyses: a configuration run once for an unused key, at each of its values)
+        files.append(write_csv(path / "eval_samples.csv", *samples_table(expanded, samples_points(expanded))))
     files += write_plots(expanded, path / "plots", experiment.analyses, experiment.found, runs=summary)
     return {"trials": len(trials), "by_state": summary.by_state, "configurations": len(summary.configurations),
             "files": [str(file) for file in files]}
