@@ -56,6 +56,20 @@ class Domain:
     def positive_numbers(self) -> bool:
         return all(is_number(value) and value > 0 for value in self.values)
 
+    def draw(self, rng) -> Any:
+        """One value of a sampled domain (choice, uniform, loguniform, randint with both ends) from the numpy
+        Generator ``rng``, as plain Python data."""
+        import math
+
+        if self.kind in LISTED:
+            return self.values[int(rng.integers(len(self.values)))]
+        low, high = self.values
+        if self.kind == "uniform":
+            return float(rng.uniform(low, high))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+        return int(rng.integers(low, high + 1))
+
     def checked_values(self) -> list[Any]:
         """What is validated before a launch: every listed value, or both ends of a range."""
         return list(self.values)

@@ -59,6 +59,7 @@ class SweepPlan:
     reasons: dict[str, list[str]]  # swept key -> why it was dropped ("not used by ga"), in first-seen order
     checked: int  # configurations checked
     analyses: Analyses
+    explicit: bool = False  # the points are handed to Tune one by one (a collapsed grid, draws shared by seeds)
 
     @property
     def n_trials(self) -> int:
@@ -130,7 +131,9 @@ def _check_sweep(config: Mapping[str, Any], sweep: SweepSettings, cluster: Clust
         if any(domain.grid for domain in domains.values()):
             raise ValueError("sweep.search='optuna' cannot take {grid: [...]} domains; use {choice: [...]}")
         if sweep.seeds > 1:
-            fail("sweep.seeds", sweep.seeds, "1 with sweep.search='optuna' (Optuna proposes each trial once)")
+            fail("sweep.seeds", sweep.seeds, "1 with sweep.search='optuna' (Optuna proposes each trial from the "
+                 "results so far and would take one seed's result for the configuration's; run its best "
+                 "configurations on several seeds afterwards, with sweep.search=grid)")
     if trainer.device == "cuda" and cluster.gpus_per_trial == 0:
         fail("trainer.device", "cuda", "auto or cpu with cluster.gpus_per_trial=0 (Ray shows a trial only the GPUs it "
              "asks for); or set cluster.gpus_per_trial > 0")
@@ -210,38 +213,80 @@ def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: 
     return checked, whole
 
 
-def _points(domains: dict[str, Domain], sweep: SweepSettings, checked, whole: bool):
-    """(the points that run, configurations of the full grid, why keys were dropped)."""
-    from workers import UNUSED
+def _draws(domains: dict[str, Domain], sweep: SweepSettings, seed: int) -> list[dict[str, Any]]:
+    """The ``sweep.num_samples`` draws of the sampled domains (choice, uniform, loguniform, randint), made here from
+    a generator seeded by ``trainer.seed``: each draw then runs on every seed and every grid combination (Tune would
+    draw anew for each seed, leaving every configuration with one seed). The same config gives the same draws."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 0x5EED])
+    sampled = [key for key, domain in domains.items() if not domain.grid]
+    return [{key: domains[key].draw(rng) for key in sampled} for _ in range(sweep.num_samples)]
+
+
+def _points(config: Mapping[str, Any], domains: dict[str, Domain], sweep: SweepSettings, trainer: TrainerSettings,
+            checked, whole: bool):
+    """(the points that run, configurations before collapsing, why keys were dropped, whether the points are given
+    to Tune one by one). Points that differ only in keys they do not read run once (collapsed): a grid's, and the
+    draws' (each draw combined with every grid value)."""
     from workers.settings import unused_keys
 
     grid = {key: d for key, d in domains.items() if d.grid}
-    sampled = {key: d.text() for key, d in domains.items() if not d.grid}
     if not domains:
-        return (Point({}, checked[0][1], unused_keys(checked[0][1])),), 1, {}
-    if sampled or sweep.search == "optuna" or sweep.num_samples != 1 or not whole:
+        return (Point({}, checked[0][1], unused_keys(checked[0][1])),), 1, {}, False
+    if sweep.search == "optuna":  # Optuna draws each trial from what it learnt: the domains, not values
+        sampled = {key: d.text() for key, d in domains.items() if not d.grid}
+        points = tuple(Point({**sampled, "sample": i + 1}) for i in range(sweep.num_samples))
+        return points, sweep.num_samples, {}, False
+    drawn = len(grid) < len(domains)
+    if not drawn and sweep.num_samples == 1 and whole:
+        candidates = tuple(Point(values, trial, unused_keys(trial)) for values, trial in checked)  # in grid order
+    else:
         combinations = [dict(zip(grid, values)) for values in itertools.product(*(d.values for d in grid.values()))]
-        if sweep.search == "optuna":
-            return tuple(Point({**sampled, "sample": i + 1}) for i in range(sweep.num_samples)), sweep.num_samples, {}
-        draws = sweep.num_samples
-        points = tuple(Point({**values, **sampled, **({"sample": i + 1} if draws > 1 else {})})
-                       for i in range(draws) for values in combinations)
-        return points, len(points), {}
+        repeat = not drawn and sweep.num_samples > 1  # a grid run num_samples times
+        candidates = _checked(config, tuple(Point({**values, **draw, **({"sample": i + 1} if repeat else {})})
+                                            for i, draw in enumerate(_draws(domains, sweep, trainer.seed))
+                                            for values in combinations))
+    points, reasons = _collapse(candidates)
+    return points, len(candidates), reasons, drawn or bool(reasons)
+
+
+def _collapse(candidates: tuple[Point, ...]) -> tuple[tuple[Point, ...], dict[str, list[str]]]:
+    """The distinct points once the keys each does not read are set to ``UNUSED``, and why keys were dropped."""
+    from workers import UNUSED
+
     points, seen, reasons = [], set(), {}
-    for values, trial in checked:  # the whole grid, in grid order
-        unused = unused_keys(trial)
-        point = dict(values)
-        for key in values:
-            if key in unused and key != SEED_KEY:
+    for candidate in candidates:
+        point = dict(candidate.values)
+        for key in candidate.values:
+            if key in candidate.unused and key != SEED_KEY:
                 point[key] = UNUSED
                 reasons.setdefault(key, [])
-                if unused[key] not in reasons[key]:
-                    reasons[key].append(unused[key])
+                if candidate.unused[key] not in reasons[key]:
+                    reasons[key].append(candidate.unused[key])
         identity = json.dumps(point, sort_keys=True, default=str)
         if identity not in seen:
             seen.add(identity)
-            points.append(Point(point, trial, unused))
-    return tuple(points), len(checked), reasons if len(points) < len(checked) else {}
+            points.append(Point(point, candidate.trial, candidate.unused))
+    return tuple(points), reasons if len(points) < len(candidates) else {}
+
+
+def _checked(config: Mapping[str, Any], points: tuple[Point, ...]) -> tuple[Point, ...]:
+    """Drawn points, each through the trial's own checks too (the domains' ends were checked already)."""
+    from workers.settings import check_config, merge, unused_keys
+
+    if len(points) > MAX_CHECKED:
+        return points
+    base, out = trial_config(dict(config)), []
+    for point in points:
+        values = {key: value for key, value in point.values.items() if key != "sample"}
+        try:
+            trial = check_config(merge(base, values))
+        except ValueError as err:
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            raise ValueError(f"{err} (in the drawn configuration {shown})") from None
+        out.append(Point(point.values, trial, unused_keys(trial)))
+    return tuple(out)
 
 
 def validate(config: dict[str, Any]) -> SweepPlan:
@@ -264,8 +309,8 @@ def validate(config: dict[str, Any]) -> SweepPlan:
         raise ValueError(f"the sweep, cluster or logging settings cannot be read ({type(err).__name__}: {err}); "
                          "see README, Config reference") from None
     checked, whole = _check_trials(config, domains, sweep, metric, task)
-    points, before, reasons = _points(domains, sweep, checked, whole)
+    points, before, reasons, explicit = _points(config, domains, sweep, trainer, checked, whole)
     config["sweep"]["metric"], config["sweep"]["mode"] = metric, mode
     seeds = tuple(range(trainer.seed, trainer.seed + sweep.seeds))
     return SweepPlan(config, sweep, cluster, logging, trainer, domains, metric, mode, seeds, points, before,
-                     reasons, len(checked), analyses)
+                     reasons, len(checked), analyses, explicit)

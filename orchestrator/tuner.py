@@ -9,6 +9,7 @@ so a moved or copied experiment writes only into itself.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,18 @@ def make_scheduler(trainer: TrainerSettings):
 
 
 def search_space(plan: SweepPlan) -> dict[str, Any]:
-    """Tune's param_space: one domain per swept dotted key, plus the seeds. A collapsed grid's values come from
-    ``points_to_evaluate`` (each key a choice that also holds ``UNUSED``)."""
+    """Tune's param_space: one domain per swept dotted key, plus the seeds. The values of explicit points (a
+    collapsed grid, draws shared by the seeds) come from ``points_to_evaluate``: each key is then a choice of the
+    values its points hold (``UNUSED`` included), which those points fill in."""
     from ray import tune
 
-    from workers import UNUSED
-
-    extra = (UNUSED,) if plan.collapsed else ()
-    space: dict[str, Any] = {key: domain.tune(extra) for key, domain in plan.domains.items()}
+    if plan.explicit:
+        space: dict[str, Any] = {}
+        for key in plan.domains:
+            values = {json.dumps(p.values[key], sort_keys=True, default=str): p.values[key] for p in plan.points}
+            space[key] = tune.choice(list(values.values()))
+    else:
+        space = {key: domain.tune() for key, domain in plan.domains.items()}
     if len(plan.seeds) > 1:
         space[SEED_KEY] = tune.grid_search(list(plan.seeds))
     return space
@@ -110,7 +115,7 @@ def make_tuner(plan: SweepPlan, path: Path, scratch: str | None = None):
         search_alg = OptunaSearch(metric=plan.metric, mode=plan.mode, seed=plan.trainer.seed)
         if sweep.max_concurrent:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=sweep.max_concurrent)
-    if plan.collapsed:  # the distinct configurations, each with every seed
+    if plan.explicit:  # the distinct configurations, or the draws, each with every seed
         from ray.tune.search import BasicVariantGenerator
 
         search_alg = BasicVariantGenerator(points_to_evaluate=[dict(point.values) for point in plan.points],

@@ -318,8 +318,9 @@ def test_the_quickstart_runs_ga_once_per_sample_count():
     assert search_space(plan)["trainer.seed"] == {"grid_search": [0, 1]}  # seeds are never collapsed
 
 
-def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
-    assert not validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])).collapsed
+def test_sweeps_without_unused_keys_are_not_collapsed():
+    repeated = validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"]))
+    assert repeated.collapsed and repeated.n_trials == 24  # each of the 12 distinct runs twice, the seeds crossed
     assert not validate(compose(["trainer.lr=interval(0.001,0.01)"])).collapsed
     assert not validate(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
     only_ga = validate(compose(["experiment=quickstart", "symmetrizer.method=ga"]))
@@ -377,3 +378,23 @@ def test_a_launch_reads_each_section_once_and_checks_each_configuration_once(tmp
     assert counts["check_config"] == counts["unused_keys"] == plan.checked == 8
     assert counts["trainer"] == plan.checked + 1  # each configuration's, and the base trainer settings
     assert summary["n_trials"] == plan.n_trials == 12
+
+
+# -- a draw is shared by its seeds --------------------------------------------------------------------------------
+def test_each_draw_of_a_sampled_domain_runs_on_every_seed():
+    """Random search with seeds: the plan draws ``num_samples`` values (from trainer.seed) and hands them to Tune
+    as points, each crossed with every seed and grid value; the dry run lists exactly those values."""
+    from orchestrator.tuner import search_space
+
+    overrides = ["task=nbody", "group=sn_e", "symmetrizer.method=ps,ga", "sweep.seeds=3", "sweep.num_samples=4",
+                 "sweep.search=random", "+sweep.params.trainer.lr={loguniform: [1.0e-4, 1.0e-2]}"]
+    plan = validate(compose(overrides))
+    lrs = [point.values["trainer.lr"] for point in plan.points]
+    assert len(plan.points) == 8 and len(set(lrs)) == 4 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    assert plan.explicit and plan.n_trials == 24 and all(point.trial is not None for point in plan.points)
+    assert [point.values for point in validate(compose(overrides)).points] == [p.values for p in plan.points]
+    space = search_space(plan)
+    assert space["trainer.seed"] == {"grid_search": [0, 1, 2]}
+    assert describe(plan)["configurations"] == [point.values for point in plan.points]
+    other = validate(compose([*overrides, "trainer.seed=5"]))
+    assert [p.values["trainer.lr"] for p in other.points] != lrs  # the draws follow trainer.seed
