@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def test_a_sampled_learning_rate_runs_every_draw_on_every_seed(tmp_path):
     done = symsweep("launch", f"storage={tmp_path}", "name=drawn", *TINY, "trainer.epochs=2",
-                    "logging.wandb.enabled=false", "symmetrizer.method=ps,ga", "sweep.seeds=2", "sweep.num_samples=2", "sweep.search=random",
+                    "logging.wandb.enabled=false", "symmetrizer.method=ps,ga", "sweep.seeds=2", "sweep.num_samples=2",
+                    "sweep.search=random",
                     "+sweep.params.trainer.lr={loguniform: [1.0e-4, 1.0e-2]}",
                     "sweep.compare={key: symmetrizer.method, reference: ga}")
     assert done.returncode == 0, done.stdout + done.stderr
