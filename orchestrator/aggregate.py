@@ -23,7 +23,15 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from orchestrator.folder import Folder, one_line, replace_file, spreadsheet_text
-from orchestrator.records import STATES, TrialRecord, count_states, load_trials, open_experiment, read_trials  # noqa: F401
+from orchestrator.records import (  # noqa: F401 - read_trials and load_trials are this floor's too
+    FINISHED,
+    STATES,
+    TrialRecord,
+    count_states,
+    load_trials,
+    open_experiment,
+    read_trials,
+)
 from workers import UNUSED, reporting
 
 SEED_KEY = "trainer.seed"
@@ -31,7 +39,8 @@ SEED_KEY = "trainer.seed"
 
 @dataclass(frozen=True)
 class Configuration:
-    """The trials sharing one set of swept values (all seeds), and statistics over the completed ones."""
+    """The trials sharing one set of swept values (all seeds), and statistics over the finished ones (completed,
+    or stopped early by ASHA: the best metric at the epoch reached)."""
 
     values: dict[str, Any]
     trials: list[TrialRecord]
@@ -39,7 +48,11 @@ class Configuration:
 
     @property
     def n_seeds(self) -> int:
-        return sum(trial.state == "completed" for trial in self.trials)
+        return sum(trial.state in FINISHED for trial in self.trials)
+
+    @property
+    def n_stopped(self) -> int:
+        return sum(trial.state == "stopped" for trial in self.trials)
 
     def label(self) -> str:
         return ", ".join(f"{key}={text(value)}" for key, value in self.values.items())
@@ -167,7 +180,7 @@ def summarize(path: Path, config: Mapping[str, Any], trials: list[TrialRecord]) 
     for trial in trials:
         groups.setdefault(json.dumps([text(trial.params.get(key)) for key in keys]), []).append(trial)
     configurations = [Configuration({key: members[0].params.get(key) for key in keys}, members,
-                                    _stats([trial for trial in members if trial.state == "completed"], metrics))
+                                    _stats([trial for trial in members if trial.state in FINISHED], metrics))
                       for members in groups.values()]
 
     def rank(configuration: Configuration) -> tuple:
@@ -238,22 +251,37 @@ def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Path:
 Table = tuple[list[str], list[list[Any]]]  # (header, rows): what a CSV file and a DataFrame are made of
 
 
+def number(value: Any) -> Any:
+    """A swept value in a table: ``UNUSED`` (a key the configuration does not read) is a missing value (empty in
+    CSV, NaN/None in a DataFrame), so a column of numbers stays numeric; the ``unused`` column names the key."""
+    return None if value == UNUSED else value
+
+
+def unused_column(values: Mapping[str, Any]) -> str:
+    """The swept keys a configuration does not read (``UNUSED``), space-separated: why a value is missing."""
+    return " ".join(key for key, value in values.items() if value == UNUSED)
+
+
 def trials_table(config: Mapping[str, Any], trials: list[TrialRecord]) -> Table:
-    """One row per trial: id, state, swept values, last metrics, best_* metrics, failures, error, directory."""
+    """One row per trial: id, state, swept values (missing where not read, named in ``unused``), last metrics,
+    best_* metrics, failures, error, directory."""
     keys, names = swept_keys(config, trials), metric_names(trials)
     best = [name for name in names if name.startswith(reporting.BEST)]
     metrics = [name for name in names if name not in best] + best
-    header = ["trial_id", "state", *keys, *metrics, "num_failures", "error", "dirname"]
-    return header, [[trial.trial_id, trial.state, *(trial.params.get(key) for key in keys),
+    header = ["trial_id", "state", *keys, "unused", *metrics, "num_failures", "error", "dirname"]
+    return header, [[trial.trial_id, trial.state, *(number(trial.params.get(key)) for key in keys),
+                     unused_column({key: trial.params.get(key) for key in keys}),
                      *(trial.last.get(name) for name in metrics), trial.num_failures, trial.error, trial.dirname]
                     for trial in trials]
 
 
 def summary_rows(summary: Summary) -> Table:
-    """One row per configuration: swept values, n_seeds, n_trials, <metric>_mean and <metric>_std."""
-    header = [*summary.keys, "n_seeds", "n_trials"] + [f"{m}_{s}" for m in summary.metrics for s in ("mean", "std")]
-    return header, [[*c.values.values(), c.n_seeds, len(c.trials), *(part for m in summary.metrics
-                                                                        for part in c.stats.get(m, (None, None)))]
+    """One row per configuration: swept values (missing where not read, named in ``unused``), n_seeds (finished:
+    completed or stopped early), n_stopped, n_trials, <metric>_mean and <metric>_std (over the finished seeds)."""
+    header = [*summary.keys, "unused", "n_seeds", "n_stopped", "n_trials"] + [
+        f"{m}_{s}" for m in summary.metrics for s in ("mean", "std")]
+    return header, [[*map(number, c.values.values()), unused_column(c.values), c.n_seeds, c.n_stopped, len(c.trials),
+                     *(part for m in summary.metrics for part in c.stats.get(m, (None, None)))]
                     for c in summary.configurations]
 
 
@@ -277,9 +305,13 @@ def summary_table(source: Summary) -> str:
     order = (f"sorted by {source.metric} ({source.mode}); " if source.metric and source.mode
              else f"not ranked: {source.unranked}; " if source.unranked else "")
     header = [*source.keys, "n_seeds", *source.metrics]
+    stopped = sum(c.n_stopped for c in source.configurations)
+    unread = any(value == UNUSED for c in source.configurations for value in c.values.values())
     lines = [f"# {source.name}", "", f"{sum(source.by_state.values())} trials ({counts or 'none yet'}); {order}"
-             "cells are mean ± std over the completed seeds (n_seeds; with one seed the value alone: no spread is "
-             "known)."]
+             "cells are mean ± std over the finished seeds (n_seeds; with one seed the value alone: no spread is "
+             "known)" + (f"; {stopped} of them stopped early by ASHA (their best metric at the epoch they reached)"
+                         if stopped else "") + (f"; {UNUSED}: a key the configuration does not read" if unread else "")
+             + "."]
     lines = [*map(one_line, lines), "",
              "| " + " | ".join(map(markdown_cell, header)) + " |",
              "|" + "---|" * len(source.keys) + "---:|" * (1 + len(source.metrics))]

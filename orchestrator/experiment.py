@@ -195,13 +195,13 @@ def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
     from collections import Counter
 
     from orchestrator.folder import Folder
+    from orchestrator.records import FINISHED
     from workers.trial import DETERMINISTIC
 
     planned = plan.n_trials
-    early = plan.sweep.scheduler == "asha"  # ASHA stops trials early on purpose
 
-    def done(record) -> bool:
-        return record.state == "completed" or (early and record.state == "unfinished" and not record.error)
+    def done(record) -> bool:  # completed, or stopped early by ASHA on purpose
+        return record.state in FINISHED
 
     short = planned - sum(map(done, records))
     if short <= 0:

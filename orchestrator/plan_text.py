@@ -32,6 +32,15 @@ def pinned_values(plan: SweepPlan, defaults: Mapping[str, Any] | None, command_l
             and (key in named or theirs.get(key) != value)}
 
 
+def _configuration(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A point as JSON: a key it does not read is null (numbers stay numbers) and listed under ``unused``."""
+    from workers import UNUSED
+
+    unused = [key for key, value in values.items() if value == UNUSED]
+    return {**{key: None if key in unused else value for key, value in values.items()},
+            **({"unused": unused} if unused else {})}
+
+
 def describe(plan: SweepPlan, defaults: Mapping[str, Any] | None = None, command_line: Iterable[str] = ()
              ) -> dict[str, Any]:
     """Everything a launch of ``plan`` will do, as one JSON-ready dict (``--dry-run --json``)."""
@@ -41,7 +50,7 @@ def describe(plan: SweepPlan, defaults: Mapping[str, Any] | None = None, command
             "collapsed": plan.describe_collapse(), "scheduler": plan.sweep.scheduler,
             "swept": {key: domain.as_config() for key, domain in plan.domains.items()},
             "pinned": pinned_values(plan, defaults, command_line), "seeds": list(plan.seeds),
-            "configurations": [dict(point.values) for point in plan.points], "n_trials": plan.n_trials,
+            "configurations": [_configuration(point.values) for point in plan.points], "n_trials": plan.n_trials,
             "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},
             "max_concurrent": plan.sweep.max_concurrent, "epochs": plan.trainer.epochs,
             "analyses": plan.analyses.lines()}
@@ -67,13 +76,15 @@ def plan_lines(summary: Mapping[str, Any]) -> list[str]:
 
 def plan_table(summary: Mapping[str, Any]) -> str:
     """The distinct configurations as a Markdown table (one row each; every row runs every seed)."""
+    from workers import UNUSED
+
     rows = summary["configurations"]
-    keys = list(dict.fromkeys(key for row in rows for key in row))
+    keys = list(dict.fromkeys(key for row in rows for key in row if key != "unused"))
     header = ["#", *keys, "seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     seeds = ",".join(map(str, summary["seeds"]))
     for index, row in enumerate(rows, 1):
-        cells = [row.get(key) for key in keys]
+        cells = [UNUSED if key in row.get("unused", ()) else row.get(key) for key in keys]
         lines.append("| " + " | ".join([str(index)] + [c if isinstance(c, str) else json.dumps(c) for c in cells]
                                        + [seeds]) + " |")
     return "\n".join(lines)

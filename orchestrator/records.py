@@ -23,7 +23,8 @@ from orchestrator.folder import MISSING, RESULTS_LIMIT, Folder, FolderError, par
 from workers import reporting
 from workers.checks import is_int
 
-STATES = ("completed", "errored", "running", "pending", "unfinished")
+STATES = ("completed", "stopped", "errored", "running", "pending", "unfinished")
+FINISHED = ("completed", "stopped")  # a result: trained to its last epoch, or stopped early by ASHA on purpose
 TUNE_STATUS = {"ERROR": "errored", "RUNNING": "running", "PENDING": "pending", "PAUSED": "unfinished"}
 TUNE_KEYS = frozenset({  # Ray Tune's bookkeeping in every result, not metrics of the model
     "training_iteration", "trial_id", "time_total_s", "time_this_iter_s", "time_since_restore",
@@ -175,14 +176,16 @@ def _curve(folder: Folder, results: list[Mapping[str, Any]], trial_dir: str | No
     return curve
 
 
-def _trial_state(status: str | None, last: Mapping[str, float], epochs: Any, failed: bool) -> str:
-    """Tune's status refined by the epochs reached; without a status, the trial directory alone."""
+def _trial_state(status: str | None, last: Mapping[str, float], epochs: Any, failed: bool, early: bool) -> str:
+    """Tune's status refined by the epochs reached; without a status, the trial directory alone. A trial Tune
+    ended before its last epoch under ASHA (``early``) was stopped on purpose ("stopped": its best metric at
+    the epoch it reached is its result); without a scheduler that is "unfinished"."""
     epoch = last.get(reporting.EPOCH, -1)
     reached = SEPARATION_KEY in last or (isinstance(epochs, (int, float)) and epoch >= epochs)
     if status is None:
         return "completed" if reached else "errored" if failed else "unfinished"
     if status == "TERMINATED":
-        return "completed" if reached or epochs is None else "unfinished"
+        return "completed" if reached or epochs is None else "stopped" if early and epoch > 0 else "unfinished"
     return TUNE_STATUS.get(status, "unfinished")
 
 
@@ -201,10 +204,11 @@ def _record(folder: Folder, config: Mapping[str, Any], dirname: str, trial_id: A
     found_id = re.search(r"[0-9a-f]{5}_\d{5}", dirname)
     trial_id = trial_id or (results[-1].get("trial_id") if results else None) or (
         found_id.group(0) if found_id else dirname)
-    state = _trial_state(None if status is None else str(status), last, epochs, bool(error or failures))
+    early = (config.get("sweep") or {}).get("scheduler") == "asha"
+    state = _trial_state(None if status is None else str(status), last, epochs, bool(error or failures), early)
     counted = runtime.get("num_failures")
     return TrialRecord(trial_id=str(trial_id), dirname=dirname, params=params, state=state, history=history,
-                       last=last, error="" if state == "completed" else error,  # a recovered failure is no error
+                       last=last, error="" if state in FINISHED else error,  # a recovered failure is no error
                        num_failures=counted if is_int(counted) and counted else failures,
                        curve=_curve(folder, results, trial_dir))
 

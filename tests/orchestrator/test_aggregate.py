@@ -172,7 +172,8 @@ def test_states_from_trial_directories_without_state_file(report, tmp_path):
 def test_report_return_value_and_files(report):
     path, result = report
     assert result["trials"] == 10 and result["configurations"] == 5
-    assert result["by_state"] == {"completed": 6, "errored": 1, "running": 1, "pending": 1, "unfinished": 1}
+    assert result["by_state"] == {"completed": 6, "stopped": 0, "errored": 1, "running": 1, "pending": 1,
+                                  "unfinished": 1}
     names = {Path(file).relative_to(path).as_posix() for file in result["files"]}
     assert {"trials.csv", "summary.csv", "summary.md", "plots/learning_curves.png",
             "plots/metrics_vs_symmetrizer.noise_scale.png"} <= names
@@ -205,8 +206,8 @@ def test_summary_csv_mean_and_std_over_seeds(report):
     order = [(r["symmetrizer.method"], r["symmetrizer.noise_scale"]) for r in rows]
     # sorted by best_val_accuracy (max): 0.85, 0.7, 0.6, 0.55, then the configuration with no completed seed
     assert order == [("ps", "0.1"), ("ga", "0.1"), ("ga", "10"), ("ps", "10"), ("ps", "1")]
-    assert list(rows[0])[:5] == ["symmetrizer.method", "symmetrizer.noise_scale", "n_seeds", "n_trials",
-                                 "best_val_accuracy_mean"]
+    assert list(rows[0])[:7] == ["symmetrizer.method", "symmetrizer.noise_scale", "unused", "n_seeds", "n_stopped",
+                                 "n_trials", "best_val_accuracy_mean"]
     best = rows[0]  # seeds 0 and 1: 0.8 and 0.9
     assert (best["n_seeds"], best["n_trials"]) == ("2", "2")
     assert float(best["best_val_accuracy_mean"]) == pytest.approx(0.85)
@@ -270,7 +271,7 @@ def test_partial_experiment_without_any_result(tmp_path):
 def test_empty_experiment_and_separation_task(tmp_path):
     empty = FakeExperiment(tmp_path / "empty", base_config(tmp_path, {}))
     assert write_report(empty.path)["trials"] == 0
-    assert (empty.path / "summary.csv").read_text() == "n_seeds,n_trials\n"
+    assert (empty.path / "summary.csv").read_text() == "unused,n_seeds,n_stopped,n_trials\n"
 
     params = {"symmetrizer.noise_scale": {"grid": [0.1, 1.0]}}
     fake = FakeExperiment(tmp_path / "sep", base_config(tmp_path, params, epochs=10, seeds=1, task="graph8c"))

@@ -50,5 +50,5 @@ def test_a_failure_that_a_resume_repeats_does_not_suggest_resume(config, tmp_pat
 def test_asha_stops_trials_early_on_purpose(tmp_path):
     asha = validate(compose([f"storage={tmp_path}", "task=nbody", "group=sn_e", "symmetrizer.method=ga,ps",
                              "sweep.scheduler=asha"]))
-    assert _outcome(asha, tmp_path, [record(0, "completed"), record(1, "unfinished")], "hint") == 0
+    assert _outcome(asha, tmp_path, [record(0, "completed"), record(1, "stopped")], "hint") == 0
     assert _outcome(asha, tmp_path, [record(0, "completed"), record(1, "errored", "x")], "hint") == 1
