@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from orchestrator.aggregate import Summary
 from orchestrator.folder import replace_file
 
+LONG_NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:[eE][-+]?\d+)?(?![\w.])")  # drawn with 3 significant digits
 MAX_LEGEND = 24  # more lines than this: no legend (it would be taller than the figure)
 MAX_NAME = 200  # characters of a file name (the file system allows 255, the temporary name beside it a few more)
 
@@ -30,10 +31,13 @@ def safe_name(name: str) -> str:
 
 
 def numeric_keys(summary: Summary) -> list[str]:
-    """Swept keys whose values are all numbers, with at least two distinct values."""
+    """Swept keys whose values are all numbers (a configuration that does not read the key aside), with at least
+    two distinct values."""
+    from workers import UNUSED
+
     keys = []
     for key in summary.keys:
-        values = [configuration.values[key] for configuration in summary.configurations]
+        values = [c.values[key] for c in summary.configurations if c.values[key] != UNUSED]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and len(set(values)) > 1:
             keys.append(key)
     return keys
@@ -55,7 +59,7 @@ def short_names(summary: Summary):
     def shorten(label: str) -> str:
         for old, new in renames:
             label = label.replace(old, new)
-        return label
+        return LONG_NUMBER.sub(lambda number: f"{float(number.group()):.3g}", label)
 
     return shorten
 
@@ -126,10 +130,21 @@ def points_figure(lines: dict[str, list[tuple[float, float, float]]], key: str, 
     return save(figure, path)
 
 
+def log_scale(axes, which: str = "y") -> None:
+    """A log scale whose tick labels are plain text with 3 significant digits (figures draw text without math
+    parsing, so matplotlib's default ``10^{-13}`` labels would show as TeX source)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis = axes.yaxis if which == "y" else axes.xaxis
+    (axes.set_yscale if which == "y" else axes.set_xscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def x_axis(axes, xs: list[float]) -> None:
     """Log scale for a wide positive range; ticks at the swept values themselves when there are few."""
     if xs and log_axis(xs):
-        axes.set_xscale("log")
+        log_scale(axes, "x")
     if 0 < len(set(xs)) <= 8:
-        axes.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+        axes.set_xticks(sorted(set(xs)), [f"{x:.3g}" for x in sorted(set(xs))])
         axes.minorticks_off()

@@ -35,6 +35,7 @@ from orchestrator.figures import (
     colors_for,
     errorbar_lines,
     legend_outside,
+    log_scale,
     numeric_keys,
     panels,
     safe_name,
@@ -44,12 +45,13 @@ from orchestrator.figures import (
 )
 from orchestrator.folder import Folder
 from orchestrator.samples import samples_curves, samples_points
-from workers import reporting
+from workers import UNUSED, reporting
 
 CURVE_EXTRAS = (reporting.ENTROPY,)  # reported per evaluation and drawn as learning curves when present
 TRAIN_PARTS = reporting.PENALTIES  # the objective's penalties, drawn apart from the task loss
 PANEL_EXTRAS = reporting.HEADLINE  # the loop metrics of the summary
 NOT_PLOTTED = (reporting.BEST_EPOCH,)
+LOG_METRICS = (reporting.EXACT_GAP, reporting.MC_ERROR)  # errors that span decades by nature: on a log axis
 
 
 def panel_metrics(summary: Summary) -> list[str]:
@@ -73,7 +75,9 @@ def panel_metrics(summary: Summary) -> list[str]:
 
 
 def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
-    """Every panel metric (mean ± std over seeds) against ``key``, one line per other-values combination."""
+    """Every panel metric (mean ± std over seeds) against ``key``, one line per other-values combination, drawn only
+    at the values each configuration ran; a configuration that does not read ``key`` (GA's noise scale) is a
+    dashed horizontal reference line across the axis."""
     metrics = panel_metrics(summary)
     if not metrics:
         return None
@@ -82,16 +86,26 @@ def metrics_vs_key(summary: Summary, key: str, path: Path) -> Path | None:
     groups = {shorten(label): members for label, members in lines_by_other_keys(summary, key).items()}
     colors = colors_for(groups)
     for axes, metric in zip(grid, metrics):
-        lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in members
-                         if metric in c.stats and math.isfinite(c.stats[metric][0])]
+        def ran(members, read: bool) -> list:
+            return [c for c in members if metric in c.stats and math.isfinite(c.stats[metric][0])
+                    and (c.values.get(key) != UNUSED) == read]
+
+        lines = {label: [(float(c.values[key]), *c.stats[metric]) for c in ran(members, True)]
                  for label, members in groups.items()}
         xs = errorbar_lines(axes, lines, colors)
-        x_axis(axes, xs)
         means = [mean for points in lines.values() for _, mean, _ in points]
-        if means and min(means) > 0 and max(means) / min(means) > 100:
-            axes.set_yscale("log")  # e.g. equivariance gaps: round-off next to real errors
+        for label, members in groups.items():
+            for configuration in ran(members, False):
+                mean = configuration.stats[metric][0]
+                axes.axhline(mean, color=colors[label], linestyle="--", linewidth=1.2,
+                             label=f"{label or 'all'} (does not read {key.rsplit('.', 1)[-1]})")
+                means.append(mean)
+        x_axis(axes, xs)
+        if means and min(means) > 0 and (max(means) / min(means) > 10 or metric in LOG_METRICS):
+            log_scale(axes)  # e.g. equivariance gaps: round-off next to real errors
         axes.set_xlabel(key)
-        note = {summary.metric: " (sweep metric)", reporting.EXACT_GAP: " (exact: ≲ 1e-9)"}.get(metric, "")
+        note = {summary.metric: " (sweep metric)", reporting.EXACT_GAP: " (exact: ≲ 1e-9)",
+                reporting.ELAPSED: " (machine-dependent)"}.get(metric, "")
         axes.set_title(metric + note, fontsize="medium")
     figure.suptitle(f"{summary.name}: metrics vs {key} (mean ± std over seeds)", fontsize="medium")
     legend_outside(figure, grid)
@@ -152,14 +166,14 @@ def write_plots(summary: Summary, directory: Path, analyses=None, results: dict 
                 runs: Summary | None = None) -> list[Path]:
     """Every plot of the summary into ``directory`` (old PNGs there are replaced); the files written.
     ``analyses`` (``orchestrator.analyses.Analyses``) with their computed ``results`` draw their own figures.
-    ``summary`` pairs a configuration run once for a key it does not read with every value of that key (a flat
-    line against it); ``runs``, the configurations as they ran, draws the per-configuration curves (learning,
-    sample count) once each."""
+    ``summary`` pairs a configuration run once for a key it does not read with every value of that key (what the
+    analyses pair); ``runs``, the configurations as they ran, draws the metrics against each key (a configuration
+    that does not read the key as a reference line) and the per-configuration curves (learning, sample count)."""
     runs = runs or summary
     Folder(directory.parent).directory(directory.name, clear=".png")
     with matplotlib.rc_context({"text.parse_math": False}):  # a "$" in a name is text, not math to parse
-        files = [metrics_vs_key(summary, key, directory / safe_name(f"metrics_vs_{key}.png"))
-                 for key in numeric_keys(summary)]
+        files = [metrics_vs_key(runs, key, directory / safe_name(f"metrics_vs_{key}.png"))
+                 for key in numeric_keys(runs)]
         files.append(learning_curves(runs, directory / "learning_curves.png"))
         points = samples_points(runs)
         files += [samples_curves(runs, points, metric, directory / safe_name(f"eval_samples_{metric}.png"))

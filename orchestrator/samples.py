@@ -86,7 +86,7 @@ def samples_markdown(points: list[SamplesPoint], summary: Summary) -> str:
 def samples_curves(summary: Summary, points: list[SamplesPoint], metric: str, path: Path) -> Path | None:
     """``metric`` of each configuration's best model against the evaluation samples N (log x), error bars
     the spread over noise draws of one evaluation; None without points."""
-    from orchestrator.figures import errorbar_lines, legend_outside, panels, save, short_names
+    from orchestrator.figures import errorbar_lines, legend_outside, log_scale, panels, save, short_names
 
     lines: dict[str, list[tuple[float, float, float]]] = {}
     labels: dict[str, str] = {}
@@ -100,7 +100,7 @@ def samples_curves(summary: Summary, points: list[SamplesPoint], metric: str, pa
         return None
     figure, (axes,) = panels(1, 6, 4)
     errorbar_lines(axes, {labels[key]: found for key, found in lines.items()})
-    axes.set_xscale("log")
+    log_scale(axes, "x")
     counts = sorted({x for found in lines.values() for x, _, _ in found})
     axes.set_xticks(counts, [f"{count:g}" for count in counts])
     axes.minorticks_off()

@@ -128,7 +128,7 @@ def figure(summary: Summary, spec: Mapping[str, Any], found: list[Fit], path: Pa
     """Points (mean ± std over seeds) and their fitted power laws on log-log axes, slopes in the legend."""
     import matplotlib
 
-    from orchestrator.figures import legend_outside, panels, save
+    from orchestrator.figures import legend_outside, log_scale, panels, save
 
     drawing, (axes,) = panels(1, 6.5, 4.5)
     colors = matplotlib.colormaps["tab20" if len(found) > 10 else "tab10"]
@@ -139,8 +139,8 @@ def figure(summary: Summary, spec: Mapping[str, Any], found: list[Fit], path: Pa
         grid = np.geomspace(x.min(), x.max(), 20)
         axes.plot(grid, 10 ** (fit.intercept + fit.slope * np.log10(grid)), color=color,
                   label=f"{fit.label() or 'all'} (slope {fit.slope:.2f})")
-    axes.set_xscale("log")
-    axes.set_yscale("log")
+    log_scale(axes, "x")
+    log_scale(axes, "y")
     axes.set_xlabel(spec["key"])
     axes.set_ylabel(quantity(spec).replace("1-", "1 − ", 1) + " (mean over seeds)")
     axes.set_title(f"{summary.name}: log-log fits of {quantity(spec)}", fontsize="medium")

@@ -62,3 +62,32 @@ def test_a_trial_asha_stopped_early_is_a_result(tmp_path):
     assert stopped["best_val_accuracy_mean"] == epoch_metrics(1, 0.5, 0)["best_val_accuracy"]
     assert "1 of them stopped early by ASHA" in (fake.path / "summary.md").read_text()
     assert experiment.trials.loc[1, "error"] in ("", None) or pd.isna(experiment.trials.loc[1, "error"])
+
+
+def test_plots_draw_a_configuration_only_at_values_it_ran(tmp_path, monkeypatch):
+    """GA does not read the noise scale: a dashed reference line across the axis, not a line at each noise value;
+    the equivariance gap on a log axis with plain-text ticks; long numbers in legends at 3 significant digits."""
+    from orchestrator import plots
+    from orchestrator.aggregate import read_trials, summarize
+    from orchestrator.figures import numeric_keys, short_names
+    from orchestrator.records import open_experiment
+
+    fake = noise_experiment(tmp_path)
+    for method, noise, quality in (("ps", 0.1, 0.7), ("ps", 1.0, 0.8), ("ga", UNUSED, 0.6)):
+        reports = [{**epoch_metrics(epoch, quality, 0), "equivariance_gap": 1e-14 if method == "ga" else 1e-12}
+                   for epoch in (1, 2, 3)]
+        fake.trial({"symmetrizer.method": method, "symmetrizer.noise_scale": noise}, "TERMINATED", reports)
+    fake.save_state()
+    folder, config = open_experiment(fake.path)
+    summary = summarize(folder.path, config, read_trials(folder, config))
+    assert numeric_keys(summary) == ["symmetrizer.noise_scale"]
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda figure, file: figures.append(figure) or file)
+    plots.metrics_vs_key(summary, "symmetrizer.noise_scale", tmp_path / "m.png")
+    axes = {ax.get_title(): ax for ax in figures[0].axes}
+    reference = [line for line in axes["best_val_accuracy (sweep metric)"].lines if line.get_linestyle() == "--"]
+    assert [line.get_label() for line in reference] == ["method=ga (does not read noise_scale)"]
+    gap = axes["equivariance_gap (exact: ≲ 1e-9)"]
+    figures[0].canvas.draw()
+    assert gap.get_yscale() == "log" and not any("$" in tick.get_text() for tick in gap.get_yticklabels())
+    assert short_names(summary)("trainer.lr=0.0012994336959743964") == "trainer.lr=0.0013"
