@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``orchestrator/commands/<name>.py`` and provides ``add_parser(subparsers)``
 which registers its arguments and sets ``func``. Subcommands take Hydra-style ``key=value``
-overrides as positional arguments; heavy imports happen inside the command, not here.
+overrides as positional arguments; heavy imports happen inside the command, not here. The help of
+``symsweep`` and of the commands that take overrides ends with the config groups and their options
+(``orchestrator.config.config_groups_help``), built only when help is asked for.
 """
 
 from __future__ import annotations
@@ -10,12 +12,26 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Callable
 
 COMMANDS = ("launch", "resume", "status", "report", "evaluate", "train", "equivariance", "data", "demo")
+COMPOSING = ("launch", "train", "equivariance")  # the commands that compose a config from overrides
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose help can end with text computed only when the help is printed (``more_help``)."""
+
+    more_help: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return f"{text}\n{self.more_help()}" if self.more_help is not None else text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from orchestrator.config import config_groups_help
+
+    parser = Parser(
         prog="symsweep",
         description="Hyperparameter sweeps of symmetrized neural networks on Ray.",
     )
@@ -23,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in COMMANDS:
         importlib.import_module(f"orchestrator.commands.{name}").add_parser(subparsers)
+    parser.more_help = config_groups_help
+    for name in COMPOSING:
+        subparsers.choices[name].more_help = config_groups_help
     return parser
 
 

@@ -5,23 +5,78 @@ or ``GlobalHydra`` inside Ray actors). Hydra's sweep syntax on the command line
 (``symmetrizer.noise_scale=0.1,1,10``, ``trainer.lr=tag(log,interval(1e-4,1e-2))``) becomes entries
 of ``sweep.params``; the config is composed with the remaining overrides. The command line wins over
 a preset's ``sweep.params`` (see ``compose``).
+
+Hydra's own command-line habits work where they mean something here (``add_hydra_options``): ``--cfg job``
+prints the composed config, ``--config-dir DIR`` (or ``hydra.searchpath=[file://DIR]``) adds a directory of
+config groups and presets, ``-m`` is accepted (symsweep always sweeps). Hydra's runtime settings (``hydra.run.dir``,
+launchers, sweepers) have no effect on symsweep and are refused in one line naming the symsweep key to use.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from orchestrator.domains import KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("task", "group", "symmetrizer", "model", "trainer", "sweep", "cluster", "logging", "experiment")
+SEARCHPATH = "hydra.searchpath"  # the one Hydra setting symsweep reads: more config directories (appended)
+CFG = ("job", "all")  # --cfg: what Hydra's --cfg prints; symsweep composes no hydra section, so both are the job's
 
 
+def _options(group: str, config_dir: str | None = None, plain: list[str] | tuple = ()) -> list[str]:
+    """The options of config group ``group``: symsweep's files, a ``--config-dir``'s and those of the
+    ``hydra.searchpath`` overrides in ``plain``, as Hydra's own repository finds them."""
+    searchpath = [override for override in plain if override.lstrip("+").split("=", 1)[0] == SEARCHPATH]
+    try:
+        with hydra_context(config_dir):
+            from hydra.core.global_hydra import GlobalHydra
 
-def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+            loader = GlobalHydra.instance().config_loader()
+            return sorted(loader.get_group_options(group, config_name="config", overrides=searchpath))
+    except Exception:  # noqa: BLE001 - only used to enrich a message: symsweep's own files then
+        return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@contextlib.contextmanager
+def hydra_context(config_dir: str | os.PathLike | None = None) -> Iterator[None]:
+    """Hydra initialised on symsweep's ``configs/``, with ``config_dir`` (``--config-dir``) searched first, as
+    Hydra's own ``--config-dir`` does: its groups and presets add to symsweep's, and a file of the same name
+    replaces symsweep's. Hydra's global state is restored afterwards (what ``initialize_config_dir`` does;
+    that public context manager takes one directory only)."""
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()
+    try:
+        version.setbase(None)
+        search_path = create_config_search_path(search_path_dir=str(CONFIG_DIR))
+        if config_dir is not None:
+            search_path.prepend(provider="command-line", path=f"file://{Path(config_dir).resolve()}")
+        Hydra.create_main_hydra2(task_name="symsweep", config_search_path=search_path)
+        yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def check_config_dir(config_dir: str | os.PathLike | None) -> str | None:
+    """``--config-dir DIR`` as an absolute path; anything but a directory is a one-line error."""
+    if config_dir is None:
+        return None
+    path = Path(config_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise ValueError(f"--config-dir {config_dir}: {'not a directory' if path.exists() else 'does not exist'}; "
+                         "expected a directory of config groups and presets, e.g. DIR/experiment/my_sweep.yaml")
+    return str(path)
 
 
 SWEEP_PARAMS = "sweep.params."
@@ -85,6 +140,8 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
     line = CommandLine()
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
+        if key.split(".", 1)[0].split("/", 1)[0] == "hydra" and key != SEARCHPATH:
+            _refuse_hydra(key, text)
         if override.type == OverrideType.DEL and key.startswith(SWEEP_PARAMS):
             swept = key[len(SWEEP_PARAMS):]
             line.unswept[swept] = line.sweeps.pop(swept, None) is None
@@ -112,6 +169,24 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
     return line
 
 
+HYDRA_INSTEAD = (  # Hydra's runtime settings -> what does that job in symsweep
+    (("hydra.run", "hydra.sweep", "hydra.output_subdir", "hydra.job.chdir"),
+     "symsweep does not use Hydra's output directories; results go to <storage>/<name>: set storage=DIR and name=NAME"),
+    (("hydra.mode",), "symsweep always sweeps what a,b,c and sweep.params say (-m/--multirun is not needed)"),
+    (("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper"),
+     "trials run on Ray Tune: choose where with cluster= or cluster.address=, how to search with sweep.search="),
+)
+
+
+def _refuse_hydra(key: str, text: str) -> None:
+    """A ``hydra.*`` override other than ``hydra.searchpath``: it would be accepted by Hydra and ignored by
+    symsweep, so it is refused in one line naming what does the job here."""
+    instead = next((why for prefixes, why in HYDRA_INSTEAD if any(key == p or key.startswith(p + ".")
+                                                                   for p in prefixes)), None)
+    raise ValueError(f"{text}: {instead or 'symsweep does not read Hydra runtime settings (hydra.*)'}; allowed "
+                     f"hydra keys: {SEARCHPATH}=[file:///abs/dir] (or --config-dir DIR)")
+
+
 def _swept_by(key: str, value: Any) -> list[str]:
     """The keys an override of ``sweep.params`` (or of one of its entries) gives a domain."""
     if key == SWEEP_PARAMS[:-1] and isinstance(value, dict):
@@ -121,25 +196,30 @@ def _swept_by(key: str, value: Any) -> list[str]:
     return []
 
 
-def compose(overrides: list[str]) -> dict[str, Any]:
+def compose(overrides: list[str], config_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The composed config as a plain dict. Later wins, as in Hydra: a preset's ``sweep.params`` entry
     is replaced by a command-line sweep of its key, removed by a command-line ``key=value`` (the key is
-    pinned to that value) or by ``~sweep.params.<key>`` (the key keeps its base value)."""
+    pinned to that value) or by ``~sweep.params.<key>`` (the key keeps its base value). ``config_dir``
+    (``--config-dir``) is searched before symsweep's ``configs/``."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     line = parse_command_line(overrides)
     plain = line.plain
+    config_dir = check_config_dir(config_dir)
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        with hydra_context(config_dir), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             composed = hydra_compose("config", overrides=plain)
+        _refuse_missing_searchpath(caught)
+        for warning in caught:  # any other warning is shown as Hydra would have shown it
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         config = OmegaConf.to_container(composed, resolve=True)
     except MissingConfigException as err:
         group = next((g for g in GROUPS if f"'{g}/" in str(err) or f"{g}=" in str(err)), None)
-        allowed = f"; allowed {group}: {', '.join(_options(group))}" if group else ""
+        allowed = f"; allowed {group}: {', '.join(_options(group, config_dir, plain))}" if group else ""
         raise ValueError(f"{str(err).splitlines()[0]}{allowed}") from None
     except (ConfigCompositionException, OmegaConfBaseException, HydraException) as err:
         cause = err.__cause__ or err
@@ -147,7 +227,8 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         message = str(cause).splitlines()[0]
         if "not in struct" in str(cause) and key:
             section = key.rsplit(".", 1)[0] if "." in key else None
-            known = f"; keys of {section}: {', '.join(_keys(composed_keys(plain), section))}" if section else ""
+            known = (f"; keys of {section}: {', '.join(_keys(composed_keys(plain, config_dir), section))}"
+                     if section else "")
             raise ValueError(f"{key} is not a config key; check the spelling (README, Config reference){known}"
                              ) from None
         raise ValueError(f"invalid override{f' of {key}' if key else ''}: {message}") from None
@@ -177,14 +258,25 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     return config
 
 
-def composed_keys(plain: list[str]):
-    """The config composed without key overrides (to list the keys a section has)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+def _refuse_missing_searchpath(caught: list[warnings.WarningMessage]) -> None:
+    """Hydra only warns about a ``hydra.searchpath`` entry it cannot read; here it is a one-line error."""
+    for warning in caught:
+        message = str(warning.message)
+        if "is not available" in message and "path=" in message:
+            path = message.split("path=", 1)[1].removesuffix(" is not available.")
+            raise ValueError(f"{SEARCHPATH}: {path} is not available; expected existing config directories, "
+                             f"e.g. {SEARCHPATH}=[file:///abs/dir] or pkg://my_package.configs")
 
-    groups = [o for o in plain if "=" in o and o.split("=", 1)[0].lstrip("+~") in GROUPS]
+
+def composed_keys(plain: list[str], config_dir: str | os.PathLike | None = None):
+    """The config composed without key overrides (to list the keys a section has, and the defaults of the
+    chosen groups); the config groups, presets and search path of ``plain`` are kept."""
+    from hydra import compose as hydra_compose
+
+    groups = [o for o in plain if "=" in o and o.split("=", 1)[0].lstrip("+~") in (*GROUPS, SEARCHPATH)]
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        with hydra_context(config_dir), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return hydra_compose("config", overrides=groups)
     except Exception:  # noqa: BLE001 - only used to enrich an error message
         return None
@@ -214,3 +306,90 @@ def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def trial_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of the config a trial sees (no sweep, cluster or logging sections)."""
     return {key: config[key] for key in ("task", "group", "symmetrizer", "model", "trainer", "remul") if key in config}
+
+
+# -- Hydra's command-line options ---------------------------------------------------------------------
+def add_hydra_options(parser, sweeps: bool) -> None:
+    """Hydra's options that mean something for a command taking overrides: ``--cfg``/``--package`` (print the
+    composed config), ``--config-dir`` (more config groups and presets) and ``-m``/``--multirun`` (``sweeps``:
+    accepted, a no-op, since the command always sweeps; otherwise refused, naming ``symsweep launch``)."""
+    parser.add_argument("--cfg", "-c", choices=(*CFG, "hydra"),
+                        help="print the composed config (YAML; interpolations resolved) and exit: nothing is checked "
+                             "beyond composition, started or written (job and all are the same here: symsweep "
+                             "composes no hydra section)")
+    parser.add_argument("--package", "-p", metavar="KEY",
+                        help="with --cfg: print only this part of the config, e.g. sweep or trainer")
+    parser.add_argument("--config-dir", "-cd", metavar="DIR",
+                        help="a directory of config groups and presets searched before symsweep's configs/ (e.g. "
+                             "DIR/experiment/my_sweep.yaml for experiment=my_sweep; a file of the same name replaces "
+                             "symsweep's); hydra.searchpath=[file:///abs/dir] adds one searched after")
+    parser.add_argument("--multirun", "-m", action="store_true",
+                        help="accepted for Hydra users; not needed: every launch sweeps what a,b,c and sweep.params say"
+                        if sweeps else "not for this command, which runs one configuration: sweep with symsweep launch")
+
+
+def hydra_options(args, command: str) -> str | None:
+    """Check the Hydra options of ``args`` before anything is composed: the ``--config-dir`` to compose with
+    (None without one). ``-m`` is a note on stderr for a command that sweeps, an error otherwise."""
+    if getattr(args, "multirun", False):
+        if command != "launch":
+            raise ValueError(f"-m/--multirun: symsweep {command} runs one configuration; allowed: no -m here, "
+                             "sweeps run with symsweep launch (which needs no -m either)")
+        print("symsweep launch: -m/--multirun is not needed: symsweep always sweeps what a,b,c and sweep.params say",
+              file=sys.stderr)
+    if args.cfg == "hydra":
+        raise ValueError("--cfg hydra: symsweep composes no hydra section (Hydra's runtime settings do not apply: "
+                         "results go to storage=/name=); allowed: --cfg job (the composed config) or --cfg all")
+    if args.package is not None and args.cfg is None:
+        raise ValueError(f"--package {args.package}: an option of --cfg; allowed: --cfg job --package {args.package}")
+    return check_config_dir(args.config_dir)
+
+
+def config_yaml(config: dict[str, Any], package: str | None = None) -> str:
+    """``config`` (or its part at the dotted ``package``) as YAML, keys in composition order, as Hydra's ``--cfg``
+    prints it (with a ``# @package`` line for a part)."""
+    from omegaconf import OmegaConf
+
+    node: Any = config
+    for index, part in enumerate(package.split(".") if package else []):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(package.split(".")[:index]) or "the config"
+            keys = ", ".join(map(str, node)) if isinstance(node, dict) else "none (a value)"
+            raise ValueError(f"--package {package}: {where} has no key {part!r}; allowed: {keys}")
+        node = node[part]
+    body = OmegaConf.to_yaml(OmegaConf.create(node)) if isinstance(node, (dict, list)) else f"{node}\n"
+    return f"# @package {package}\n{body}" if package else body
+
+
+def config_groups_help(width: int = 100) -> str:
+    """The config groups and their options (``configs/``), with the names a registry adds (``task.name``,
+    ``group.name``, ``symmetrizer.method``, ``model.name``): the epilog of ``--help`` for the commands that take
+    overrides. Imports the registries (torch), so it is built only when help is asked for."""
+    registries: dict[str, tuple[str, list[str]]] = {}
+    try:
+        from workers.methods import method_names
+        from workers.models.factory import MODELS
+        from workers.symmetry.groups import group_spellings
+        from workers.tasks import REGISTRY
+
+        registries = {"task": ("task.name", sorted(REGISTRY)), "group": ("group.name", list(group_spellings())),
+                      "symmetrizer": ("symmetrizer.method", list(method_names())),
+                      "model": ("model.name", list(MODELS))}
+        failed = ""
+    except Exception as err:  # noqa: BLE001 - help never fails (e.g. a broken SYMSWEEP_PLUGINS module)
+        failed = f"(registered names not listed: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    lines = ["config groups (GROUP=OPTION picks configs/GROUP/OPTION.yaml; --config-dir DIR adds DIR/GROUP/*.yaml;",
+             "keys and values: README, Config reference):"]
+    for group in GROUPS:
+        options = _options(group)
+        text = f"{group}: {', '.join(options)}"
+        name, names = registries.get(group, ("", []))
+        if names and sorted(names) != options:
+            text += f" ({name}: {', '.join(names)})"
+        if group == "experiment":
+            text += " (presets: README, Paper presets)"
+        lines += textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False)
+    if failed:
+        lines.append(f"  {failed}")
+    lines += ["overrides: KEY=VALUE sets a key, KEY=a,b,c sweeps it (README, Sweeps); --cfg job prints the result"]
+    return "\n".join(lines) + "\n"

@@ -7,12 +7,15 @@ evaluation mode and for its base model f_θ alone. E and E' draw fresh noise for
 for a sampled symmetrization (PS, GA, FA) they measure the Monte-Carlo spread of the N-sample
 estimate. ``--exact`` adds the coupled gap (the noise transformed together with the input, float64):
 round-off for an exactly equivariant symmetrization, the real error of the base model.
+``--cfg job`` prints the configuration it would measure (YAML: the composed one, or the checkpoint's) and exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from orchestrator.config import add_hydra_options
 
 
 def add_parser(subparsers) -> None:
@@ -25,6 +28,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="also the coupled gap in float64 (exact_gap, exact_gap_base): round-off when exact")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_hydra_options(parser, sweeps=False)
     parser.set_defaults(func=run)
 
 
@@ -82,14 +86,17 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator.config import config_yaml, hydra_options
+
     if args.samples < 1 or args.batch < 1:
         raise ValueError(f"--samples={args.samples} / --batch={args.batch} are not allowed; expected integers ≥ 1")
+    config_dir = hydra_options(args, "equivariance")
     if args.checkpoint:
         from workers.checkpoints import load_checkpoint
 
-        if args.overrides:
-            raise ValueError("--checkpoint fixes the configuration (the trial's own); drop the overrides "
-                             f"{' '.join(args.overrides)}")
+        if args.overrides or config_dir:
+            given = " ".join([*args.overrides, *([f"--config-dir {args.config_dir}"] if config_dir else [])])
+            raise ValueError(f"--checkpoint fixes the configuration (the trial's own); drop {given}")
         config = load_checkpoint(args.checkpoint)["config"]  # refuses a missing or unreadable file (one line)
         if not isinstance(config, dict):
             raise ValueError(f"checkpoint {args.checkpoint} holds no trial configuration; expected a checkpoint "
@@ -97,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from orchestrator.config import compose, trial_config
 
-        config = trial_config(compose(args.overrides))
+        config = trial_config(compose(args.overrides, config_dir))
+    if args.cfg:  # Hydra's --cfg: the configuration it would measure; nothing built or measured
+        print(config_yaml(config, args.package), end="")
+        return 0
     result = measure(config, args.checkpoint, args.samples, args.batch, args.exact)
     if args.json:
         print(json.dumps(result))

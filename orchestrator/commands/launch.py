@@ -8,11 +8,15 @@ metric and mode); ``--dry-run`` prints it with one row per configuration and sto
 one JSON object). Exit status 0 when every trial finished, 1 when some failed (resume them with
 ``symsweep resume``), 2 on a configuration error (nothing started), 130 when stopped by a signal
 (Ctrl-C, SIGTERM, SIGHUP; the sweep's state is saved and ``symsweep resume PATH`` continues it).
+``--cfg job`` prints the composed config (YAML) and exits; ``--config-dir DIR`` adds config groups and presets;
+``-m`` is accepted and changes nothing (every launch sweeps).
 """
 
 from __future__ import annotations
 
 import argparse
+
+from orchestrator.config import add_hydra_options
 
 
 def add_parser(subparsers) -> None:
@@ -23,6 +27,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything and print the trials that would run; start nothing, write nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON object")
+    add_hydra_options(parser, sweeps=True)
     parser.set_defaults(func=run)
 
 
@@ -37,7 +42,7 @@ def _check_local_gpus(plan) -> None:
                          "(embedded local Ray); allowed here: 0, or attach to a GPU cluster with cluster.address")
 
 
-def _defaults(overrides: list[str]) -> tuple[dict | None, list[str]]:
+def _defaults(overrides: list[str], config_dir: str | None = None) -> tuple[dict | None, list[str]]:
     """The config of the same groups (and preset) without the command line's key overrides, and the
     keys the command line pins."""
     from omegaconf import OmegaConf
@@ -45,19 +50,19 @@ def _defaults(overrides: list[str]) -> tuple[dict | None, list[str]]:
     from orchestrator.config import composed_keys, parse_command_line
 
     line = parse_command_line(overrides)
-    composed = composed_keys(line.plain)
+    composed = composed_keys(line.plain, config_dir)
     return (None if composed is None else OmegaConf.to_container(composed, resolve=True)), list(line.pinned)
 
 
-def prepare(overrides: list[str]):
+def prepare(overrides: list[str], config_dir: str | None = None):
     """Everything before Ray: (the sweep plan, experiment path, what the plan prints). Any error is a ValueError
-    (one line, exit 2), also for a key deleted with ``~`` that the sweep needs."""
+    (one line, exit 2), also for a key deleted with ``~`` that the sweep needs. ``config_dir``: ``--config-dir``."""
     from orchestrator.config import compose
     from orchestrator.experiment import experiment_dir
     from orchestrator.plan import validate
     from orchestrator.plan_text import describe
 
-    config = compose(overrides)
+    config = compose(overrides, config_dir)
     plan = validate(config)
     path = experiment_dir(config)
     if path.exists():
@@ -66,7 +71,7 @@ def prepare(overrides: list[str]):
     _check_local_gpus(plan)
     config["name"] = path.name
     try:
-        summary = describe(plan, *_defaults(overrides))
+        summary = describe(plan, *_defaults(overrides, config_dir))
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"the configuration cannot be read ({type(err).__name__}: {err}); was a key the sweep "
                          "needs deleted with ~ or given a value of another shape? See README, Config reference"
@@ -77,11 +82,16 @@ def prepare(overrides: list[str]):
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from orchestrator.config import compose, config_yaml, hydra_options
     from orchestrator.plan_text import plan_lines, plan_table
 
     if args.json and not args.dry_run:
         raise ValueError("--json is an option of --dry-run; allowed: launch --dry-run --json")
-    plan, path, summary = prepare(args.overrides)
+    config_dir = hydra_options(args, "launch")
+    if args.cfg:  # Hydra's --cfg: the composed config, before the plan checks it (--dry-run checks everything)
+        print(config_yaml(compose(args.overrides, config_dir), args.package), end="")
+        return 0
+    plan, path, summary = prepare(args.overrides, config_dir)
     if args.dry_run:
         if args.json:
             print(json.dumps({"experiment": str(path), **summary}, default=str))

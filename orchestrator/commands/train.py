@@ -8,6 +8,8 @@ The same loop as a sweep's trials (``workers.train.run``), the same metrics and 
 
 Exit status 0 when training finished; 1 when it ran and failed (a non-finite loss: one line naming the
 epoch and the last good checkpoint, which is kept); 2 when refused before anything was written.
+``--cfg job`` prints the trial's composed config (YAML; what ``config.json`` gets) and exits; ``--config-dir DIR``
+adds config groups and presets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.config import add_hydra_options
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train one configuration in-process (no Tune)",
@@ -26,6 +30,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--workdir", help="where checkpoints and logs go (default <storage>/train-<time>)")
     parser.add_argument("--resume", help="a checkpoint directory (or state.pt) to continue from")
     parser.add_argument("--json", action="store_true", help="print each report as one JSON line")
+    add_hydra_options(parser, sweeps=False)
     parser.set_defaults(func=run)
 
 
@@ -63,14 +68,18 @@ def make_workdir(workdir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.config import compose, parse_command_line, trial_config
+    from orchestrator.config import compose, config_yaml, hydra_options, parse_command_line, trial_config
 
+    config_dir = hydra_options(args, "train")
     swept = parse_command_line(args.overrides).sweeps
     if swept:
         key = next(iter(swept))
         raise ValueError(f"{key}={swept[key]}: symsweep train runs one configuration; allowed: one value "
                          f"({key}=<value>); sweep it with symsweep launch")
-    config = compose(args.overrides)
+    config = compose(args.overrides, config_dir)
+    if args.cfg:  # Hydra's --cfg: the trial's config (what config.json gets), as composed; nothing written
+        print(config_yaml(trial_config(config), args.package), end="")
+        return 0
     if config["sweep"]["params"]:
         print(f"symsweep train: one configuration; the preset's swept keys {', '.join(config['sweep']['params'])} "
               "keep their base values (set them with key=value)", file=sys.stderr)
