@@ -74,6 +74,25 @@ class Comparison:
     def label(self) -> str:
         return ", ".join([f"{self.key}={text(self.value)}"] + [f"{k}={text(v)}" for k, v in self.values.items()])
 
+    @classmethod
+    def paired(cls, key: str, value: Any, reference: Any, metric: str, mode: str | None, values: dict[str, Any],
+               ours: Mapping[str, float], theirs: Mapping[str, float]) -> Comparison:
+        """The comparison of two sides' metric by seed (``by_seed``): value − reference on every seed both have.
+        One implementation for ``sweep.compare`` (two values of a key in one experiment) and for
+        ``orchestrator.results.compare_experiments`` (one configuration in two experiments)."""
+        seeds = sorted(set(ours) & set(theirs), key=lambda seed: _order(seed))
+        first, second = [ours[s] for s in seeds], [theirs[s] for s in seeds]
+        return cls(key, value, reference, metric, mode, values, seeds, [a - b for a, b in zip(first, second)],
+                   float(np.mean(first)) if seeds else math.nan, float(np.mean(second)) if seeds else math.nan)
+
+
+def by_seed(configuration: Configuration, metric: str, base_seed: Any = 0) -> dict[str, float]:
+    """``metric`` of each completed trial of ``configuration`` that reported a finite value, by its seed (as text;
+    ``base_seed`` for a trial that does not sweep the seed): one side of a paired comparison."""
+    return {text(t.params.get(SEED_KEY, base_seed)): t.last[metric] for t in configuration.trials
+            if t.state == "completed" and isinstance(t.last.get(metric), (int, float))
+            and math.isfinite(t.last[metric])}
+
 
 def comparisons(summary: Summary, spec: Mapping[str, Any], base_seed: Any = 0) -> list[Comparison]:
     """Every other value of ``spec['key']`` against its reference, per set of other swept values."""
@@ -91,16 +110,9 @@ def comparisons(summary: Summary, spec: Mapping[str, Any], base_seed: Any = 0) -
         partner = references.get(same_others(configuration))
         if key not in configuration.values or configuration.values[key] == reference or partner is None:
             continue
-        sides = [{text(t.params.get(SEED_KEY, base_seed)): t.last[metric] for t in c.trials
-                  if t.state == "completed" and isinstance(t.last.get(metric), (int, float))
-                  and math.isfinite(t.last[metric])} for c in (configuration, partner)]
-        seeds = sorted(set(sides[0]) & set(sides[1]), key=lambda seed: _order(seed))
-        ours, theirs = [sides[0][s] for s in seeds], [sides[1][s] for s in seeds]
-        found.append(Comparison(key, configuration.values[key], reference, metric, summary.directions.get(metric),
-                                {o: configuration.values[o] for o in others}, seeds,
-                                [a - b for a, b in zip(ours, theirs)],
-                                float(np.mean(ours)) if seeds else math.nan,
-                                float(np.mean(theirs)) if seeds else math.nan))
+        found.append(Comparison.paired(key, configuration.values[key], reference, metric,
+                                       summary.directions.get(metric), {o: configuration.values[o] for o in others},
+                                       by_seed(configuration, metric, base_seed), by_seed(partner, metric, base_seed)))
     return sorted(found, key=lambda c: [_order(v) for v in (c.value, *c.values.values())])
 
 
