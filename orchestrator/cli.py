@@ -14,7 +14,7 @@ import importlib
 import sys
 from typing import Callable
 
-COMMANDS = ("launch", "resume", "status", "report", "evaluate", "train", "equivariance", "data", "demo")
+COMMANDS = ("launch", "resume", "status", "report", "compare", "evaluate", "train", "equivariance", "data", "demo")
 COMPOSING = ("launch", "train", "equivariance")  # the commands that compose a config from overrides
 
 
