@@ -23,10 +23,10 @@ def add_parser(subparsers) -> None:
                                    description=__doc__)
     parser.add_argument("a", metavar="EXP_A", help="the reference experiment directory (<storage>/<name>)")
     parser.add_argument("b", metavar="EXP_B", help="the experiment compared with it (differences are B − A)")
-    parser.add_argument("--key", default="experiment",
+    parser.add_argument("--key", default="experiment", metavar="NAME",
                         help="what differs between the two, the name of the table's key column (default: experiment; "
                              "e.g. code_version); its values are the experiments' names")
-    parser.add_argument("--metric", help="the metric compared (default: the experiments' sweep metric)")
+    parser.add_argument("--metric", metavar="M", help="the metric compared (default: the experiments' sweep metric)")
     parser.add_argument("--out", metavar="DIR",
                         help="where the tables and the plot go (default: a new ./compare-<A>-vs-<B>); never inside "
                              "EXP_A or EXP_B")
