@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from tests.orchestrator.test_sweep_e2e import TINY, results, symsweep, trial_dirs, wait_for
+from tests.orchestrator.sweeps import TINY, results, symsweep, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
 

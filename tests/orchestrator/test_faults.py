@@ -8,7 +8,6 @@ or temporary folder of the sweep left behind."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.session import descendants
-from tests.orchestrator.test_sweep_e2e import TINY, results, symsweep, trial_dirs, wait_for
+from tests.orchestrator.sweeps import TINY, digest, results, symsweep, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
 QUIET = ["logging.wandb.enabled=false"]
@@ -30,12 +29,6 @@ def environment(tmp_path: Path) -> dict:
     scratch = tmp_path / "tmp"
     scratch.mkdir(exist_ok=True)
     return {**os.environ, "TMPDIR": str(scratch)}
-
-
-def digest(directory: Path) -> dict[str, str]:
-    """Every file below ``directory`` -> its sha256."""
-    return {str(file.relative_to(directory)): hashlib.sha256(file.read_bytes()).hexdigest()
-            for file in sorted(directory.rglob("*")) if file.is_file()}
 
 
 def epochs_of(trial_dir: Path) -> list[int]:

@@ -19,8 +19,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.recovery import LOCK_FILE, ExperimentLock
-from tests.orchestrator.test_aggregate import STAMP, FakeExperiment, base_config, epoch_metrics
-from tests.orchestrator.test_faults import digest
+from tests.orchestrator.fakes import STAMP, FakeExperiment, base_config, epoch_metrics
+from tests.orchestrator.sweeps import digest
 
 TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
         "trainer.epochs=1", "logging.wandb.enabled=false"]

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
 )
 from workers.settings import check_config
 from workers.sharding import Shard
