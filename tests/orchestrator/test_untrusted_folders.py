@@ -34,7 +34,7 @@ METHOD, SIZE = "symmetrizer.method", "task.train_size"
 OUTPUTS = ("trials.csv", "summary.csv", "summary.md", "compare.csv", "derived.csv", "fits.csv", "eval_samples.csv")
 SECRET = "SECRET-0451"  # in the victim's files: it must never appear in what a command writes or prints
 SECRET_VALUE = 451451.25
-pytestmark = pytest.mark.timeout(300)  # each command also has its own time limit (``cli``)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # each command has its own time limit too (``cli``)
 
 
 def cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:

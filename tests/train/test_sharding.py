@@ -50,6 +50,7 @@ def _worker(rank: int, world: int, store: str, configs: dict[str, dict], out: st
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two worker processes
 def test_two_workers_match_one(tmp_path):
     sharded = {}
     for name, overrides in CONFIGS.items():
