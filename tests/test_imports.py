@@ -1,7 +1,8 @@
 """The project's modules import each other without cycles, counting imports made inside functions
 (a lazy import hides a cycle from Python, not from a reader). Also checks the house rules of
 docs/architecture.md: workers/ never imports orchestrator/, workers/symmetry imports no other part of
-the project, and the training loop has no ray import."""
+the project, and the training loop has no ray import. And the tests' own layout: no test module imports another, and
+fixtures are never defined in a helper module."""
 
 from __future__ import annotations
 
@@ -110,3 +111,71 @@ def test_house_rules():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not any(m == "ray" or m.startswith("ray.") for m in names), f"{name} imports ray"
+
+
+# -- the tests' own layout -----------------------------------------------------------------------------------
+def _imported_modules(path: Path, root: Path) -> set[str]:
+    """Every module ``path`` imports (inside functions too), relative imports resolved, ``from a import b`` as both
+    ``a`` and ``a.b``."""
+    package = ".".join(path.relative_to(root).parent.parts)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def _test_modules_imported(root: Path) -> dict[str, list[str]]:
+    """Module of tests/ -> the test modules (``tests.….test_*``) it imports."""
+    found = {}
+    for path in sorted((root / "tests").rglob("*.py")):
+        names = sorted(name for name in _imported_modules(path, root)
+                       if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_"))
+        if names:
+            found[path.relative_to(root).as_posix()] = names
+    return found
+
+
+def _is_fixture(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return (isinstance(target, ast.Attribute) and target.attr == "fixture") or \
+        (isinstance(target, ast.Name) and target.id == "fixture")
+
+
+def _fixtures_in_helper_modules(root: Path) -> list[str]:
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        if path.name == "conftest.py" or path.name.startswith("test_"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(map(_is_fixture, node.decorator_list)):
+                found.append(f"{path.relative_to(root).as_posix()}::{node.name}")
+    return found
+
+
+def test_no_test_module_imports_another():
+    """Shared code lives in plain helper modules (``helpers.py``, ``fakes.py``, ``sweeps.py``) and shared fixtures in
+    conftest files: importing a test module would run its tests twice and activate its autouse fixtures unseen."""
+    assert _test_modules_imported(ROOT) == {}
+
+
+def test_helper_modules_define_no_fixtures():
+    """Fixtures live in conftest files (shared) or in the test module that uses them, never in a module imported
+    for its helpers (an autouse fixture there would be activated by the import)."""
+    assert _fixtures_in_helper_modules(ROOT) == []
+
+
+def test_the_layout_checks_find_what_they_look_for(tmp_path):
+    folder = tmp_path / "tests" / "x"
+    folder.mkdir(parents=True)
+    (folder / "helpers.py").write_text("import pytest\n\n\n@pytest.fixture(autouse=True)\ndef f():\n    yield\n")
+    (folder / "test_a.py").write_text("def g():\n    from .test_b import h\n    from tests.x import test_c\n")
+    (folder / "test_d.py").write_text("from tests.x.helpers import f\n")
+    assert _test_modules_imported(tmp_path) == {"tests/x/test_a.py": ["tests.x.test_b", "tests.x.test_c"]}
+    assert _fixtures_in_helper_modules(tmp_path) == ["tests/x/helpers.py::f"]

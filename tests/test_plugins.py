@@ -41,7 +41,7 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_a_plugin_is_imported_before_the_first_look_up(plugin):
-    from tests.train import NBODY_MLP, compose_trial
+    from tests.train.helpers import NBODY_MLP, compose_trial
     from workers.settings import check_config
 
     assert "lab_ga" in method_names()  # the look-up imported the module

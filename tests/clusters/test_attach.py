@@ -42,6 +42,7 @@ def test_an_address_it_cannot_attach_to_is_one_clear_error(monkeypatch):
     assert "10.0.0.1:6379" in message.split("cannot connect", 1)[1]  # Ray's reason is kept
 
 
+@pytest.mark.slow
 def test_a_real_control_store_passes_the_address_check(tmp_path):
     """The check that refuses a port that is not Ray (tests/orchestrator/test_refusals.py) lets Ray's own GCS
     through: an embedded Ray is started in a subprocess and its GCS address checked there."""
@@ -132,6 +133,7 @@ def test_the_embedded_rays_temporary_root_is_in_a_private_folder_of_this_user(tm
             ray_cluster.private_ray_root(str(tmp_path / "foreign"))
 
 
+@pytest.mark.slow
 def test_the_embedded_ray_starts_under_a_deep_temp_folder(tmp_path):
     """``symsweep`` in a deep workspace: RAY_TMPDIR too long for Ray's sockets still starts (under /tmp)."""
     deep = tmp_path / ("d" * 70)

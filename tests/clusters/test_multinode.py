@@ -20,10 +20,13 @@ from clusters.local_cluster import LocalCluster, session_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-# tests/orchestrator/test_sweep_e2e.py's tiny n-body sweep (cluster.num_cpus only sizes an embedded Ray).
+# tests/orchestrator/sweeps.py's tiny n-body sweep (cluster.num_cpus only sizes an embedded Ray).
 TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
         "symmetrizer.train_samples=2", "symmetrizer.eval_samples=2", "symmetrizer.interface.hidden=4",
         "trainer.batch_size=20", "trainer.threads=1"]
+
+# Group samples that split evenly over 3 device workers (the default 10 is refused before the nodes are checked).
+SPLIT_IN_3 = ["symmetrizer.train_samples=6", "symmetrizer.eval_samples=6"]
 
 # Runs in a fresh process (as `symsweep launch` would): attach, then check_resources for each override set.
 CHECK = """
@@ -86,7 +89,7 @@ def test_attach_and_gpu_requests_are_checked_against_the_nodes_fake_gpus():
         assert head.resources["CPU"] == 0 and one.resources["GPU"] == two.resources["GPU"] == 1
         assert len({head.node_id, one.node_id, two.node_id}) == 3  # three Ray nodes, each alive
         cases = [["cluster.gpus_per_trial=1"], ["cluster.gpus_per_trial=1", "trainer.devices=2"],
-                 ["cluster.gpus_per_trial=1", "trainer.devices=3"], ["cluster.gpus_per_trial=2"],
+                 ["cluster.gpus_per_trial=1", "trainer.devices=3", *SPLIT_IN_3], ["cluster.gpus_per_trial=2"],
                  ["cluster.cpus_per_trial=2"]]
         done = subprocess.run([sys.executable, "-c", CHECK, cluster.address, json.dumps(cases)], capture_output=True,
                               text=True, timeout=120, env=cluster.env, cwd=Path(__file__).parents[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.models.helpers import nbody, random_batch, seeded
 from workers.models.cnn import CNN
 from workers.models.gin_id import GINID
 from workers.models.gnn import EGNN, GNN
@@ -15,13 +16,6 @@ from workers.models.transformer import Transformer
 EXP = ({"adj": FieldSpec("pair", (12, 12, 1)), "x": FieldSpec("node", (12, 1))}, FieldSpec("invariant", (1,)))
 PATTERN = ({"adj": FieldSpec("pair", (10, 10, 1)), "x": FieldSpec("node", (10, 3))}, FieldSpec("node", (10, 2)))
 DIGITS = ({"image": FieldSpec("image", (12, 12, 1))}, FieldSpec("invariant", (10,)))
-
-
-def nbody(dim: int = 3, particles: int = 5) -> tuple[dict[str, FieldSpec], FieldSpec]:
-    inputs = {"pos": FieldSpec("point", (particles, dim)), "vel": FieldSpec("vector", (particles, dim)),
-              "charges": FieldSpec("node", (particles, 1))}
-    return inputs, FieldSpec("point", (particles, dim))
-
 
 SMALL_TRANSFORMER = {"layers": 2, "width": 16, "heads": 2}
 CASES = {  # name: (class, options, layout)
@@ -45,47 +39,6 @@ CASES = {  # name: (class, options, layout)
                                 "activation": "elu"}, DIGITS),
 }
 PADDED = [name for name, (_, _, (inputs, _)) in CASES.items() if "image" not in inputs]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On tiny tensors, thread hand-offs cost ~100x the work on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def random_batch(inputs: dict[str, FieldSpec], rows: int, seed: int, dtype=torch.float32) -> dict[str, torch.Tensor]:
-    """A batch of ``rows`` examples: real slots scattered (as after a permutation), padded slots zero,
-    adjacency as bool (as the tasks store it), row 0 without padding."""
-    generator = torch.Generator().manual_seed(seed)
-    batch: dict[str, torch.Tensor] = {}
-    sizes = {spec.shape[0] for spec in inputs.values() if spec.kind != "image"}
-    mask = None
-    if sizes:
-        size = sizes.pop()
-        counts = torch.randint(2, size + 1, (rows,), generator=generator)
-        counts[0] = size
-        order = torch.argsort(torch.rand(rows, size, generator=generator), dim=1)
-        mask = order < counts[:, None]  # (R, n) a random subset of `count` real slots
-        batch["mask"] = mask
-    for name, spec in inputs.items():
-        if spec.kind == "pair":
-            upper = torch.triu(torch.rand(rows, *spec.shape[:2], generator=generator) < 0.4, 1)
-            value = (upper | upper.transpose(1, 2))[..., None] & mask[:, :, None, None] & mask[:, None, :, None]
-        else:
-            value = torch.randn(rows, *spec.shape, generator=generator, dtype=dtype)
-            if mask is not None:
-                value = value * mask.view(rows, -1, *([1] * (len(spec.shape) - 1))).to(dtype)
-        batch[name] = value
-    return batch
-
-
-def seeded(cls, options: dict, inputs: dict, output: FieldSpec, seed: int = 0):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return cls(inputs, output, **options)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -29,6 +31,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing timm
 def test_timm_and_torchvision_import_and_build_a_vit():
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

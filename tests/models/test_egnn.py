@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.models.test_base_models import nbody, one_thread, random_batch, seeded  # noqa: F401 (one_thread: fixture)
+from tests.models.helpers import nbody, random_batch, seeded
 from workers.models.gnn import EGNN, GNN
 from workers.models.spec import FieldSpec
 

@@ -5,6 +5,7 @@ experiments, which are never written."""
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from pathlib import Path
@@ -16,12 +17,17 @@ from scipy import stats
 
 from orchestrator.cli import main
 from orchestrator.results import compare_experiments, load_experiment
-from tests.orchestrator.test_aggregate import FakeExperiment, base_config, mse_report, read_csv
+from tests.orchestrator.fakes import FakeExperiment, base_config, mse_report
 from workers import UNUSED
 
 METHOD, NOISE = "symmetrizer.method", "symmetrizer.noise_scale"
 BEFORE = {("ps", 0.1): [0.10, 0.12, 0.11], ("ps", 1.0): [0.30, 0.10, 0.20], ("ga", UNUSED): [0.20, 0.23, 0.21]}
 AFTER = {("ps", 0.1): [0.05, 0.06, 0.055], ("ps", 10.0): [0.5, 0.5, 0.5], ("ga", UNUSED): [0.20, 0.23, None]}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def experiment(path: Path, results: dict, noises: list, lr: float = 0.001) -> Path:

@@ -75,6 +75,7 @@ def test_list_shows_cached_datasets(capsys, cache_dir):
     assert "1 datasets" in out and "digits_rot" in out
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_console_script_entry_point(cache_dir):
     script = Path(sys.executable).with_name("symsweep")
     if not script.exists():

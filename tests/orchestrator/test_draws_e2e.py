@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from tests.orchestrator.test_sweep_e2e import TINY, symsweep
+from tests.orchestrator.sweeps import TINY, symsweep
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from orchestrator.cli import main
-from tests.train import one_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NBODY_PS = ["task=nbody", "task.train_size=6", "task.eval_size=4", "group=sn_e", "symmetrizer=ps",
             "model=transformer", "model.layers=1", "model.width=8", "model.heads=2", "model.feedforward=8",

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.orchestrator.test_aggregate import FakeExperiment, base_config
-from tests.train import (
+from tests.orchestrator.fakes import FakeExperiment, base_config
+from tests.train.helpers import (
     NBODY_MLP,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
 )
 from workers.train import run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pandas as pd
 
 from orchestrator.cli import main
 from orchestrator.results import load_experiment, write_report
-from tests.orchestrator.test_aggregate import FakeExperiment, base_config, epoch_metrics
+from tests.orchestrator.fakes import FakeExperiment, base_config, epoch_metrics
 from workers import UNUSED
 
 

@@ -20,6 +20,7 @@ from workers.settings import merge
 from workers.train import run
 
 PRESETS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
+SLOW_TRIALS = {"ps_exp_classify_samples_cpu"}  # the whole EXP-classify set, 20 evaluation samples: ~10 s
 PAPER_PRESETS = [name for name in PRESETS if name != "quickstart" and not name.endswith("_cpu")]
 
 COMMON = {"trainer.epochs": 1, "trainer.warmup_epochs": 0, "trainer.batch_size": 100, "trainer.eval_batch_size": 200,
@@ -74,7 +75,8 @@ def test_every_paper_preset_has_a_cpu_version_without_gpus(name):
     assert full["sweep"]["derived"] == cpu["sweep"]["derived"] and full["sweep"]["loglog"] == cpu["sweep"]["loglog"]
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TRIALS else name
+                                  for name in PRESETS])
 def test_preset_runs_one_tiny_trial(name, tmp_path):
     tiny = shrink(name)
     swept = compose([f"experiment={name}"])["sweep"]["params"]  # a command-line value would pin a swept key

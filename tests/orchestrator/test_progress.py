@@ -3,6 +3,7 @@ module records the calls), never stopping the sweep."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import types
@@ -82,6 +83,59 @@ def test_a_wandb_error_is_reported_once_and_logging_stops(fake_wandb, tmp_path, 
     callback.on_experiment_end([])
     assert capsys.readouterr().err.count("W&B logging stopped after an error (RuntimeError: no API key)") == 1
     assert callback.failed and calls == []
+
+
+def drive_a_sweep(callback, trials: int = 3) -> None:
+    """Every hook Tune calls in a sweep of ``trials`` trials: start, two results, complete (one errors), end."""
+    started = [Trial(f"t_{index}", {"lr": index}) for index in range(trials)]
+    for trial in started:
+        callback.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        for trial in started:
+            callback.on_trial_result(0, [], trial, {"epoch": epoch, "val_mse": 1.0 / epoch})
+    for trial in started[:-1]:
+        callback.on_trial_complete(0, [], trial)
+    callback.on_trial_error(0, [], started[-1])
+    callback.on_experiment_end([])
+
+
+@pytest.mark.parametrize("failing", ["init", "log", "finish"])
+def test_a_failing_wandb_never_stops_the_sweep(failing, fake_wandb, tmp_path, monkeypatch, capsys):
+    """Was ``test_sweep_e2e.py::test_a_failing_wandb_never_stops_the_sweep`` (a whole sweep with online W&B and no
+    login). Whichever call of the W&B client raises, no Tune hook raises, the error is said once on stderr, and W&B
+    is not called again; the sweep's own results do not go through W&B. The real client without a login:
+    ``test_the_real_wandb_without_a_login_stops_only_its_logging``; a sweep with it: test_faults.py."""
+    module, calls = fake_wandb
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError(f"W&B {failing} refused")
+
+    if failing == "init":
+        module.init = refuse
+    else:
+        monkeypatch.setattr(FakeRun, failing, refuse)
+    callback = safe_wandb(WandbSettings(enabled=True), "exp", tmp_path)
+    drive_a_sweep(callback)
+    err = capsys.readouterr().err
+    assert err.count("W&B logging stopped after an error") == 1 and f"W&B {failing} refused" in err, err
+    assert callback.failed
+    before = {"init": 0, "log": 3, "finish": 9}[failing]  # the calls before the failing one: 3 runs opened, 6 logs
+    assert [kind for kind, _, _ in calls[:before]] == (["init"] * 3 + ["log"] * 6)[:before], calls
+    # after the failure no run is opened or logged; the open ones are only finished, as failed, when the sweep ends
+    assert all(kind == "finish" and code == 1 for kind, _, code in calls[before:]), calls
+
+
+def test_the_real_wandb_without_a_login_stops_only_its_logging(tmp_path, monkeypatch, capsys):
+    """Online W&B, no API key and no login (a fresh HOME): the real client refuses, the callback says so once and
+    every hook still returns."""
+    for name in [name for name in os.environ if name.startswith("WANDB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    callback = safe_wandb(WandbSettings(enabled=True, mode="online"), "exp", tmp_path / "experiment")
+    assert callback.options["mode"] == "online"
+    drive_a_sweep(callback)
+    err = capsys.readouterr().err
+    assert err.count("W&B logging stopped after an error") == 1 and "API key" in err, err
 
 
 def test_disabled_wandb_gives_no_callback(tmp_path):

@@ -19,8 +19,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.recovery import LOCK_FILE, ExperimentLock
-from tests.orchestrator.test_aggregate import STAMP, FakeExperiment, base_config, epoch_metrics
-from tests.orchestrator.test_faults import digest
+from tests.orchestrator.fakes import STAMP, FakeExperiment, base_config, epoch_metrics
+from tests.orchestrator.sweeps import digest
 
 TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
         "trainer.epochs=1", "logging.wandb.enabled=false"]
@@ -93,6 +93,7 @@ def test_a_truncated_tuner_pkl_is_refused_before_ray_starts(cut, tmp_path, capsy
     assert digest(path) == before
 
 
+@pytest.mark.slow  # the command line in a subprocess
 def test_a_read_only_experiment_is_refused_naming_the_folder(tmp_path):
     """A read-only mount (the same check covers a folder without write permission for its user): one line, exit
     2, before the lock or Ray. In a private mount namespace, so that it also holds when the tests run as root."""
@@ -195,6 +196,8 @@ def not_ray(kind: str):
             connection.close()
 
 
+@pytest.mark.slow  # up to 3 x 10 s: each command waits for its own refusal (run side by side, they would
+# compete for the CPU and no longer show what one refusal costs)
 @pytest.mark.parametrize("kind", ["silent", "http"])
 def test_an_address_that_is_not_ray_is_one_line_within_seconds(kind, tmp_path):
     """A port that accepts TCP but is not Ray: Ray itself would retry for minutes without a word. In subprocesses

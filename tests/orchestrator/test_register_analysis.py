@@ -15,7 +15,7 @@ from orchestrator.analyses import REGISTRY, Analysis, Context, register_analysis
 from orchestrator.config import compose
 from orchestrator.plan import validate
 from orchestrator.results import load_experiment, write_report
-from tests.orchestrator.test_aggregate import FakeExperiment, base_config, epoch_metrics
+from tests.orchestrator.fakes import FakeExperiment, base_config, epoch_metrics
 from workers.checks import fail
 
 

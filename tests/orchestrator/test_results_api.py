@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.results import load_experiment, write_report
-from tests.orchestrator.test_aggregate import compare_experiment, sweep_experiment
+from tests.orchestrator.fakes import compare_experiment, sweep_experiment
 
 
 def test_frames_hold_what_the_csv_files_hold(tmp_path):

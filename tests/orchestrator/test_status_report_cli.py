@@ -1,5 +1,5 @@
 """The text output of ``symsweep status`` and ``symsweep report`` (what a person reads), on the fake
-sweep of ``test_aggregate`` in every state a sweep leaves behind."""
+sweep of ``fakes.sweep_experiment`` in every state a sweep leaves behind."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.orchestrator.test_aggregate import FakeExperiment, base_config, sweep_experiment
+from tests.orchestrator.fakes import FakeExperiment, base_config, sweep_experiment
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ one override parser for every command."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -321,6 +322,72 @@ def test_the_quickstart_runs_ga_once_per_sample_count():
 def test_sweeps_without_unused_keys_are_not_collapsed():
     repeated = validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"]))
     assert repeated.collapsed and repeated.n_trials == 24  # each of the 12 distinct runs twice, the seeds crossed
+
+
+COMPARE = "sweep.compare={key: symmetrizer.method, reference: ga}"
+RATIO = ("sweep.derived=[{name: ga_over_ps, metric: best_val_mse, key: symmetrizer.method, numerator: ga, "
+         "denominator: ps}]")
+
+
+def test_configurations_differing_only_in_unused_keys_run_once(tmp_path, capsys):
+    """Was ``test_collapse_e2e.py::test_configurations_differing_only_in_unused_keys_run_once`` (a whole sweep).
+    PS and GA at two noise scales, two seeds: the launch says 6 distinct trials; Tune's search, given the plan's
+    points and search space as ``make_tuner`` gives them, creates one trial per distinct configuration and seed,
+    GA's noise scale "—" (its trial runs with the base value: tests/train/test_trial.py); the report shows GA
+    once with "—" and pairs it with PS at each noise scale in derived.csv and compare.csv. A collapsed sweep
+    whose driver is killed resumes without running a configuration twice: test_faults.py."""
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import BasicVariantGenerator
+
+    from orchestrator.results import write_report
+    from orchestrator.tuner import search_space
+    from tests.orchestrator.fakes import FakeExperiment, mse_report
+
+    overrides = ["task=nbody", "group=sn_e", "trainer.epochs=2", "symmetrizer.method=ps,ga",
+                 "symmetrizer.noise_scale=0.1,1.0", RATIO, COMPARE, "sweep.seeds=2"]
+    plan = validate(compose([f"storage={tmp_path}", *overrides]))
+    said = "8 configurations -> 6 distinct trials (symmetrizer.noise_scale is not used by ga)"  # two seeds each
+    assert plan.describe_collapse() == said and plan.n_trials == 6
+    assert main(["launch", f"storage={tmp_path}", "name=dry", *overrides, "--dry-run"]) == 0
+    assert said in capsys.readouterr().out
+
+    def trainable(config):
+        return None
+
+    searcher = BasicVariantGenerator(points_to_evaluate=[dict(point.values) for point in plan.points])
+    searcher.add_configurations([Experiment("collapsed", trainable, config=search_space(plan),
+                                            num_samples=len(plan.points), storage_path=str(tmp_path / "tune"))])
+    trials = []
+    while (trial := searcher.next_trial()) is not None:
+        trials.append(trial)
+    assert sorted((t.config["symmetrizer.method"], t.config["symmetrizer.noise_scale"], t.config["trainer.seed"])
+                  for t in trials) == [("ga", "—", 0), ("ga", "—", 1), ("ps", 0.1, 0), ("ps", 0.1, 1), ("ps", 1.0, 0),
+                                       ("ps", 1.0, 1)]
+
+    config = json.loads(json.dumps(plan.config))  # what launch saves, the metric and mode resolved
+    config["name"] = "collapsed"
+    fake = FakeExperiment(tmp_path / "collapsed", config)
+    for values, mse in (({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 0.1}, 0.1),
+                        ({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 1.0}, 0.2),
+                        ({"symmetrizer.method": "ga", "symmetrizer.noise_scale": "—"}, 0.4)):
+        for seed in (0, 1):
+            fake.trial({**values, "trainer.seed": seed}, "TERMINATED", [mse_report(mse + 0.01 * seed)])
+    fake.save_state()
+    write_report(fake.path)
+    summary = (fake.path / "summary.md").read_text()
+    assert "| ga | — |" in summary and "against ga, paired by seed" in summary
+    with (fake.path / "derived.csv").open() as handle:
+        ratios = list(csv.DictReader(handle))
+    assert sorted((row["symmetrizer.noise_scale"], round(float(row["ratio"]), 6)) for row in ratios) == [
+        ("0.1", round(0.405 / 0.105, 6)), ("1.0", round(0.405 / 0.205, 6))]
+    with (fake.path / "compare.csv").open() as handle:
+        compared = list(csv.DictReader(handle))
+    assert sorted((row["value"], row["symmetrizer.noise_scale"], row["pairs"]) for row in compared) == [
+        ("ps", "0.1", "2"), ("ps", "1.0", "2")]
+
+
+def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
+    assert not validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])).collapsed
     assert not validate(compose(["trainer.lr=interval(0.001,0.01)"])).collapsed
     assert not validate(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
     only_ga = validate(compose(["experiment=quickstart", "symmetrizer.method=ga"]))

@@ -1,53 +1,20 @@
-"""Sweeps end to end on an embedded local Ray: the files and the table, offline W&B, a trial that
-dies and is resumed from its checkpoint (a killed driver and other faults: test_faults.py). Each launch runs
-in its own process (as a user would run it)."""
+"""Sweeps end to end on an embedded local Ray: the files and the table, offline W&B, a sharded trial on Ray Train,
+the privacy of Ray's session logs. Each launch runs in its own process (as a user would run it). Faults (killed
+workers and drivers, a diverging loss, a failing W&B, a full disk, ...): test_faults.py; a killed trial's restart
+in detail: tests/train/test_trial.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.orchestrator.sweeps import TINY, results, symsweep, trial_dirs
+
 pytestmark = pytest.mark.slow
-
-TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
-        "symmetrizer.train_samples=2", "symmetrizer.eval_samples=2", "symmetrizer.interface.hidden=4",
-        "trainer.batch_size=20", "trainer.threads=1", "cluster.num_cpus=2"]
-
-
-def symsweep(*args: str, wait: bool = True, **kwargs):
-    command = [sys.executable, "-m", "orchestrator.cli", *args]
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, **kwargs)
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def results(trial_dir: Path) -> list[dict]:
-    file = trial_dir / "result.json"
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()] if file.exists() else []
-
-
-def trial_dirs(path: Path) -> list[Path]:
-    if not path.exists():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("trainable_"))
-
-
-def wait_for(condition, timeout: float = 300.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not reached")
 
 
 def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
@@ -86,61 +53,22 @@ def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
     assert all(gap < 1e-9 for gap in gaps)  # PS and GA are exactly equivariant
 
 
-def test_a_killed_trial_is_resumed_from_its_checkpoint(tmp_path):
-    path = tmp_path / "killed"
-    launch = symsweep("launch", f"storage={tmp_path}", "name=killed", *TINY, "trainer.epochs=12",
-                      "task.train_size=200", "cluster.max_failures=0", "sweep.seeds=2", wait=False)
-    try:
-        def trial_with_checkpoint():
-            for trial in trial_dirs(path):
-                lines = results(trial)
-                if lines and lines[-1].get("epoch", 0) >= 3 and lines[-1]["epoch"] < 12:
-                    return trial, lines[-1]
-            return None
+def test_a_sharded_trial_on_ray_train_matches_one_device(tmp_path, one_thread):
+    from orchestrator.config import compose, trial_config
+    from workers.train import run
 
-        trial, last = wait_for(trial_with_checkpoint)
-        os.kill(last["pid"], signal.SIGKILL)  # the trial's worker dies mid-training
-        output, _ = launch.communicate(timeout=600)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
-    assert launch.returncode == 1, output
-    assert "symsweep resume" in output
-    killed_at = results(trial)[-1]["epoch"]
-    resumed = symsweep("resume", str(path))
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    epochs = [line["epoch"] for line in results(trial)]
-    assert epochs[-1] == 12
-    after_kill = epochs[epochs.index(killed_at) + 1:] if killed_at in epochs else epochs
-    assert after_kill and after_kill[0] > 1, f"resumed from a checkpoint, not from scratch: {epochs}"
-    rows = (path / "trials.csv").read_text().splitlines()[1:]
-    assert len(rows) == 2 and all(",completed," in row for row in rows)
-
-
-def test_a_sharded_trial_on_ray_train_matches_one_device(tmp_path):
     common = [*TINY, "symmetrizer=ga", "symmetrizer.train_samples=4", "symmetrizer.eval_samples=4",
               "trainer.epochs=2", "logging.wandb.enabled=false"]
     sharded = symsweep("launch", f"storage={tmp_path}", "name=sharded", *common, "trainer.devices=2")
     assert sharded.returncode == 0, sharded.stdout + sharded.stderr
     (trial,) = trial_dirs(tmp_path / "sharded")
-    single = symsweep("train", *common, "--workdir", str(tmp_path / "single"))
-    assert single.returncode == 0, single.stderr
-    expected = [json.loads(line) for line in (tmp_path / "single" / "progress.jsonl").read_text().splitlines()]
+    expected = []  # the same trial on one device, in this process (the loop of ``symsweep train``)
+    run(trial_config(compose(common)), lambda metrics, checkpoint: expected.append(metrics), tmp_path / "single")
     got = results(trial)
     assert [r["epoch"] for r in got] == [r["epoch"] for r in expected]
     for ours, reference in zip(got, expected):
         for key in ("train_loss", "val_mse", "test_mse", "best_val_mse"):
             assert abs(ours[key] - reference[key]) < 1e-5, (key, ours[key], reference[key])
-
-
-def test_a_failing_wandb_never_stops_the_sweep(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env["HOME"] = str(tmp_path)  # no W&B login, no API key: online W&B cannot start
-    done = symsweep("launch", f"storage={tmp_path}", "name=nowandb", *TINY, "trainer.epochs=1",
-                    "logging.wandb.mode=online", env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "W&B logging stopped" in done.stdout + done.stderr
-    assert ",completed," in (tmp_path / "nowandb" / "trials.csv").read_text()
 
 
 def test_the_embedded_rays_session_logs_are_private(tmp_path):

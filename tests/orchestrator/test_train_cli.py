@@ -1,6 +1,6 @@
 """``symsweep train``: one epoch of every trainable task at tiny size, EXP's separation protocol,
 bad overrides (exit 2, the key named, nothing written) and ``--resume``. In-process via
-``orchestrator.cli.main``; EXP and EXP-classify are cut to a few graphs (see ``tests.train``)."""
+``orchestrator.cli.main``; EXP and EXP-classify are cut to a few graphs (see tests/train/helpers.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.train import (
+from tests.train.helpers import (
     EXP_CLASSIFY_SIZES,
     NBODY_MLP,
     TIMING_KEYS,
-    one_thread,  # noqa: F401 (autouse fixture)
     shrink_task,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_PS = ("model.widths=[16]", "symmetrizer.train_samples=1", "symmetrizer.eval_samples=1",
            "symmetrizer.interface.hidden=8", "symmetrizer.interface.layers=1")

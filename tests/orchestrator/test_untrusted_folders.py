@@ -2,8 +2,8 @@
 ``evaluate``, ``resume``'s checks) never reads or writes outside it, never runs code from it, never hangs and
 never ends in a traceback.
 
-Each test crafts an experiment folder by hand, the way ``test_aggregate.FakeExperiment`` writes one (no Ray),
-plants one attack in it, snapshots a "victim" directory beside it (every entry's type, mode, mtime and bytes,
+Each test crafts an experiment folder by hand, the way ``FakeExperiment`` (tests/orchestrator/fakes.py) writes one
+(no Ray), plants one attack in it, snapshots a "victim" directory beside it (every entry's type, mode, mtime and bytes,
 links not followed), runs the real command line in a subprocess — under a time limit and an address-space
 limit, so that a hang or an unbounded read fails the test instead of the machine — and checks that the victim
 is byte-identical afterwards.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.test_aggregate import STAMP, FakeExperiment, base_config
+from tests.orchestrator.fakes import STAMP, FakeExperiment, base_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY = 3 << 30  # address space of a command under test: an unbounded read fails fast instead of swapping
@@ -34,7 +34,7 @@ METHOD, SIZE = "symmetrizer.method", "task.train_size"
 OUTPUTS = ("trials.csv", "summary.csv", "summary.md", "compare.csv", "derived.csv", "fits.csv", "eval_samples.csv")
 SECRET = "SECRET-0451"  # in the victim's files: it must never appear in what a command writes or prints
 SECRET_VALUE = 451451.25
-pytestmark = pytest.mark.timeout(300)  # each command also has its own time limit (``cli``)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # each command has its own time limit too (``cli``)
 
 
 def cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -267,7 +267,7 @@ def test_report_and_status_never_read_trial_directories_outside(storage, victim)
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A real checkpoint of the training loop (nbody, one epoch): what evaluate would load."""
-    from tests.train import NBODY_MLP, collector, compose_trial
+    from tests.train.helpers import NBODY_MLP, collector, compose_trial
     from workers.train import run
 
     root = tmp_path_factory.mktemp("checkpoint")

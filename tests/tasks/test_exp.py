@@ -237,6 +237,7 @@ def order_probe_accuracy(train: dict[str, torch.Tensor], test: dict[str, torch.T
     return float(probe.score(features(test), test["y"].numpy()))
 
 
+@pytest.mark.slow  # builds seed 0's graphs again and fits two probes: seconds
 def test_node_order_does_not_carry_the_label(loaded, as_built):
     """The stored order leaks nothing; the construction order leaks the label almost perfectly,
     which shows the probe would catch a regression."""

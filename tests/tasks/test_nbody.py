@@ -86,6 +86,7 @@ def test_vectorised_integrator_matches_the_original_loop(stream: dict[str, State
         np.testing.assert_allclose(end.pos[index], saved[steps[1]][0], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # generates the published data set (``published``): seconds
 def test_linear_predictor_mse_on_published_test_split(published) -> None:
     task, data, _ = published
     train, test = data.splits["train"], data.splits["test"]
@@ -100,6 +101,7 @@ def test_linear_predictor_mse_on_published_test_split(published) -> None:
     assert 0.075 < mse < 0.09, mse
 
 
+@pytest.mark.slow  # generates the published data set (``published``): seconds
 def test_layout_kinds_and_cache(published) -> None:
     task, first, second = published
     assert first.generated and not second.generated and first.path == second.path

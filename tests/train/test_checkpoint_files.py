@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
 )
 from workers.checkpoints import CheckpointError, checkpoints, load_checkpoint, newest_loadable
 from workers.train import run

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
 )
 from workers.checkpoints import load_checkpoint
 from workers.resumption import evaluate_checkpoint

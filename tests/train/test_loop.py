@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     NBODY_PS,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
     shrink_task,
 )
 from workers import checkpoints, train

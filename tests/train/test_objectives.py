@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from tests.train import NBODY_MLP, assert_same_metrics, collector, compose_trial, one_thread  # noqa: F401 (autouse fixture)
+from tests.train.helpers import NBODY_MLP, assert_same_metrics, collector, compose_trial
 from workers.checkpoints import LOOP_FIELDS, LoopState, load_checkpoint
 from workers.objectives import Augmentation, Remul, Supervised, Symmetrized, make_objective, penalty
 from workers.runtime import build_seeded, step_generator

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.train import NBODY_MLP, collector, compose_trial, one_thread  # noqa: F401 (autouse fixture)
+from tests.train.helpers import NBODY_MLP, collector, compose_trial
 from workers.methods import Method, get_method, method_names, register_method, unregister_method
 from workers.models.factory import build_model
 from workers.objectives import Remul

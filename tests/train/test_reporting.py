@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     NBODY_PS,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
     shrink_exp_classify,
     shrink_task,
 )

@@ -13,14 +13,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     NBODY_PS,
     Stop,
     assert_same_metrics,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
     shrink_exp_classify,
 )
 from workers.checkpoints import load_checkpoint

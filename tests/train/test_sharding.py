@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
 )
 from workers.settings import check_config
 from workers.sharding import Shard
@@ -51,6 +50,7 @@ def _worker(rank: int, world: int, store: str, configs: dict[str, dict], out: st
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two worker processes
 def test_two_workers_match_one(tmp_path):
     sharded = {}
     for name, overrides in CONFIGS.items():

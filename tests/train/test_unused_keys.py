@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.train import (
+from tests.train.helpers import (
     NBODY_MLP,
     TIMING_KEYS,
     collector,
     compose_trial,
-    one_thread,  # noqa: F401 (autouse fixture)
 )
 from workers.settings import check_config, merge, unused_keys
 from workers.train import run
