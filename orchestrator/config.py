@@ -17,8 +17,8 @@ from orchestrator.domains import KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("task", "group", "symmetrizer", "model", "trainer", "sweep", "cluster", "logging", "experiment")
-
-
+# the keys that make a section your own (README, Your own model and data): its group's YAML no longer applies
+OWN = {"task": ("target",), "model": ("target",), "group": ("target", "generators")}
 
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
@@ -40,6 +40,7 @@ class CommandLine:
     sweeps: dict[str, dict[str, list]] = field(default_factory=dict)  # key=a,b / choice(...) / ...: its domain
     unswept: dict[str, bool] = field(default_factory=dict)  # ~sweep.params.<key>: it leaves sweep.params
     # (True: the key must be swept by the config; False: an earlier command-line sweep of it is undone)
+    own: set[str] = field(default_factory=set)  # sections given your own code (model.target=...): see own_overrides
 
 
 def _refuse_sweep(text: str, what: str) -> None:
@@ -85,6 +86,8 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
     line = CommandLine()
     for override, text in zip(parsed, overrides):
         key = override.key_or_group
+        if _own_key(key) and override.type != OverrideType.DEL:
+            line.own.add(key.split(".")[0])
         if override.type == OverrideType.DEL and key.startswith(SWEEP_PARAMS):
             swept = key[len(SWEEP_PARAMS):]
             line.unswept[swept] = line.sweeps.pop(swept, None) is None
@@ -100,7 +103,7 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
         else:
             line.plain.append(text)
             line.plain_keys.add(key)
-            if override.type == OverrideType.DEL or key in GROUPS:
+            if override.type == OverrideType.DEL or key in GROUPS or key.startswith("hydra."):
                 continue
             if not key.startswith("sweep."):
                 line.pinned[key] = override.value()
@@ -109,7 +112,37 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
                 line.pinned.pop(swept, None)
                 line.sweeps.pop(swept, None)
                 line.unswept.pop(swept, None)
+    line.plain = own_overrides(line.plain, line.own, parsed=dict(zip(overrides, parsed)))
     return line
+
+
+def _own_key(key: str) -> bool:
+    section, _, rest = key.partition(".")
+    return section in OWN and rest.split(".")[0] in OWN[section]
+
+
+def own_overrides(plain: list[str], own: set[str], parsed: dict | None = None) -> list[str]:
+    """The plain overrides with your own sections' keys made Hydra's "set or add" (``++model.hidden=32``): the
+    keyword arguments of your own class are not in any YAML file. A section made your own on this command line
+    (``model.target=...``) also drops its group's YAML (``~model``) unless a ``model=`` override names one."""
+    from hydra.core.override_parser.types import OverrideType
+
+    from orchestrator.overrides import parse_hydra
+
+    if not own:
+        return plain
+    parsed = parsed or dict(zip(plain, parse_hydra(list(plain))))
+    named = {parsed[text].key_or_group for text in plain if parsed[text].key_or_group in GROUPS}
+    out = [f"~{section}" for section in sorted(own) if section not in named and f"~{section}" not in plain]
+    keyed = {parsed[text].key_or_group.partition(".")[0] for text in plain if "." in parsed[text].key_or_group}
+    out += [f"++{section}.target=null" for section in sorted(own - keyed)]  # swept only: the section exists
+    for text in plain:
+        override = parsed[text]
+        section = override.key_or_group.partition(".")[0]
+        forced = (section in own and "." in override.key_or_group and override.type == OverrideType.CHANGE
+                  and not text.lstrip().startswith("+"))
+        out.append(f"++{text.lstrip()}" if forced else text)
+    return out
 
 
 def _swept_by(key: str, value: Any) -> list[str]:
@@ -125,8 +158,6 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     """The composed config as a plain dict. Later wins, as in Hydra: a preset's ``sweep.params`` entry
     is replaced by a command-line sweep of its key, removed by a command-line ``key=value`` (the key is
     pinned to that value) or by ``~sweep.params.<key>`` (the key keeps its base value)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -134,8 +165,14 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     line = parse_command_line(overrides)
     plain = line.plain
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            composed = hydra_compose("config", overrides=plain)
+        try:
+            composed = _hydra(plain)
+        except ConfigCompositionException as err:  # a new key of a preset's own section (model.depth=3)?
+            own = _preset_own(plain) - line.own
+            if not own or "not in struct" not in str(err.__cause__ or err):
+                raise
+            plain = own_overrides(plain, own)
+            composed = _hydra(plain)
         config = OmegaConf.to_container(composed, resolve=True)
     except MissingConfigException as err:
         group = next((g for g in GROUPS if f"'{g}/" in str(err) or f"{g}=" in str(err)), None)
@@ -177,12 +214,44 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     return config
 
 
+def _hydra(plain: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return hydra_compose("config", overrides=plain)
+
+
+def _preset_own(plain: list[str]) -> set[str]:
+    """The sections that the chosen config groups (a preset: ``override /model: null`` and ``model: {target:
+    ...}``) make your own."""
+    composed = composed_keys(plain)
+    if composed is None:
+        return set()
+    return {section for section, keys in OWN.items() if any(composed.get(section, {}).get(key) is not None
+                                                            for key in keys)}
+
+
+def config_dir_override(directory: str) -> str:
+    """The override that adds ``directory`` to Hydra's config search path (Hydra's ``--config-dir``): your own
+    presets, e.g. ``<directory>/experiment/my_sweep.yaml`` for ``experiment=my_sweep``."""
+    import os
+
+    path = os.path.abspath(os.path.expanduser(directory))
+    if not os.path.isdir(path):
+        raise ValueError(f"--config-dir {directory}: not a directory; expected a folder of config groups, e.g. with "
+                         "experiment/<name>.yaml")
+    return f"hydra.searchpath=[file://{path}]"
+
+
 def composed_keys(plain: list[str]):
     """The config composed without key overrides (to list the keys a section has)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    groups = [o for o in plain if "=" in o and o.split("=", 1)[0].lstrip("+~") in GROUPS]
+    groups = [o for o in plain if "=" in o and (o.split("=", 1)[0].lstrip("+~") in GROUPS
+                                                 or o.lstrip("+~").startswith("hydra."))]
+    groups += [o for o in plain if o.startswith("~") and o[1:] in GROUPS]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             return hydra_compose("config", overrides=groups)
