@@ -23,6 +23,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything and print the trials that would run; start nothing, write nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON object")
+    parser.add_argument("--config-dir", metavar="DIR", help="a folder of your own config groups, searched after "
+                        "symsweep's (Hydra's --config-dir), e.g. DIR/experiment/my_sweep.yaml for experiment=my_sweep")
     parser.set_defaults(func=run)
 
 
@@ -77,11 +79,13 @@ def prepare(overrides: list[str]):
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from orchestrator.config import config_dir_override
     from orchestrator.plan_text import plan_lines, plan_table
 
     if args.json and not args.dry_run:
         raise ValueError("--json is an option of --dry-run; allowed: launch --dry-run --json")
-    plan, path, summary = prepare(args.overrides)
+    head = [config_dir_override(args.config_dir)] if args.config_dir else []
+    plan, path, summary = prepare([*head, *args.overrides])
     if args.dry_run:
         if args.json:
             print(json.dumps({"experiment": str(path), **summary}, default=str))

@@ -120,8 +120,10 @@ def test_fa_has_no_frame_for_a_finite_group(groups):
      r"coordinates and the task's coordinates have dimension 2"),
     (("group.generators.matrices=[[[0.6,-0.8],[0.8,0.6]]]",), r"^group\.generators: group 'generated': its "
      r"generators make more than limit=1024 elements; allowed: a group of at most limit elements \(raise limit\)$"),
-    ((SQUARE, "++group.limit=4"), r"^group\.generators: group 'generated': its generators make more than limit=4 "
+    ((SQUARE, "group.limit=4"), r"^group\.generators: group 'generated': its generators make more than limit=4 "
      r"elements"),
+    ((SQUARE, "group.name=D_4"), r"^group\.generators with group\.name='D_4', a registered group; allowed: a name of "
+     r"your own for the generated group \(a label\), or none$"),
     (("group.generators.matrices=[[[1,1],[0,1]]]",), r"^group\.generators: group 'generated': a matrix is not "
      r"orthogonal"),
     (("group.generators.rotations=[[[0,-1],[1,0]]]",), r"^group\.generators=\{'rotations': .*is not allowed; "

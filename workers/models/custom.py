@@ -31,7 +31,7 @@ from workers.models.spec import FieldSpec
 from workers.schema import MODEL_DEFAULT
 from workers.symmetry import FiniteGroup, Group
 from workers.symmetry.finite import MAX_ORDER
-from workers.symmetry.groups import build_group
+from workers.symmetry.groups import build_group, spelled
 from workers.targets import refuse_hydra_target, resolve
 
 RESERVED = ("self", "inputs", "output")  # constructor parameters the factory fills, never config keys
@@ -48,7 +48,7 @@ def model_of(model: dict[str, Any], named: Any) -> tuple[str, type[nn.Module], s
     target = model.pop("target")
     if "name" in model:
         raise ValueError(f"model.target={target!r} and model.name={model['name']!r} are both given; allowed: one of "
-                         "them (in a preset: `- override /model: custom` for model.target)")
+                         "them (in a preset: `- override /model: null` for model.target)")
     return target, model_target(target), target
 
 
@@ -181,6 +181,9 @@ def _generated_group(section: Mapping[str, Any]) -> Group:
     if not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1):
         raise ValueError(f"group.limit={limit!r} is not allowed; expected an integer ≥ 1 (the most elements)")
     name = section.get("name") or "generated"
+    if spelled(str(name)):
+        raise ValueError(f"group.generators with group.name={name!r}, a registered group; allowed: a name of your own "
+                         "for the generated group (a label), or none")
     try:
         return FiniteGroup.from_generators(str(name), matrices=generators.get("matrices"),
                                            node_permutations=generators.get("node_permutations"), limit=limit)

@@ -58,7 +58,7 @@ def configured_task(section: Mapping[str, Any] | None) -> Task:
     target = params.pop("target")
     if "name" in params:
         raise ValueError(f"task.target={target!r} and task.name={params['name']!r} are both given; allowed: one of "
-                         "them (in a preset: `- override /task: custom` for task.target)")
+                         "them (in a preset: `- override /task: null` for task.target)")
     cls = task_target(target)
     try:
         return cls(**params)
