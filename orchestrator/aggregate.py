@@ -289,7 +289,7 @@ def summary_table(source: Summary) -> str:
         cells = [markdown_cell(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
         for metric in source.metrics:
             mean, std = configuration.stats.get(metric, (None, None))
-            spread = f" ± {std:.4g}" if configuration.n_seeds >= 2 else ""  # one seed: no spread is known
+            spread = f" ± {std:.4g}" if configuration.n_seeds >= 2 and mean is not None else ""  # one seed: none known
             cells.append("-" if mean is None else f"{mean:.4g}{spread}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

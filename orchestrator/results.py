@@ -9,6 +9,8 @@
     experiment.curves        # one row per trial and report: the learning curves (epoch, train/val metrics)
     experiment.eval_samples  # metric against evaluation samples N per configuration (eval_samples.csv)
 
+``orchestrator.api.launch(...)`` runs a sweep from Python and returns the same ``Experiment``.
+
 Every table is built from the same rows as the files ``symsweep report`` writes (``write_report``, below,
 writes them from the same ``Experiment``), so the two never disagree. Loading writes nothing.
 
@@ -57,6 +59,7 @@ class Experiment:
     analyses: Analyses = field(default_factory=Analyses)  # what the sweep asked for beyond the summary
     found: dict[type[Analysis], list] = field(default_factory=dict)  # their results, by kind
     points: list[SamplesPoint] = field(default_factory=list)
+    outcome: int | None = None  # ``orchestrator.api.launch``: the run's exit status (0, 1, 130); None when loaded
 
     @property
     def path(self) -> Path:
