@@ -49,6 +49,23 @@ def resolve(key: str, spelling: Any) -> Any:
     return node
 
 
+def named_code(config: Any) -> list[str]:
+    """The code a trial config names (``model.target='mylab.nets:Net'``, ...): what building it imports and runs."""
+    if not isinstance(config, dict):
+        return []
+    return [f"{section}.target={config[section]['target']!r}" for section in ("task", "group", "model")
+            if isinstance(config.get(section), dict) and config[section].get("target") is not None]
+
+
+def refuse_untrusted_code(config: Any, where: str, option: str = "--allow-code") -> None:
+    """For commands that read someone else's files (a checkpoint's config): a config naming code is refused unless
+    the user said they trust it (``option``), since building the model would import and run that code."""
+    found = named_code(config)
+    if found:
+        raise ValueError(f"{where} names code of its own ({', '.join(found)}), which building the model would import "
+                         f"and run; allowed: {option} if you trust where it comes from")
+
+
 def refuse_hydra_target(section: str, given: Any) -> None:
     """``<section>._target_`` is Hydra's key, which symsweep does not read: one line pointing at ``target``."""
     if isinstance(given, dict) and "_target_" in given:

@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="also the coupled gap in float64 (exact_gap, exact_gap_base): round-off when exact")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--allow-code", action="store_true", help="with --checkpoint: build a model whose config "
+                        "names code of its own (model.target, ...): only for checkpoints you trust")
     parser.set_defaults(func=run)
 
 
@@ -70,7 +72,7 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
     result = {"E": full["E"], "E_prime": full["E_prime"], "E_base": bare["E"], "E_prime_base": bare["E_prime"],
               "group": model.group.name, "method": config["symmetrizer"]["method"], "samples": samples,
               "eval_samples": getattr(model, "eval_samples", 1), "task": task.name, "split": split,
-              "batch": int(next(iter(inputs.values())).shape[0]), "model": config["model"]["name"],
+              "batch": int(next(iter(inputs.values())).shape[0]), "model": trial.model.model_name,
               "checkpoint": checkpoint, "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
     if exact:
         evaluation = Evaluation(model, task, data, dataclasses.replace(trainer, equivariance_batch=batch_size),
@@ -94,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(config, dict):
             raise ValueError(f"checkpoint {args.checkpoint} holds no trial configuration; expected a checkpoint "
                              "written by symsweep")
+        if not args.allow_code:
+            from workers.targets import refuse_untrusted_code
+
+            refuse_untrusted_code(config, f"checkpoint {args.checkpoint}")
     else:
         from orchestrator.config import compose, trial_config
 
