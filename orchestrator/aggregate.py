@@ -106,11 +106,13 @@ def metric_names(trials: Iterable[TrialRecord]) -> list[str]:
 
 def task_of(config: Mapping[str, Any]) -> Any | None:
     """The class of the experiment's task (``task.name`` of config.json), or None when it names no task symsweep
-    knows (a name from the folder only ever picks an entry of the registry)."""
+    knows (a name from the folder only ever picks an entry of the registry; ``task.target`` is never imported) or
+    its metrics follow its parameters (``task=files``: the directions config.json recorded serve instead)."""
     name = (config.get("task") or {}).get("name")
     from workers.tasks import REGISTRY, task_class
 
-    return task_class(name) if isinstance(name, str) and name in REGISTRY else None
+    kind = task_class(name) if isinstance(name, str) and name in REGISTRY else None
+    return None if kind is None or kind.configured_metrics else kind
 
 
 def sweep_metric(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -128,7 +130,7 @@ def sweep_metric(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if task is not None:
         metric = metric or reporting.headline(task)
         mode = mode or reporting.reported_metrics(task).get(metric)
-    return metric, mode
+    return metric, mode or (reporting.recorded_directions(config).get(metric) if metric else None)
 
 
 def unranked(config: Mapping[str, Any], metric: str | None, mode: str | None) -> str | None:
@@ -155,7 +157,7 @@ def headline_metrics(names: list[str], metric: str | None, task: Any | None = No
 def directions(config: Mapping[str, Any], metric: str | None, mode: str | None) -> dict[str, str]:
     """The direction of every metric the experiment's task reports, the sweep metric's saved mode over it."""
     task = task_of(config)
-    known = dict(reporting.reported_metrics(task)) if task is not None else {}
+    known = reporting.recorded_directions(config) or (dict(reporting.reported_metrics(task)) if task else {})
     if metric and mode:
         known[metric] = mode
     return known
@@ -319,7 +321,7 @@ def summary_table(source: Summary) -> str:
         cells = [markdown_cell(value) for value in configuration.values.values()] + [str(configuration.n_seeds)]
         for metric in source.metrics:
             mean, std = configuration.stats.get(metric, (None, None))
-            spread = f" ± {std:.4g}" if configuration.n_seeds >= 2 else ""  # one seed: no spread is known
+            spread = f" ± {std:.4g}" if configuration.n_seeds >= 2 and mean is not None else ""  # one seed: none known
             cells.append("-" if mean is None else f"{mean:.4g}{spread}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

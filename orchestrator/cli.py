@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    if os.getcwd() not in sys.path:  # as with `python -m`, and as Ray gives every trial: a package in this folder
+        sys.path.append(os.getcwd())  # (model.target=mylab.nets:Net) imports in the driver too
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and not any(token.startswith("-") for token in extra):

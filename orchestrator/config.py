@@ -30,6 +30,9 @@ GROUPS = ("task", "group", "symmetrizer", "model", "trainer", "sweep", "cluster"
 SEARCHPATH = "hydra.searchpath"  # the one Hydra setting symsweep reads: more config directories (appended)
 CFG = ("job", "all")  # --cfg: what Hydra's --cfg prints; symsweep composes no hydra section, so both are the job's
 
+# the keys that make a section your own (README, Your own model and data): its group's YAML no longer applies
+OWN = {"task": ("target",), "model": ("target",), "group": ("target", "generators")}
+
 
 def _options(group: str, config_dir: str | None = None, plain: list[str] | tuple = ()) -> list[str]:
     """The options of config group ``group``: symsweep's files, a ``--config-dir``'s and those of the
@@ -68,6 +71,12 @@ def hydra_context(config_dir: str | os.PathLike | None = None) -> Iterator[None]
         restore_gh_from_backup(backup)
 
 
+def searchpath_override(directory: str) -> str:
+    """The override that adds ``directory`` to Hydra's config search path, after symsweep's ``configs/``
+    (``hydra.searchpath``): e.g. a preset written for ``orchestrator.api.launch(config=...)``."""
+    return f"{SEARCHPATH}=[file://{Path(directory).resolve()}]"
+
+
 def check_config_dir(config_dir: str | os.PathLike | None) -> str | None:
     """``--config-dir DIR`` as an absolute path; anything but a directory is a one-line error."""
     if config_dir is None:
@@ -95,6 +104,7 @@ class CommandLine:
     sweeps: dict[str, dict[str, list]] = field(default_factory=dict)  # key=a,b / choice(...) / ...: its domain
     unswept: dict[str, bool] = field(default_factory=dict)  # ~sweep.params.<key>: it leaves sweep.params
     # (True: the key must be swept by the config; False: an earlier command-line sweep of it is undone)
+    own: set[str] = field(default_factory=set)  # sections given your own code (model.target=...): see own_overrides
 
 
 def _refuse_sweep(text: str, what: str) -> None:
@@ -142,6 +152,8 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
         key = override.key_or_group
         if key.split(".", 1)[0].split("/", 1)[0] == "hydra" and key != SEARCHPATH:
             _refuse_hydra(key, text)
+        if _own_key(key) and override.type != OverrideType.DEL:
+            line.own.add(key.split(".")[0])
         if override.type == OverrideType.DEL and key.startswith(SWEEP_PARAMS):
             swept = key[len(SWEEP_PARAMS):]
             line.unswept[swept] = line.sweeps.pop(swept, None) is None
@@ -157,7 +169,7 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
         else:
             line.plain.append(text)
             line.plain_keys.add(key)
-            if override.type == OverrideType.DEL or key in GROUPS:
+            if override.type == OverrideType.DEL or key in GROUPS or key.startswith("hydra."):
                 continue
             if not key.startswith("sweep."):
                 line.pinned[key] = override.value()
@@ -166,6 +178,7 @@ def parse_command_line(overrides: list[str]) -> CommandLine:
                 line.pinned.pop(swept, None)
                 line.sweeps.pop(swept, None)
                 line.unswept.pop(swept, None)
+    line.plain = own_overrides(line.plain, line.own, parsed=dict(zip(overrides, parsed)))
     return line
 
 
@@ -187,6 +200,35 @@ def _refuse_hydra(key: str, text: str) -> None:
                      f"hydra keys: {SEARCHPATH}=[file:///abs/dir] (or --config-dir DIR)")
 
 
+def _own_key(key: str) -> bool:
+    section, _, rest = key.partition(".")
+    return section in OWN and rest.split(".")[0] in OWN[section]
+
+
+def own_overrides(plain: list[str], own: set[str], parsed: dict | None = None) -> list[str]:
+    """The plain overrides with your own sections' keys made Hydra's "set or add" (``++model.hidden=32``): the
+    keyword arguments of your own class are not in any YAML file. A section made your own on this command line
+    (``model.target=...``) also drops its group's YAML (``~model``) unless a ``model=`` override names one."""
+    from hydra.core.override_parser.types import OverrideType
+
+    from orchestrator.overrides import parse_hydra
+
+    if not own:
+        return plain
+    parsed = parsed or dict(zip(plain, parse_hydra(list(plain))))
+    named = {parsed[text].key_or_group for text in plain if parsed[text].key_or_group in GROUPS}
+    out = [f"~{section}" for section in sorted(own) if section not in named and f"~{section}" not in plain]
+    keyed = {parsed[text].key_or_group.partition(".")[0] for text in plain if "." in parsed[text].key_or_group}
+    out += [f"++{section}.target=null" for section in sorted(own - keyed)]  # swept only: the section exists
+    for text in plain:
+        override = parsed[text]
+        section = override.key_or_group.partition(".")[0]
+        forced = (section in own and "." in override.key_or_group and override.type == OverrideType.CHANGE
+                  and not text.lstrip().startswith("+"))
+        out.append(f"++{text.lstrip()}" if forced else text)
+    return out
+
+
 def _swept_by(key: str, value: Any) -> list[str]:
     """The keys an override of ``sweep.params`` (or of one of its entries) gives a domain."""
     if key == SWEEP_PARAMS[:-1] and isinstance(value, dict):
@@ -201,7 +243,6 @@ def compose(overrides: list[str], config_dir: str | os.PathLike | None = None) -
     is replaced by a command-line sweep of its key, removed by a command-line ``key=value`` (the key is
     pinned to that value) or by ``~sweep.params.<key>`` (the key keeps its base value). ``config_dir``
     (``--config-dir``) is searched before symsweep's ``configs/``."""
-    from hydra import compose as hydra_compose
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -210,12 +251,14 @@ def compose(overrides: list[str], config_dir: str | os.PathLike | None = None) -
     plain = line.plain
     config_dir = check_config_dir(config_dir)
     try:
-        with hydra_context(config_dir), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            composed = hydra_compose("config", overrides=plain)
-        _refuse_missing_searchpath(caught)
-        for warning in caught:  # any other warning is shown as Hydra would have shown it
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        try:
+            composed = _hydra(plain, config_dir)
+        except ConfigCompositionException as err:  # a new key of a preset's own section (model.depth=3)?
+            own = _preset_own(plain, config_dir) - line.own
+            if not own or "not in struct" not in str(err.__cause__ or err):
+                raise
+            plain = own_overrides(plain, own)
+            composed = _hydra(plain, config_dir)
         config = OmegaConf.to_container(composed, resolve=True)
     except MissingConfigException as err:
         group = next((g for g in GROUPS if f"'{g}/" in str(err) or f"{g}=" in str(err)), None)
@@ -268,12 +311,37 @@ def _refuse_missing_searchpath(caught: list[warnings.WarningMessage]) -> None:
                              f"e.g. {SEARCHPATH}=[file:///abs/dir] or pkg://my_package.configs")
 
 
+def _hydra(plain: list[str], config_dir: str | None = None):
+    """Hydra's composition of ``plain``, with ``--config-dir`` searched first; a ``hydra.searchpath`` entry Hydra
+    cannot read is an error (Hydra only warns), any other warning is shown as Hydra would have shown it."""
+    from hydra import compose as hydra_compose
+
+    with hydra_context(config_dir), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        composed = hydra_compose("config", overrides=plain)
+    _refuse_missing_searchpath(caught)
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return composed
+
+
+def _preset_own(plain: list[str], config_dir: str | None = None) -> set[str]:
+    """The sections that the chosen config groups (a preset: ``override /model: null`` and ``model: {target:
+    ...}``) make your own."""
+    composed = composed_keys(plain, config_dir)
+    if composed is None:
+        return set()
+    return {section for section, keys in OWN.items() if any(composed.get(section, {}).get(key) is not None
+                                                            for key in keys)}
+
+
 def composed_keys(plain: list[str], config_dir: str | os.PathLike | None = None):
     """The config composed without key overrides (to list the keys a section has, and the defaults of the
     chosen groups); the config groups, presets and search path of ``plain`` are kept."""
     from hydra import compose as hydra_compose
 
     groups = [o for o in plain if "=" in o and o.split("=", 1)[0].lstrip("+~") in (*GROUPS, SEARCHPATH)]
+    groups += [o for o in plain if o.startswith("~") and o[1:] in GROUPS]  # a section made your own drops its YAML
     try:
         with hydra_context(config_dir), warnings.catch_warnings():
             warnings.simplefilter("ignore")

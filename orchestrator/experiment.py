@@ -21,7 +21,9 @@ MAX_NAME = 100
 
 
 def experiment_dir(config: Mapping[str, Any]) -> Path:
-    name = config["name"] or f"{config['task']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from workers.tasks import task_label
+
+    name = config["name"] or f"{task_label(config['task'])}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "://" in config["storage"]:  # Path() would turn s3://b/x into a local directory ./s3:/b/x
         raise ValueError(f"storage={config['storage']!r}: URI storage (s3://, gs://, ...) is not supported yet; "
                          "allowed: a directory path, on a multi-node cluster one every node mounts (NFS, EFS, "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from orchestrator.analyses import Analyses, Context
-from orchestrator.config import trial_config
+from orchestrator.config import OWN, trial_config
 from orchestrator.domains import Domain
 from workers import reporting
 from workers.checks import fail
@@ -115,7 +115,9 @@ def _domains(config: Mapping[str, Any], sweep: SweepSettings) -> dict[str, Domai
     base = trial_config(dict(config))
     domains = {}
     for key, given in sweep.params.items():
-        if key.split(".")[0] not in TRIAL_SECTIONS or not _has_key(base, key):
+        section = key.split(".")[0]
+        own = section in OWN and any((base.get(section) or {}).get(name) is not None for name in OWN[section])
+        if section not in TRIAL_SECTIONS or not (_has_key(base, key) or own):  # your own class: its arguments
             raise ValueError(f"sweep.params.{key}: {key!r} is not a key of the trial config; sweepable keys live under "
                              f"{', '.join(TRIAL_SECTIONS)} (e.g. symmetrizer.noise_scale, group.name, trainer.lr)")
         domains[key] = Domain.parse(key, given)
@@ -146,9 +148,9 @@ def _check_sweep(config: Mapping[str, Any], sweep: SweepSettings, cluster: Clust
 def _metric(config: Mapping[str, Any], sweep: SweepSettings) -> tuple[str, str, dict[str, str], Any]:
     """(metric, mode, every reported metric with its direction, the task class), resolved once from the vocabulary
     of the task's reports (``workers.reporting``)."""
-    from workers.tasks import task_class
+    from workers.tasks import configured_task
 
-    task = task_class((config.get("task") or {}).get("name"))
+    task = configured_task(trial_config(dict(config)).get("task"))  # a task's metrics may follow its parameters
     reported = reporting.reported_metrics(task)
     metric = sweep.metric or reporting.headline(task)
     if metric not in reported:
@@ -189,7 +191,7 @@ def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: 
                   task: Any):
     """Every configuration through the trial's own checks (each distinct model also built on the meta device);
     returns [(values, TrialPlan)] and whether that is the whole grid."""
-    from workers.settings import check_build, check_config, merge
+    from workers.settings import check_build, check_config, check_on_data, merge, own_code
 
     base = trial_config(dict(config))
     combinations, whole = _combinations(domains)
@@ -202,7 +204,10 @@ def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: 
                                default=str)
             if model not in built:
                 check_build(trial.model)
+                if own_code(trial):
+                    check_on_data(trial)
                 built.add(model)
+            _check_reports(trial.task, metric)
             _check_every_report(sweep, trial.trainer, metric, task)
         except (ValueError, TypeError, AttributeError, KeyError) as err:
             message = str(err) if isinstance(err, ValueError) else (
@@ -211,6 +216,13 @@ def _check_trials(config: Mapping[str, Any], domains: dict[str, Domain], sweep: 
             raise ValueError(f"{message} (in the sweep configuration {where})" if where else message) from None
         checked.append((values, trial))
     return checked, whole
+
+
+def _check_reports(task: Any, metric: str) -> None:
+    """Every configuration's task reports the sweep metric (a swept ``task.*`` key may change what it reports)."""
+    reported = reporting.reported_metrics(task)
+    if metric not in reported:
+        fail("sweep.metric", metric, f"a metric the trials of task {task.name!r} report: {', '.join(reported)}")
 
 
 def _draws(domains: dict[str, Domain], sweep: SweepSettings, seed: int) -> list[dict[str, Any]]:
@@ -311,6 +323,7 @@ def validate(config: dict[str, Any]) -> SweepPlan:
     checked, whole = _check_trials(config, domains, sweep, metric, task)
     points, before, reasons, explicit = _points(config, domains, sweep, trainer, checked, whole)
     config["sweep"]["metric"], config["sweep"]["mode"] = metric, mode
+    config[reporting.DIRECTIONS_KEY] = reported  # read by the tables, which never import the task's code
     seeds = tuple(range(trainer.seed, trainer.seed + sweep.seeds))
     return SweepPlan(config, sweep, cluster, logging, trainer, domains, metric, mode, seeds, points, before,
                      reasons, len(checked), analyses, explicit)

@@ -4,6 +4,11 @@ Without ``cluster.address`` the driver starts an embedded local Ray (``address="
 cluster by accident) reachable from this machine only, with its temporary root in a folder of this user alone,
 and stops it at the end; ``auto`` or ``ray://host:port`` attaches to a cluster (also when this command is the
 entrypoint of ``ray job submit``), after checking in seconds that Ray answers there.
+
+Your code reaches the trials (``runtime_env``): Ray puts the driver's working folder on every trial's import path
+by itself; the embedded Ray's trials also get the rest of the driver's import path (folders added to ``sys.path``
+at run time, e.g. in a notebook) through ``PYTHONPATH``; ``cluster.runtime_env`` (``py_modules``, ``working_dir``,
+``pip``, ``env_vars``) is Ray's own way to ship code and settings to every node of a cluster.
 """
 
 from __future__ import annotations
@@ -49,17 +54,55 @@ def start_ray(cluster: ClusterSettings | Mapping[str, Any]) -> bool:
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
         options["_temp_dir"] = private_ray_root(socket_safe_base(preferred, len(f"/{_private_folder()}/ray")))
         loopback_only()
-        ray.init(address="local", num_cpus=cluster.num_cpus, **options)
+        ray.init(address="local", num_cpus=cluster.num_cpus, **_with_env(options, runtime_env(cluster)))
         return True
     check_reachable(cluster.address)
     try:
-        ray.init(address=cluster.address, log_to_driver=True)
+        ray.init(address=cluster.address, log_to_driver=True, **_with_env({}, runtime_env(cluster)))
     except ConnectionError as err:  # Ray's own message is a traceback; the usual cause is authentication
         raise ValueError(f"cluster.address={cluster.address!r}: cannot connect ({err}); check the address, and "
                          "for a cluster with token authentication set RAY_AUTH_MODE=token (an explicit address "
                          "never turns it on by itself) with the cluster's token in ~/.ray/auth_token, "
                          "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
     return False
+
+
+def runtime_env(cluster: ClusterSettings) -> dict[str, Any] | None:
+    """The runtime_env of the sweep's Ray job: ``cluster.runtime_env``, and for the embedded Ray the driver's import
+    path (``driver_path``) as the trials' ``PYTHONPATH`` unless ``cluster.runtime_env.env_vars`` sets one."""
+    env = {key: value for key, value in (cluster.runtime_env or {}).items()}
+    extra = driver_path() if cluster.address is None else []
+    variables = dict(env.get("env_vars") or {})
+    if extra and "PYTHONPATH" not in variables:
+        inherited = [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part]
+        variables["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*inherited, *extra]))
+        env["env_vars"] = variables
+    return env or None
+
+
+def driver_path() -> list[str]:
+    """The folders on this process's import path that a fresh Python of the same installation would not have:
+    neither the installation's own (standard library, site-packages) nor ``PYTHONPATH``'s nor the working folder
+    (Ray gives the trials that one itself); e.g. a folder a notebook added to ``sys.path``."""
+    import site
+    import sys
+
+    own = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    sites = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    inherited = {os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    inherited.add(os.path.realpath(os.getcwd()))  # Ray adds the working folder itself
+    found = []
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        if (not entry or not os.path.isdir(entry) or real in inherited or real in sites
+                or any(real == root or real.startswith(root + os.sep) for root in own)):
+            continue
+        found.append(os.path.abspath(entry))
+    return list(dict.fromkeys(found))
+
+
+def _with_env(options: dict[str, Any], env: dict[str, Any] | None) -> dict[str, Any]:
+    return {**options, "runtime_env": env} if env else options
 
 
 def _private_folder() -> str:

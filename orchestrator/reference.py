@@ -42,7 +42,8 @@ def _cell(text: str) -> str:
 
 
 def registry_rows() -> list[tuple[str, str, str, str]]:
-    """(key, default, allowed, meaning) of the keys whose allowed values are what is registered."""
+    """(key, default, allowed, meaning) of the keys whose allowed values are what is registered, and of the keys that
+    name your own code instead (``target``, ``generators``: README, Your own model and data)."""
     from workers.models.factory import MODELS
     from workers.symmetry.groups import group_spellings
     from workers.tasks import REGISTRY
@@ -53,7 +54,10 @@ def registry_rows() -> list[tuple[str, str, str, str]]:
          "existing one is an error that says how to resume)"),
         ("storage", "`./runs`", "a directory path", "results root; on a multi-node cluster a path every node sees"),
         ("task.name (`task=`)", "`exp_classify`", _codes(sorted(REGISTRY)),
-         "the task; its other keys are the generator's parameters (`configs/task/<name>.yaml` states them)"),
+         "the task; its other keys are the generator's parameters (`configs/task/<name>.yaml` states them); "
+         "`files`: tensors from your `.npz`/`.pt` file"),
+        ("task.target", "null", "`package.module:Class`, a `workers.tasks.Task` subclass",
+         "your own task instead of `task.name`; its other keys are its parameters"),
         ("group.name (`group=`)", "`S_n`", _codes(group_spellings()),
          "the symmetry group (`d`, `k` are taken from `group.dim`, `group.order`); `configs/group/` has a file "
          "per common choice"),
@@ -61,8 +65,15 @@ def registry_rows() -> list[tuple[str, str, str, str]]:
          "d of O(d), SO(d), E(d), SE(d); null takes the task's coordinate dimension (so sweeping `task.dim` moves "
          "the group along)"),
         ("group.order", "null", "null or an integer ≥ 1", "k of C_k / D_k (`configs/group/c.yaml`: 4)"),
+        ("group.target", "null", "`package.module:name`: a `Group`, or a function returning one",
+         "your own group instead of `group.name`; the function's parameters are the `group.*` keys it reads"),
+        ("group.generators", "null", "`{matrices: [...], node_permutations: [...]}`: orthogonal d × d matrices, "
+         "permutations in index form", "the finite group they generate (at most `group.limit` elements, default "
+         "1024; `group.name` labels it)"),
         ("model.name (`model=`)", "`mlp`", _codes(MODELS),
          "the base model f_θ; its other keys are its constructor's (`configs/model/<name>.yaml` states them)"),
+        ("model.target", "null", "`package.module:Class`, an `nn.Module` subclass",
+         "your own base model instead of `model.name`; its other keys are its constructor's keyword arguments"),
     ]
 
 

@@ -14,6 +14,8 @@
     comparison.unmatched_table   # configurations only one of them ran
     comparison.write("before-vs-after")   # compare.csv, unmatched.csv, compare.md, plots/ (never into A or B)
 
+``orchestrator.api.launch(...)`` runs a sweep from Python and returns the same ``Experiment``.
+
 Every table is built from the same rows as the files ``symsweep report`` writes (``write_report``, below,
 writes them from the same ``Experiment``), so the two never disagree. Loading writes nothing.
 
@@ -72,6 +74,7 @@ class Experiment:
     analyses: Analyses = field(default_factory=Analyses)  # what the sweep asked for beyond the summary
     found: dict[type[Analysis], list] = field(default_factory=dict)  # their results, by kind
     points: list[SamplesPoint] = field(default_factory=list)
+    outcome: int | None = None  # ``orchestrator.api.launch``: the run's exit status (0, 1, 130); None when loaded
 
     @property
     def path(self) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NoReturn
+from typing import Any, Mapping, NoReturn
 
 
 def fail(key: str, value: Any, allowed: str) -> NoReturn:
@@ -30,3 +30,23 @@ def is_int(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """A finite real number that is not a bool (``nan`` and ``inf`` are refused)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "excludes", "pip", "uv", "conda", "env_vars", "config")
+
+
+def is_runtime_env(value: Any) -> bool:
+    """None, or the fields of Ray's runtime_env that symsweep passes on, each of the shape Ray takes (Ray checks
+    the rest): working_dir a path, py_modules and excludes lists of paths, env_vars a mapping of strings."""
+    if value is None:
+        return True
+    if not isinstance(value, Mapping) or not value or set(value) - set(RUNTIME_ENV_KEYS):
+        return False
+
+    def paths(given: Any) -> bool:
+        return isinstance(given, list) and all(isinstance(path, str) for path in given)
+
+    shapes = {"working_dir": lambda given: isinstance(given, str), "py_modules": paths, "excludes": paths,
+              "env_vars": lambda given: isinstance(given, Mapping) and all(isinstance(text, str)
+                                                                             for text in (*given, *given.values()))}
+    return all(shapes.get(key, lambda given: given is not None)(given) for key, given in value.items())

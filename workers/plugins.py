@@ -1,9 +1,11 @@
-"""Researchers' own groups and methods, in every process: ``SYMSWEEP_PLUGINS`` names modules (comma-separated,
-e.g. ``mylab.groups,mylab.methods``) that call ``workers.symmetry.register_group`` and
-``workers.methods.register_method`` when imported. They are imported once, before the first look-up of a
-method or a group (``workers.methods``, ``workers.models.factory``), so the driver's checks and every trial (a
+"""Researchers' own groups, methods, models and tasks, in every process: ``SYMSWEEP_PLUGINS`` names modules
+(comma-separated, e.g. ``mylab.groups,mylab.methods``) that call ``workers.symmetry.register_group``,
+``workers.methods.register_method``, ``workers.models.factory.register_model`` or ``workers.tasks.register_task``
+when imported. They are imported once, before the first look-up of a method, a group, a model or a task
+(``workers.methods``, ``workers.models.factory``, ``workers.tasks``), so the driver's checks and every trial (a
 fresh Ray worker inherits the driver's environment; on an attached cluster set the variable in
-``clusters/runtime_env``) know the same names. Pure Python.
+``cluster.runtime_env.env_vars`` or ``clusters/runtime_env``) know the same names. Without registering anything,
+``model.target``/``task.target``/``group.target`` name your code directly (``workers.targets``). Pure Python.
 """
 
 from __future__ import annotations
@@ -26,4 +28,4 @@ def load() -> None:
         except ImportError as error:
             _loaded.discard(name)
             raise ValueError(f"{VARIABLE}={os.environ[VARIABLE]!r}: module {name!r} cannot be imported ({error}); "
-                             "allowed: importable modules that register groups and methods") from None
+                             "allowed: importable modules that register groups, methods, models or tasks") from None

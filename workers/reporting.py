@@ -34,6 +34,9 @@ TRAINING_SPLIT = "train"  # the split the loop trains on (a trainable task's dat
 SELECTION_SPLIT = "val"  # model selection: best_* are taken at the best <val>_<task metric>; entropy and E on it
 TRANSFORMED_SPLIT = "test"  # also scored on a group-transformed copy; the equivariance measurements' inputs
 BEST = "best_"  # prefix of a metric at the best validation epoch
+# config.json's record of every metric the trials report with its direction, written at launch (orchestrator.plan)
+# so that reading results needs no task code (a task of your own, task=files): ``recorded_directions``
+DIRECTIONS_KEY = "metrics"
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,16 @@ def direction(task: Any, metric: str) -> str:
     if metric not in metrics:
         raise ValueError(f"metric {metric!r} is not reported by task {task.name!r}; allowed: {', '.join(metrics)}")
     return metrics[metric]
+
+
+def recorded_directions(config: Mapping[str, Any]) -> dict[str, str]:
+    """The directions a config.json recorded at launch (``DIRECTIONS_KEY``), plausible entries only (the file may
+    come from anyone: names are identifiers, directions min or max)."""
+    found = config.get(DIRECTIONS_KEY)
+    if not isinstance(found, Mapping):
+        return {}
+    return {name: way for name, way in found.items()
+            if isinstance(name, str) and name.isidentifier() and way in DIRECTIONS}
 
 
 def in_every_report(task: Any, metric: str) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from workers import methods
-from workers.checks import fail, is_int, is_number
+from workers.checks import RUNTIME_ENV_KEYS, fail, is_int, is_number, is_runtime_env
 
 INTERFACES = ("auto", "gin", "vector_neurons", "scorer")
 MODEL_DEFAULT = "mlp"  # model.name when a plain-dict config names none (configs/config.yaml: model: mlp)
@@ -70,6 +70,9 @@ COUNTS = Rule(lambda v: v is None or (isinstance(v, list) and bool(v) and all(is
               "null or a non-empty list of integers ≥ 1, e.g. [1, 2, 5, 10]")
 NAME = Rule(lambda v: v is None or (isinstance(v, str) and bool(v)), "null or a non-empty name")
 ANY = Rule(lambda v: True, "see README, Sweeps")  # checked in full by orchestrator.plan
+RUNTIME_ENV = Rule(is_runtime_env, f"null or a mapping of Ray runtime_env fields ({', '.join(RUNTIME_ENV_KEYS)}): "
+                   "working_dir a folder, py_modules and excludes lists of paths, env_vars of strings, e.g. "
+                   "{py_modules: [/home/me/mylab]}")
 
 
 def setting(default: Any, rule: Rule, meaning: str, results: bool = True) -> Any:
@@ -200,6 +203,10 @@ class ClusterSettings:
                                 "retries of a failed trial from its last checkpoint", results=False)
     dashboard: bool = setting(False, BOOLEAN, "start the embedded Ray's dashboard (127.0.0.1 only; its API asks for "
                               "the Ray token)", results=False)
+    runtime_env: dict | None = setting(None, RUNTIME_ENV, "Ray's runtime_env of the sweep (ray.init): your code and "
+                                       "settings on every node, e.g. py_modules: [path of your package], working_dir, "
+                                       "pip, env_vars; merged with a job's --runtime-env. The embedded Ray also gets "
+                                       "the driver's import path (PYTHONPATH)", results=False)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from workers.methods import get_method, method_names
 from workers.models.factory import Plan, check
 from workers.schema import RemulSettings, SymmetrizerSettings, TrainerSettings, describe, load
 from workers.symmetry import group_keys
-from workers.tasks import Task, get_task
+from workers.tasks import Task, configured_task
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,7 @@ def check_config(config: Mapping[str, Any]) -> TrialPlan:
     """Validate a trial's config before any work; every key is checked once, here."""
     trainer = trainer_settings(config)
     remul = load(RemulSettings, config.get("remul"), "remul")
-    task_config = dict(config.get("task") or {})
-    task = get_task(task_config.pop("name", None), **task_config)
+    task = configured_task(config.get("task"))
     plan = check(task, config)
     symmetrizer = plan.symmetrizer
     if trainer.devices > 1:
@@ -84,6 +83,57 @@ def check_build(plan: Plan) -> None:
         raise
     except (RuntimeError, NotImplementedError):  # meta tensors have no values to read
         return
+
+
+def own_code(trial: TrialPlan) -> bool:
+    """Whether the trial's model or task comes from outside symsweep (``model.target``, ``task.target``, a registered
+    one) or is read from a file (``task=files``): what ``check_on_data`` tries before a sweep starts."""
+    from workers.models.factory import MODELS
+
+    registered = not isinstance(MODELS.get(trial.model.model_name), str)
+    module = type(trial.task).__module__
+    return registered or not module.startswith("workers.tasks.") or module == "workers.tasks.files"
+
+
+def check_on_data(trial: TrialPlan) -> None:
+    """Try the trial's model and task on two examples of the task's data, before a sweep starts: the model builds
+    and returns the shape the task's output needs, the task's loss is a scalar tensor and its metrics are exactly
+    the ones it declares (each with its direction). Each failure is one ValueError naming the key."""
+    from workers.models.custom import check_on_examples, model_key, model_target
+    from workers.models.factory import model_class
+    from workers.reporting import TRAINING_SPLIT, task_metrics
+
+    task, plan = trial.task, trial.model
+    given = trial.config.get("task") or {}
+    task_key = f"task.target={given['target']!r}" if given.get("target") else f"task.name={task.name!r}"
+    data = task.load()
+    wanted = [*task.evaluation_splits, *([TRAINING_SPLIT] if task.trainable else [])]
+    missing = [split for split in wanted if split not in data.splits]
+    if missing:
+        raise ValueError(f"{task_key}: its data has no split {missing[0]!r} (it has {', '.join(data.splits)}); "
+                         f"expected the splits it declares: {', '.join(wanted)}")
+    split = TRAINING_SPLIT if task.trainable else task.evaluation_splits[0]
+    batch = {name: value[:2] for name, value in data.splits[split].items()}
+    where = f"two examples of the {split!r} split of task {task.name!r}"
+    cls = model_target(plan.target) if plan.target is not None else model_class(plan.model_name)
+    out = check_on_examples(cls, plan.inputs, plan.output, plan.model_options, model_key(plan.model_name, plan.target),
+                            plan.target, batch, where)
+    try:
+        loss, metrics = task.loss(out, batch), task.metrics(out, batch)
+    except Exception as err:  # noqa: BLE001 - the task's own code: one line naming it
+        raise ValueError(f"{task_key}: loss or metrics failed on the model's output for {where} ({type(err).__name__}: "
+                         f"{str(err).strip()[:200]})") from None
+    import torch
+
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()):
+        raise ValueError(f"{task_key}: loss returned {type(loss).__name__} {getattr(loss, 'shape', '')} on {where}; "
+                         "expected a scalar floating-point tensor")
+    declared = task_metrics(task)
+    if not isinstance(metrics, dict) or set(metrics) != set(declared) or not all(
+            isinstance(value, (int, float)) for value in metrics.values()):
+        shown = sorted(metrics) if isinstance(metrics, dict) else type(metrics).__name__
+        raise ValueError(f"{task_key}: metrics returned {shown} on {where}; expected numbers for exactly its declared "
+                         f"metrics {sorted(declared)} (metric, other_metrics: each with its direction)")
 
 
 SETTINGS_KEYS = (*describe(SymmetrizerSettings, "symmetrizer"), *describe(RemulSettings, "remul"))

@@ -29,6 +29,8 @@ def add_parser(subparsers) -> None:
                         help="also the coupled gap in float64 (exact_gap, exact_gap_base): round-off when exact")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_hydra_options(parser, sweeps=False)
+    parser.add_argument("--allow-code", action="store_true", help="with --checkpoint: build a model whose config "
+                        "names code of its own (model.target, ...): only for checkpoints you trust")
     parser.set_defaults(func=run)
 
 
@@ -101,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(config, dict):
             raise ValueError(f"checkpoint {args.checkpoint} holds no trial configuration; expected a checkpoint "
                              "written by symsweep")
+        if not args.allow_code:
+            from workers.targets import refuse_untrusted_code
+
+            refuse_untrusted_code(config, f"checkpoint {args.checkpoint}")
     else:
         from orchestrator.config import compose, trial_config
 

@@ -8,7 +8,8 @@ then ``eval_samples.csv``, ``summary.md`` and ``plots/eval_samples_<metric>.png`
 
 Safe on a folder someone else wrote: a trial is evaluated only in a real directory of the experiment (its
 ``relative_logdir`` one plain name, no link followed down to the checkpoint), checkpoints load with
-``weights_only=True``, and nothing is written outside the folder (``orchestrator.folder``).
+``weights_only=True``, nothing is written outside the folder (``orchestrator.folder``), and a checkpoint whose
+config names code (``model.target``, ``task.target``, ``group.target``) is refused unless ``--allow-code``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def add_parser(subparsers) -> None:
                         help=f"comma-separated evaluation splits (default {DEFAULT_SPLITS})")
     parser.add_argument("--repeats", type=int, help="noise draws per count (default: trainer.eval_samples_repeats)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to evaluate")
+    parser.add_argument("--allow-code", action="store_true", help="build models whose config names code of its own "
+                        "(model.target, task.target, group.target): only for experiments you trust")
     parser.set_defaults(func=run)
 
 
@@ -112,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
                            "of the experiment") + "; skipped"))
             skipped += 1
             continue
-        curve = evaluate_checkpoint(load_checkpoint(checkpoint), counts, repeats, splits, args.device)
+        saved = load_checkpoint(checkpoint)
+        if not args.allow_code:
+            from workers.targets import refuse_untrusted_code
+
+            refuse_untrusted_code(saved.get("config"), f"trial {trial.trial_id}'s checkpoint")
+        curve = evaluate_checkpoint(saved, counts, repeats, splits, args.device)
         write_points(folder, directory, curve)
         shown = "; ".join(f"{metric}: " + ", ".join(f"N={n} {point['mean']:.4g}" for n, point in points.items())
                           for metric, points in curve.items())

@@ -97,6 +97,7 @@ CASES: dict[str, tuple] = {
     "cluster.num_cpus": ("x", "0"),
     "cluster.max_failures": ("x", "-2"),
     "cluster.dashboard": ("maybe", None),
+    "cluster.runtime_env": ("x", "{pip_install: [torch]}"),
     "logging.wandb.enabled": ("maybe", None),
     "logging.wandb.project": ("1", "''"),
     "logging.wandb.entity": ("1", "''"),

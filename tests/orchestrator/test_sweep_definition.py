@@ -387,7 +387,9 @@ def test_configurations_differing_only_in_unused_keys_run_once(tmp_path, capsys)
 
 
 def test_sampled_sweeps_and_sweeps_without_unused_keys_are_not_collapsed():
-    assert not validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"])).collapsed
+    """A grid repeated by random search collapses as the grid does; a sampled key and keys every point reads do not."""
+    repeated = validate(compose(["experiment=quickstart", "sweep.search=random", "sweep.num_samples=2"]))
+    assert repeated.n_trials == 2 * validate(compose(["experiment=quickstart"])).n_trials == 24  # GA's noise: once
     assert not validate(compose(["trainer.lr=interval(0.001,0.01)"])).collapsed
     assert not validate(compose(["experiment=quickstart", "symmetrizer.method=ps"])).collapsed
     only_ga = validate(compose(["experiment=quickstart", "symmetrizer.method=ga"]))

@@ -176,6 +176,8 @@ def test_a_key_the_configuration_does_not_read_keeps_its_base_value(config, tmp_
     base_noise = config["symmetrizer"]["noise_scale"]
     FakeTune(tmp_path).run_trial(monkeypatch, config, {"symmetrizer.method": "ga", "symmetrizer.noise_scale": UNUSED,
                                                        "trainer.seed": 1})
-    (used,) = seen
+    (plan,) = seen  # the trial hands the loop its checked plan; the dict it was checked from rides along
+    used = plan.config
+    assert plan.symmetrizer.method == "ga" and plan.symmetrizer.noise_scale == base_noise
     assert used["symmetrizer"]["method"] == "ga" and used["trainer"]["seed"] == 1
     assert used["symmetrizer"]["noise_scale"] == base_noise

@@ -17,7 +17,6 @@ the group its facts (``misfit``, ``dim``, ``reads``, ``ps_noise``) and the libra
 from __future__ import annotations
 
 import importlib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -25,15 +24,16 @@ from torch import nn
 
 from workers import plugins
 from workers.methods import Method, get_method, method_names
+from workers.models import custom
 from workers.models.layers import check_dropout
 from workers.models.spec import FieldSpec, fields_of, node_count
-from workers.schema import MODEL_DEFAULT, SymmetrizerSettings, load
+from workers.schema import SymmetrizerSettings, load
 from workers.symmetry import Group, RegularScorer, Unsymmetrized, group_spellings, make_distribution, symmetrize
 from workers.tasks.base import Task
 
-__all__ = ["MODELS", "Plan", "build_interface", "build_model", "check", "model_class"]
+__all__ = ["MODELS", "Plan", "build_interface", "build_model", "check", "model_class", "register_model"]
 
-MODELS = {
+MODELS: dict[str, str | type[nn.Module]] = {  # model.name -> "module:Class" (imported on first use) or a class
     "mlp": "workers.models.mlp:MLP",
     "transformer": "workers.models.transformer:Transformer",
     "vit": "workers.models.vit:ViT",
@@ -52,10 +52,32 @@ def __getattr__(name: str):
 
 
 def model_class(name: str) -> type[nn.Module]:
-    if name not in MODELS:
-        raise ValueError(f"model.name={name!r} is not a model; allowed: {', '.join(MODELS)}")
+    plugins.load()
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"model.name={name!r} is not a model; allowed: {', '.join(MODELS)} (or model.target="
+                         "'package.module:Class')")
+    if not isinstance(MODELS[name], str):
+        return MODELS[name]
     module, cls = MODELS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def register_model(name: str, cls: type[nn.Module], *, replace: bool = False) -> type[nn.Module]:
+    """Make ``model.name=<name>`` build ``cls`` (the contract of ``workers.models.custom``), in every process that
+    imports the registering module (``SYMSWEEP_PLUGINS``). A name already taken is refused unless ``replace``."""
+    module_class = isinstance(cls, type) and issubclass(cls, nn.Module)
+    if not (isinstance(name, str) and name.isidentifier() and module_class):
+        raise ValueError(f"register_model({name!r}, {cls!r}): expected a name like my_net and an nn.Module class")
+    if name in MODELS and not replace:
+        raise ValueError(f"model.name={name!r} is already a model; allowed: a new name (or replace=True)")
+    MODELS[name] = cls
+    return cls
+
+
+def unregister_model(name: str) -> None:
+    """Forget a model registered with ``register_model`` (tests register for their duration)."""
+    if name in MODELS and not isinstance(MODELS[name], str):
+        del MODELS[name]
 
 
 @dataclass
@@ -71,6 +93,7 @@ class Plan:
     model_options: dict[str, Any]
     interface: str | None  # gin / vector_neurons / scorer for learned methods
     symmetrizer: SymmetrizerSettings
+    target: str | None = None  # model.target: the spelling of your own class (``model_name`` is the same)
 
 
 def input_specs(task: Task) -> dict[str, FieldSpec]:
@@ -79,24 +102,29 @@ def input_specs(task: Task) -> dict[str, FieldSpec]:
 
 
 def resolve_group(task: Task, group: Mapping[str, Any]) -> Group:
-    """The configured group (any registered ``group.name``), built from the keys of the ``group`` section, with
-    ``group.dim`` defaulting to the task's coordinate dimension (2 for images); checked against the task."""
+    """The configured group, built from the keys of the ``group`` section, with ``group.dim`` defaulting to the
+    task's coordinate dimension (2 for images), checked against the task: a registered ``group.name``, or your own
+    (``group.target``, ``group.generators``: ``workers.models.custom.configured_group``)."""
     plugins.load()
-    name = group.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"group.name={name!r} is not a group; allowed: {', '.join(group_spellings())} (with "
-                         "group.dim, group.order)")
     specs = input_specs(task)
     coordinates, images = fields_of(specs, "point", "vector"), fields_of(specs, "image")
     keys = {key: value for key, value in group.items() if key != "name"}
     if keys.get("dim") is None:
         keys["dim"] = specs[coordinates[0]].shape[-1] if coordinates else (2 if images else None)
+    own = custom.configured_group(group, keys)
+    if own is not None:
+        _check_group_fits(task, own[0], own[1], specs, group.get("dim"))
+        return own[1]
+    name = group.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"group.name={name!r} is not a group; allowed: {', '.join(group_spellings())} (with "
+                         "group.dim, group.order), or group.target, group.generators")
     probe = _probe(name, {**keys, "dim": 2}) if keys["dim"] is None else None
     if probe is not None and "dim" in probe.reads:
-        _reject(task, name, specs, "the group acts on coordinates and the task has no input of kind 'point' or "
-                "'vector'")
+        _reject(task, f"group.name={name!r}", specs, "the group acts on coordinates and the task has no input of "
+                "kind 'point' or 'vector'")
     parsed = Group.parse(name, **keys)
-    _check_group_fits(task, name, parsed, specs, group.get("dim"))
+    _check_group_fits(task, f"group.name={name!r}", parsed, specs, group.get("dim"))
     return parsed
 
 
@@ -108,9 +136,9 @@ def _probe(name: str, keys: Mapping[str, Any]) -> Group | None:
         return None
 
 
-def _reject(task: Task, name: str, specs: Mapping[str, FieldSpec], reason: str) -> None:
-    raise ValueError(f"group.name={name!r} does not fit task {task.name!r}: {reason}; allowed groups for this "
-                     f"task: {_groups_for(task, specs)}")
+def _reject(task: Task, given: str, specs: Mapping[str, FieldSpec], reason: str) -> None:
+    raise ValueError(f"{given} does not fit task {task.name!r}: {reason}; allowed groups for this task: "
+                     f"{_groups_for(task, specs)}")
 
 
 def _coordinate_dim(specs: Mapping[str, FieldSpec]) -> int | None:
@@ -138,17 +166,17 @@ def _misfit_dim(group: Group, specs: Mapping[str, FieldSpec]) -> int | None:
     return dim
 
 
-def _check_group_fits(task: Task, name: str, group: Group, specs: Mapping[str, FieldSpec], asked_dim: Any) -> None:
+def _check_group_fits(task: Task, given: str, group: Group, specs: Mapping[str, FieldSpec], asked_dim: Any) -> None:
     reason = group.misfit({field: spec.kind for field, spec in specs.items()}, task.target_kind, node_count(specs))
     if reason:
-        _reject(task, name, specs, reason)
+        _reject(task, given, specs, reason)
     dim = _misfit_dim(group, specs)
     if dim is None:
         return
     if asked_dim is not None and "dim" in group.reads:
         raise ValueError(f"group.dim={asked_dim!r} does not fit task {task.name!r}: its coordinates have dimension "
                          f"{dim}; allowed: {dim}")
-    _reject(task, name, specs, f"{group.name} acts on {group.dim}-D coordinates and the task's coordinates have "
+    _reject(task, given, specs, f"{group.name} acts on {group.dim}-D coordinates and the task's coordinates have "
             f"dimension {dim}")
 
 
@@ -199,22 +227,16 @@ def check(task: Task, config: Mapping[str, Any]) -> Plan:
             raise ValueError(f"symmetrizer.interface.name={asked!r} cannot serve {group.name} on task {task.name!r}; "
                              f"allowed: auto, {interface}")
     model = dict(config.get("model") or {})
-    name = model.pop("name", MODEL_DEFAULT)
-    cls = model_class(name)
-    reason = cls.unsupported(specs, output)
+    name, cls, target = custom.model_of(model, model_class)
+    reason = custom.unsupported(cls, specs, output)
     if reason:
-        fitting = [other for other in MODELS if model_class(other).unsupported(specs, output) is None]
-        raise ValueError(f"model.name={name!r} cannot be used on task {task.name!r}: it {reason}; "
+        fitting = [other for other in MODELS if custom.unsupported(model_class(other), specs, output) is None]
+        raise ValueError(f"{custom.model_key(name, target)} cannot be used on task {task.name!r}: it {reason}; "
                          f"allowed models for this task: {', '.join(fitting)}")
-    if "dropout" in model:
+    if "dropout" in model and target is None:
         check_dropout(model["dropout"])
-    parameters = inspect.signature(cls.__init__).parameters
-    for key in model:
-        if key not in parameters or key in ("self", "inputs", "output"):
-            allowed = [p for p in parameters if p not in ("self", "inputs", "output")]
-            raise ValueError(f"model.{key}={model[key]!r} is not an option of model {name!r}; "
-                             f"allowed: {', '.join(allowed)}")
-    return Plan(task, group, symmetrizer.method, specs, output, name, model, interface, symmetrizer)
+    custom.check_options(cls, model, repr(name))
+    return Plan(task, group, symmetrizer.method, specs, output, name, model, interface, symmetrizer, target)
 
 
 def build_interface(plan: Plan) -> nn.Module:
@@ -246,7 +268,8 @@ def build_model(plan: Plan) -> nn.Module:
     """A model ``forward(inputs, mask) -> SymmetrizedOutput`` for a checked ``plan`` (``check``): the
     library's ``symmetrize`` around the base model, or the bare base model for the unsymmetrized methods.
     Nothing is checked again here (the model and interface constructors check their own values)."""
-    base = model_class(plan.model_name)(plan.inputs, plan.output, **plan.model_options)
+    cls = custom.model_target(plan.target) if plan.target is not None else model_class(plan.model_name)
+    base = custom.construct(cls, plan.inputs, plan.output, plan.model_options, plan.target)
     kinds = {name: spec.kind for name, spec in plan.inputs.items()}
     if not get_method(plan.method).symmetrized:
         return Unsymmetrized(base, plan.group, kinds, plan.output.kind)

@@ -34,8 +34,9 @@ from workers.symmetry.permutations import permute_nodes
 
 NODE_KINDS = ("node", "pair", "point", "vector")  # kinds whose first axis (pair: first two) indexes nodes
 DATA_KINDS = (*NODE_KINDS, "image", "invariant")
-__all__ = ["DATA_KINDS", "NODE_KINDS", "Group", "GroupElement", "GroupFamily", "group_keys", "group_spellings",
-           "parse_group", "permute_nodes", "register_group", "unregister_group", "with_soft"]
+__all__ = ["DATA_KINDS", "NODE_KINDS", "Group", "GroupElement", "GroupFamily", "build_group", "group_keys",
+           "group_spellings", "parse_group", "permute_nodes", "register_group", "spelled", "unregister_group",
+           "with_soft"]
 
 
 class Group:
@@ -276,6 +277,18 @@ def group_keys() -> tuple[str, ...]:
     for family in _FAMILIES:
         keys += [key for key in family.keys if key not in keys]
     return tuple(keys)
+
+
+def build_group(spelling: str, build: Callable[..., Group] | Group, **keys) -> tuple[Group, tuple[str, ...]]:
+    """(the group ``build`` makes, the ``group.*`` keys it reads) without registering it: a ``Group`` as it is, a
+    function called with the keys its signature names (those that are not None), as ``register_group`` would."""
+    family = _Named(spelling, build)
+    return family.build(spelling, **keys), family.keys
+
+
+def spelled(name: str) -> bool:
+    """Whether a registered family spells ``name`` (``D8``, ``S_n x E(d)``)."""
+    return isinstance(name, str) and any(family.matches(name) for family in _FAMILIES)
 
 
 def parse_group(name: str, **keys) -> Group:

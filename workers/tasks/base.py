@@ -64,6 +64,9 @@ class Task(ABC):
     trainable: ClassVar[bool] = True  # False for tasks evaluated at initialisation (separation)
     # the splits a trial reports <split>_<metric> of: every split of the data but the training split, in its order
     evaluation_splits: ClassVar[tuple[str, ...]] = ("val", "test")
+    # True where an instance's metric/mode/other_metrics follow its parameters (task=files): read them from an
+    # instance, never from the class (the driver records them in config.json; the tables read that record)
+    configured_metrics: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A task (a class with a ``name`` or a ``metric``) declares the direction of every metric it reports,
