@@ -190,6 +190,18 @@ def _report(plan: SweepPlan, path: Path, grid, interrupted: bool, crashed: str |
     return _outcome(plan, path, experiment.records, hint)
 
 
+def _finished(plan: SweepPlan, record) -> bool:
+    """Whether the trial is done as planned: completed, or stopped early by ASHA (on purpose) without an error."""
+    early = plan.sweep.scheduler == "asha"
+    return record.state == "completed" or (early and record.state == "unfinished" and not record.error)
+
+
+def finished_trials(plan: SweepPlan, records) -> int:
+    """How many of the experiment's trials (``records``, read from its files) are done as planned: the exit status is
+    0 when they are ``plan.n_trials``, and ``resume`` then has nothing to do."""
+    return sum(_finished(plan, record) for record in records)
+
+
 def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
     """Exit status 0 when the files hold every planned trial completed; else one line saying what is short."""
     from collections import Counter
@@ -198,15 +210,10 @@ def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
     from workers.trial import DETERMINISTIC
 
     planned = plan.n_trials
-    early = plan.sweep.scheduler == "asha"  # ASHA stops trials early on purpose
-
-    def done(record) -> bool:
-        return record.state == "completed" or (early and record.state == "unfinished" and not record.error)
-
-    short = planned - sum(map(done, records))
+    short = planned - finished_trials(plan, records)
     if short <= 0:
         return 0
-    counts = Counter(record.state for record in records if not done(record))
+    counts = Counter(record.state for record in records if not _finished(plan, record))
     counts["never started"] = planned - len(records)
     what = ", ".join(f"{count} {state}" for state, count in counts.items() if count > 0)
     print(f"symsweep: {short} of {planned} planned trial(s) did not complete ({what}); see trials.csv.", flush=True)
