@@ -80,7 +80,7 @@ def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
     assert before == {name: (path / name).read_bytes() for name in before}
     status = symsweep("status", str(path), "--json")
     assert json.loads(status.stdout)["by_state"]["completed"] == 4
-    assert symsweep("status", str(path)).stdout.startswith("4 trial(s): 4 completed\nbest best_val_mse = ")
+    assert symsweep("status", str(path)).stdout.startswith("4 trial(s): 4 completed\nlowest best_val_mse = ")
     header = rows[0].split(",")
     gaps = [float(row.split(",")[header.index("equivariance_gap")]) for row in rows[1:]]
     assert all(gap < 1e-9 for gap in gaps)  # PS and GA are exactly equivariant
