@@ -261,13 +261,14 @@ class Progress(Callback):
             self.running = [entry for entry in self.running if entry[0] != trial.trial_id]
             self.counts["running"] = max(0, self.counts.get("running", 0) - 1)
             self.counts[state] = self.counts.get(state, 0) + 1
+        self.eta()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._leaves(trial, "done")
         result = getattr(trial, "last_result", None) or {}
         seconds = result.get("time_total_s")
         if isinstance(seconds, (int, float)):
             self.durations.append(float(seconds))
+        self._leaves(trial, "done")
         value = result.get(self.metric)
         score = f", {self.metric} {value:.4g}" if isinstance(value, (int, float)) else ""
         took = f" in {_clock(seconds)}" if isinstance(seconds, (int, float)) else ""

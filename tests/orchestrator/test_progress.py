@@ -143,10 +143,8 @@ def test_finished_and_failed_trials_get_their_own_lines(tmp_path):
     progress.on_trial_error(0, [], failing)
     lines = stream.getvalue().splitlines()
     assert lines[1] == "finished ps [t_0] in 00:01:05, best_val_mse 0.125"
-    assert lines[2].endswith("1/2 done · 1 running · 0 pending · ETA after the first trial · no best_val_mse yet · "
-                             "epochs 3/4")
+    assert lines[2].endswith("1/2 done · 1 running · 0 pending · ETA 00:01:05 · no best_val_mse yet · epochs 3/4")
     assert lines[3] == ("failed ps [t_1]: NonFiniteLoss: non-finite training loss (nan) at "
                         "epoch 3, step 30; retrying from its last checkpoint")
     assert lines[5].startswith("FAILED ps [t_1]: NonFiniteLoss")
-    assert lines[6].endswith("1/2 done · 0 running · 0 pending · 1 failed · ETA after the first trial · "
-                             "no best_val_mse yet")
+    assert lines[6].endswith("1/2 done · 0 running · 0 pending · 1 failed · ETA 00:00:00 · no best_val_mse yet")
