@@ -7,8 +7,9 @@ wraps; anywhere else (a log file, a pipe, ``ray job logs``) a plain line is prin
 without control characters. Every finished trial and every failure (with its exception) gets a line of its own as it
 happens. Trials are named by their swept values (``label``: ``ps η=1 N=8 seed=0``), as their W&B runs are.
 
-``safe_wandb`` returns ``WandbRuns`` (one W&B run per trial, grouped by experiment, written from a background
-thread of the driver) or None; a W&B failure is reported once and the sweep goes on.
+``safe_wandb`` returns ``WandbRuns`` (one W&B run per trial, named by its swept values, grouped by experiment and
+configuration, carrying the trial's whole config; written from a background thread of the driver) or None; a W&B
+failure is reported once and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -304,9 +305,21 @@ def _error_line(trial) -> str:
     return found[-1][:200] if found else "see its error file"
 
 
-def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path) -> Callback | None:
+def symsweep_version() -> str:
+    """The installed symsweep's version ("unknown" where the checkout runs without being installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("symsweep")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path,
+               base: Mapping[str, Any] | None = None) -> Callback | None:
     """One W&B run per trial (offline unless a project is named); None when disabled or not installed.
-    ``wandb_settings`` is the checked ``logging.wandb`` section (the sweep plan's)."""
+    ``wandb_settings`` is the checked ``logging.wandb`` section (the sweep plan's); ``base`` the trial part of the
+    composed config (``SweepPlan.base``), which each run records with its trial's swept values set."""
     mode = wandb_settings.mode or ("online" if wandb_settings.project else "offline")
     if not wandb_settings.enabled or mode == "disabled":
         return None
@@ -324,15 +337,22 @@ def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path) 
                "dir": str(directory)}
     if wandb_settings.entity:
         options["entity"] = wandb_settings.entity
-    return WandbRuns(options)
+    return WandbRuns(options, base=base)
 
 
 WANDB_TEMPORARY = ".tmp"  # below the experiment's wandb/: the folders W&B makes on import, on a cluster
+WANDB_TEXT_LIMIT = 64  # characters W&B allows in a job type or a tag
 
 
 class WandbRuns(Callback):
     """One W&B run per trial (id = Tune's trial id, so a resumed trial continues its run), written by
     one background thread of the driver through one W&B service process.
+
+    A run is named by its trial's swept values (``label``: ``ps η=1 N=8 seed=0``); its ``group`` is the experiment
+    and its ``job_type`` the configuration (the label without the seed), so W&B groups a configuration's seeds;
+    its config is the trial's whole composed config (``base`` with the swept values set; "—" for a swept key the
+    configuration does not read), the swept values once more under ``swept``, and ``symsweep`` (version,
+    experiment, trial id, configuration).
 
     Ray's ``WandbLoggerCallback`` starts a logging actor (a Python process) and a W&B service per
     trial; on a small machine those take their CPU from the trials (benchmarks/orchestration_overhead.py
@@ -342,21 +362,37 @@ class WandbRuns(Callback):
 
     SKIP = {"done", "pid", "timestamp", "should_checkpoint"}
 
-    def __init__(self, options: Mapping[str, Any], finish_timeout: float = 120.0):
+    def __init__(self, options: Mapping[str, Any], finish_timeout: float = 120.0,
+                 base: Mapping[str, Any] | None = None):
         self.options = dict(options)
         self.finish_timeout = finish_timeout
+        self.base = dict(base or {})
         self.__setstate__(self.__getstate__())
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks with the run config: no thread, no queue
-        return {"options": self.options, "finish_timeout": self.finish_timeout}
+        return {"options": self.options, "finish_timeout": self.finish_timeout, "base": self.base}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("base", {})
         self.failed = False
         self.runs: dict[str, Any] = {}  # the W&B thread's open runs
         self._opened: set[str] = set()  # trials whose run the driver has asked for
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
+
+    def run_options(self, trial_id: str, swept: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``wandb.init`` gets for a trial besides the experiment's options: name, job type, config."""
+        from workers.settings import merge
+
+        configuration = label(swept, seed=False)
+        experiment = self.options.get("group", "")
+        config = merge(self.base, swept)
+        config["swept"] = dict(swept)
+        config["symsweep"] = {"version": symsweep_version(), "experiment": experiment, "trial_id": trial_id,
+                              "configuration": configuration}
+        return {"name": label(swept) or trial_id, "job_type": (configuration or "default")[:WANDB_TEXT_LIMIT],
+                "config": config}
 
     # -- Tune hooks (driver thread): queue only --------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -403,7 +439,7 @@ class WandbRuns(Callback):
     def _open(self, trial) -> None:
         if trial.trial_id not in self._opened:
             self._opened.add(trial.trial_id)
-            self._submit("open", trial.trial_id, (str(trial), dict(trial.config)))
+            self._submit("open", trial.trial_id, dict(trial.config))
 
     def _finish(self, trial, exit_code: int) -> None:
         if trial.trial_id in self._opened:
@@ -440,11 +476,10 @@ class WandbRuns(Callback):
 
     def _apply(self, wandb, kind: str, trial_id: str, payload) -> None:
         if kind == "open":
-            name, config = payload
             settings = wandb.Settings(console="off", silent=True, save_code=False, disable_git=True,
                                       x_disable_stats=True)
-            self.runs[trial_id] = wandb.init(id=trial_id, name=name, config=config, resume="allow",
-                                             reinit="create_new", settings=settings, **self.options)
+            self.runs[trial_id] = wandb.init(id=trial_id, resume="allow", reinit="create_new", settings=settings,
+                                             **self.run_options(trial_id, payload), **self.options)
         elif kind == "log" and payload:
             self.runs[trial_id].log(payload)
         elif kind == "finish":

@@ -55,7 +55,7 @@ def callbacks(plan: SweepPlan, path: Path) -> list:
 
     out = [Progress(plan.metric, plan.mode, epochs=plan.trainer.epochs, total=plan.n_trials, experiment=path)
            ] if plan.logging.progress else []
-    wandb = safe_wandb(plan.logging.wandb, path.name, path)
+    wandb = safe_wandb(plan.logging.wandb, path.name, path, base=plan.base)
     return out + ([wandb] if wandb else [])
 
 
