@@ -123,21 +123,23 @@ def _fit_and_report(plan: SweepPlan, path: Path, new: bool, restart_errored: boo
         session.started(started)
         try:
             check_resources(plan)
-            if new:
-                tuner = make_tuner(plan, path, session.scratch)
-            else:
-                if restart_errored:
-                    set_aside_errored(path)
-                tuner = restore_tuner(plan, path, restart_errored, session.scratch)
-            with RestoreGuard(), stop.tune_listening():
-                try:
-                    grid = tuner.fit()
-                except RestoreFailed as err:
-                    raise ValueError(f"Ray Tune cannot restore {path} ({str(err)[:200]}); nothing was run") from None
-                except KeyboardInterrupt:  # a second signal: stopped at once
-                    stop.interrupted = True
-                except Exception as err:  # Ray's own failure (e.g. its memory monitor): the report still follows
-                    crashed = _crash_line(err, path)
+            with RestoreGuard():  # from the restore on: Tune's "Failed to fetch metrics" of unstarted trials, ...
+                if new:
+                    tuner = make_tuner(plan, path, session.scratch)
+                else:
+                    if restart_errored:
+                        set_aside_errored(path)
+                    tuner = restore_tuner(plan, path, restart_errored, session.scratch)
+                with stop.tune_listening():
+                    try:
+                        grid = tuner.fit()
+                    except RestoreFailed as err:
+                        raise ValueError(f"Ray Tune cannot restore {path} ({str(err)[:200]}); nothing was run"
+                                         ) from None
+                    except KeyboardInterrupt:  # a second signal: stopped at once
+                        stop.interrupted = True
+                    except Exception as err:  # Ray's own failure (e.g. its memory monitor): the report still follows
+                        crashed = _crash_line(err, path)
         finally:
             if started:
                 ray.shutdown()

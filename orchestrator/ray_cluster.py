@@ -8,6 +8,7 @@ entrypoint of ``ray job submit``), after checking in seconds that Ray answers th
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tempfile
@@ -49,6 +50,7 @@ def start_ray(cluster: ClusterSettings | Mapping[str, Any]) -> bool:
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
         options["_temp_dir"] = private_ray_root(socket_safe_base(preferred, len(f"/{_private_folder()}/ray")))
         loopback_only()
+        quiet_token_notice()
         ray.init(address="local", num_cpus=cluster.num_cpus, **options)
         return True
     check_reachable(cluster.address)
@@ -60,6 +62,21 @@ def start_ray(cluster: ClusterSettings | Mapping[str, Any]) -> bool:
                          "never turns it on by itself) with the cluster's token in ~/.ray/auth_token, "
                          "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
     return False
+
+
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"  # what Ray's default says at every start
+
+
+def _not_the_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(TOKEN_NOTICE)
+
+
+def quiet_token_notice() -> None:
+    """Drop the warning Ray logs at every start of a local cluster, "Token authentication is enabled for this Ray
+    cluster. Set RAY_AUTH_MODE=disabled to opt out...": authentication on is Ray's default and symsweep's (README,
+    Security), and the line reads like a fault. Only that record of Ray's authentication logger is dropped; its
+    other warnings (authentication disabled, a token missing) still show."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_the_token_notice)
 
 
 def _private_folder() -> str:
