@@ -220,13 +220,16 @@ class Progress(Callback):
 
         line = one_line(self.line())
         if self.live:
-            width = max(20, _terminal_width(self.stream) - 1)  # the last column would wrap on some terminals
-            line = line if len(line) <= width else line[:width - 1] + "…"
-            self.stream.write("\r" + (one_line(event) + "\033[K\n" if event else "") + line + "\033[K")
+            self.stream.write("\r" + (one_line(event) + "\033[K\n" if event else "") + self._fit(line) + "\033[K")
         else:
             self.stream.write((one_line(event) + "\n" if event else "") + line + "\n")
         self.stream.flush()
         self.last_print = self.clock()
+
+    def _fit(self, line: str) -> str:
+        """``line`` cut to the terminal's width (its last column left free: some terminals wrap there)."""
+        width = max(20, _terminal_width(self.stream) - 1)
+        return line if len(line) <= width else line[:width - 1] + "…"
 
     # -- Tune's hooks -------------------------------------------------------------------------------------------
     def _epochs(self, trial) -> float | None:
@@ -284,7 +287,7 @@ class Progress(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.live:  # end the line drawn in place, so that what follows starts on a line of its own
-            self.stream.write("\r" + self.line()[:max(20, _terminal_width(self.stream) - 1)] + "\033[K\n")
+            self.stream.write("\r" + self._fit(self.line()) + "\033[K\n")
             self.stream.flush()
 
 
