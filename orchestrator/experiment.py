@@ -125,21 +125,23 @@ def _fit_and_report(plan: SweepPlan, path: Path, new: bool, restart_errored: boo
         session.started(started)
         try:
             check_resources(plan)
-            if new:
-                tuner = make_tuner(plan, path, session.scratch)
-            else:
-                if restart_errored:
-                    set_aside_errored(path)
-                tuner = restore_tuner(plan, path, restart_errored, session.scratch)
-            with RestoreGuard(), stop.tune_listening():
-                try:
-                    grid = tuner.fit()
-                except RestoreFailed as err:
-                    raise ValueError(f"Ray Tune cannot restore {path} ({str(err)[:200]}); nothing was run") from None
-                except KeyboardInterrupt:  # a second signal: stopped at once
-                    stop.interrupted = True
-                except Exception as err:  # Ray's own failure (e.g. its memory monitor): the report still follows
-                    crashed = _crash_line(err, path)
+            with RestoreGuard():  # from the restore on: Tune's "Failed to fetch metrics" of unstarted trials, ...
+                if new:
+                    tuner = make_tuner(plan, path, session.scratch)
+                else:
+                    if restart_errored:
+                        set_aside_errored(path)
+                    tuner = restore_tuner(plan, path, restart_errored, session.scratch)
+                with stop.tune_listening():
+                    try:
+                        grid = tuner.fit()
+                    except RestoreFailed as err:
+                        raise ValueError(f"Ray Tune cannot restore {path} ({str(err)[:200]}); nothing was run"
+                                         ) from None
+                    except KeyboardInterrupt:  # a second signal: stopped at once
+                        stop.interrupted = True
+                    except Exception as err:  # Ray's own failure (e.g. its memory monitor): the report still follows
+                        crashed = _crash_line(err, path)
         finally:
             if started:
                 ray.shutdown()
@@ -192,6 +194,15 @@ def _report(plan: SweepPlan, path: Path, grid, interrupted: bool, crashed: str |
     return _outcome(plan, path, experiment.records, hint)
 
 
+def finished_trials(records) -> int:
+    """How many of the experiment's trials (``records``, read from its files) are done as planned: completed, or
+    stopped early by ASHA on purpose (``records.FINISHED``). The exit status is 0 when they are the plan's
+    ``n_trials``, and ``resume`` then has nothing to do."""
+    from orchestrator.records import FINISHED
+
+    return sum(record.state in FINISHED for record in records)
+
+
 def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
     """Exit status 0 when the files hold every planned trial completed; else one line saying what is short."""
     from collections import Counter
@@ -201,14 +212,10 @@ def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
     from workers.trial import DETERMINISTIC
 
     planned = plan.n_trials
-
-    def done(record) -> bool:  # completed, or stopped early by ASHA on purpose
-        return record.state in FINISHED
-
-    short = planned - sum(map(done, records))
+    short = planned - finished_trials(records)
     if short <= 0:
         return 0
-    counts = Counter(record.state for record in records if not done(record))
+    counts = Counter(record.state for record in records if record.state not in FINISHED)
     counts["never started"] = planned - len(records)
     what = ", ".join(f"{count} {state}" for state, count in counts.items() if count > 0)
     print(f"symsweep: {short} of {planned} planned trial(s) did not complete ({what}); see trials.csv.", flush=True)

@@ -1,31 +1,52 @@
 """What the driver shows while a sweep runs, and the W&B logging that must never stop it.
 
-``Progress`` is a Ray Tune callback: one status line (done/total, the running trials with their current
-epoch, pending and failed trials, an ETA from the finished trials' times, the best so far), redrawn in
-place on a terminal and printed every ``interval`` seconds otherwise; every finished trial and every
-failure (with its exception) gets a line of its own as it happens. ``safe_wandb``
-returns ``WandbRuns`` (one W&B run per trial, grouped by experiment, written from a background
-thread of the driver) or None; a W&B failure is reported once and the sweep goes on.
+``Progress`` is a Ray Tune callback: one status line (elapsed time, done/total, running, pending and failed trials,
+an ETA, the best result so far over the whole experiment, the running trials' epochs). On a terminal the line is
+redrawn in place every second (``\\r``, the line, clear to its end), cut to the terminal's width so that it never
+wraps; anywhere else (a log file, a pipe, ``ray job logs``) a plain line is printed every ``interval`` seconds,
+without control characters. Every finished trial and every failure (with its exception) gets a line of its own as it
+happens. Trials are named by their swept values (``label``: ``ps η=1 N=8 seed=0``), as their W&B runs are.
+
+``safe_wandb`` returns ``WandbRuns`` (one W&B run per trial, named by its swept values, grouped by experiment and
+configuration, carrying the trial's whole config; written from a background thread of the driver) or None; a W&B
+failure is reported once and the sweep goes on.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import math
+import os
 import queue
 import shutil
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ray.tune import Callback
 
 from orchestrator.session import import_wandb_into
+from workers import UNUSED
 from workers.schema import WandbSettings
 
 STATES = {"RUNNING": "running", "PENDING": "pending", "TERMINATED": "done", "ERROR": "errored", "PAUSED": "paused"}
-MAX_RUNNING_SHOWN = 4  # running trials listed by id and epoch; more are counted
+MAX_RUNNING_SHOWN = 4  # running trials whose epoch is shown; more are counted
+LIVE_EVERY_S = 1.0  # redraws of the line on a terminal
+ETA_SMOOTHING_S = 20.0  # time constant over which the shown ETA follows a changed estimate
+WIDTH_FALLBACK = 100  # columns when a terminal does not say its width
+
+# Short names of the common swept keys in trial labels (a value alone: the key is obvious from it)
+ALIASES = {
+    "symmetrizer.method": "", "group.name": "", "model.name": "", "task.name": "", "remul.balance": "",
+    "symmetrizer.noise_scale": "η", "symmetrizer.train_samples": "N", "symmetrizer.eval_samples": "N_eval",
+    "symmetrizer.temperature": "τ", "symmetrizer.entropy_weight": "λ", "symmetrizer.sinkhorn_iters": "iters",
+    "remul.alpha": "α", "remul.beta": "β", "group.dim": "d", "group.order": "k", "trainer.lr": "lr",
+    "trainer.seed": "seed", "trainer.epochs": "epochs", "trainer.batch_size": "batch", "task.train_size": "n_train",
+}
+SEED_KEY = "trainer.seed"
 
 
 def _clock(seconds: float) -> str:
@@ -33,25 +54,67 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class Progress(Callback):
-    """A live terminal view of the sweep: done/total, the running trials with their epoch, an ETA from the
-    finished trials' times, the best result so far; every finished or failed trial on its own line."""
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
-    def __init__(self, metric: str, mode: str, stream=None, interval: float = 30.0, epochs: int | None = None):
+
+def label(values: Mapping[str, Any], seed: bool = True) -> str:
+    """A trial's swept values in a few characters: ``ps η=1 N=8 seed=0`` (``ALIASES`` for the common keys, the
+    last part of the dotted key for the others; a key the configuration does not read, "—", is left out).
+    ``seed=False`` leaves the seed out: the name of the configuration the seeds share."""
+    from orchestrator.folder import one_line
+
+    parts = []
+    for key, value in values.items():
+        if value == UNUSED or (key == SEED_KEY and not seed):
+            continue
+        alias = ALIASES.get(key, key.rsplit(".", 1)[-1])
+        parts.append(_value(value) if alias == "" else f"{alias}={_value(value)}")
+    return one_line(" ".join(parts))
+
+
+def _terminal_width(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size((WIDTH_FALLBACK, 24)).columns
+
+
+class Progress(Callback):
+    """A live view of the sweep: done/total, running, pending and failed trials, a smoothed ETA, the best result
+    so far (the experiment's files read at the start, so a resumed sweep keeps the best of before), and a line for
+    every finished or failed trial.
+
+    ``total``: the trials the plan runs (else Tune's count); ``experiment``: the experiment directory, read once
+    for the results of an earlier run; ``interval``: seconds between lines when the stream is not a terminal;
+    ``clock``: seconds (tests pass their own)."""
+
+    def __init__(self, metric: str, mode: str, stream=None, interval: float = 30.0, epochs: int | None = None,
+                 total: int | None = None, experiment: str | os.PathLike | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.metric, self.mode, self.epochs = metric, mode, epochs
         self._stream = stream  # None: whatever sys.stdout is where the callback runs (with Ray Client, on the head)
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.interval = 1.0 if self.live else interval
+        self.interval = interval
+        self.total = total
+        self.experiment = None if experiment is None else str(experiment)
+        self.clock = clock
         self.best: tuple[float, dict] | None = None
-        self.start = time.monotonic()
-        self.last_print = 0.0
+        self.start = clock()
+        self.last_print = -math.inf
         self.counts: dict[str, int] = {}
-        self.total: int | None = None
-        self.running: list[tuple[str, float, float]] = []  # (trial id, epoch reached, epochs)
-        self.durations: list[float] = []  # seconds of each trial finished in this session
+        self.running: list[tuple[str, float, float | None]] = []  # (trial id, epoch reached, epochs)
+        self.durations: list[float] = []  # seconds of each finished trial (also those finished before a resume)
+        self.started: dict[str, float] = {}  # running trial -> when it started, on this clock (its time before too)
+        self.slots = 0  # the most trials seen running at once: how many run side by side
+        self.shown_eta: float | None = None
+        self.eta_at = 0.0
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info: Any) -> None:
-        self.total = total_num_samples
+        if self.total is None:
+            self.total = total_num_samples
+        self.read_experiment()
 
     @property
     def stream(self):
@@ -59,75 +122,142 @@ class Progress(Callback):
         where this process's stdout cannot be unpickled)."""
         return self._stream or sys.stdout
 
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value < self.best[0] if self.mode == "min" else value > self.best[0]
+    @property
+    def live(self) -> bool:
+        """Whether the stream is a terminal (the line is redrawn in place)."""
+        isatty = getattr(self.stream, "isatty", None)
+        try:
+            return bool(isatty and isatty())
+        except (OSError, ValueError):
+            return False
 
-    def eta(self) -> float | None:
-        """Seconds left: the mean time of the trials finished so far times the work left (pending trials and the
-        unfinished epochs of running ones), spread over the trials running at once; None before any finished."""
+    # -- what the line says -----------------------------------------------------------------------------------
+    def read_experiment(self) -> None:
+        """The best result the experiment's files already hold (trials of an earlier run, before a resume): a view
+        must never stop the sweep, so an unreadable folder just starts from nothing."""
+        if not self.experiment:
+            return
+        try:
+            from orchestrator.records import load_trials
+
+            for record in load_trials(self.experiment):
+                for report in record.history:
+                    self._consider(report.get(self.metric), record.params)
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
+
+    def _consider(self, value: Any, params: Mapping[str, Any]) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        if self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0]):
+            self.best = (float(value), dict(params))
+
+    def estimate(self, now: float) -> float | None:
+        """Seconds left, unsmoothed: the finished trials' mean duration for each trial still to run, and for each
+        running one the mean less the time it has run (at least the share of its epochs left), placed on the
+        slots that run side by side (each next trial on the slot that frees first); None before any finished."""
         if not self.durations:
             return None
-        running = max(1, len(self.running), self.counts.get("running", 0))
-        left = self.counts.get("pending", 0) + sum(1 - min(1.0, epoch / epochs) if epochs else 1.0
-                                                   for _, epoch, epochs in self.running)
+        mean = sum(self.durations) / len(self.durations)
+        slots = max(1, self.slots, len(self.running))
+        busy = []
+        for trial_id, epoch, epochs in self.running:
+            share = 1 - min(1.0, epoch / epochs) if epochs else 1.0
+            busy.append(max(mean - (now - self.started.get(trial_id, now)), mean * share))
+        finish = sorted(busy) + [0.0] * (slots - len(busy))
+        waiting = self.counts.get("pending", 0) + self.counts.get("paused", 0)
         if self.total is not None:
-            left += max(0, self.total - sum(self.counts.values()))  # trials the search has not created yet
-        return sum(self.durations) / len(self.durations) * left / running
+            waiting += max(0, self.total - sum(self.counts.values()))  # trials the search has not created yet
+        if waiting > 100_000:  # too many to place one by one: the same on average
+            return (sum(finish) + waiting * mean) / slots
+        heapq.heapify(finish)
+        for _ in range(waiting):
+            heapq.heapreplace(finish, finish[0] + mean)
+        return max(finish, default=0.0)
+
+    def eta(self) -> float | None:
+        """Seconds left as shown: counts down with the clock and follows a changed estimate (a trial finished
+        faster or slower than the mean, one more running) over ``ETA_SMOOTHING_S`` instead of jumping to it."""
+        now = self.clock()
+        raw = self.estimate(now)
+        if raw is None:
+            return None
+        if self.shown_eta is None or raw == 0:
+            self.shown_eta = raw
+        else:
+            predicted = max(0.0, self.shown_eta - (now - self.eta_at))
+            self.shown_eta = predicted + (raw - predicted) * (1 - math.exp(-(now - self.eta_at) / ETA_SMOOTHING_S))
+        self.eta_at = now
+        return self.shown_eta
 
     def line(self) -> str:
+        """The status line, most important first (a terminal cuts it at its width from the end)."""
         done, failed = self.counts.get("done", 0), self.counts.get("errored", 0)
         total = self.total if self.total is not None else sum(self.counts.values())
-        parts = [f"{done}/{total} done"]
-        if self.running:
-            shown = [f"{trial} epoch {epoch:g}" + (f"/{epochs:g}" if epochs else "")
-                     for trial, epoch, epochs in self.running[:MAX_RUNNING_SHOWN]]
-            more = len(self.running) - MAX_RUNNING_SHOWN
-            parts.append(f"{len(self.running)} running ({', '.join(shown)}{f', +{more}' if more > 0 else ''})")
-        elif self.counts.get("running"):
-            parts.append(f"{self.counts['running']} running")
-        parts.append(f"{self.counts.get('pending', 0)} pending")
+        running = max(len(self.running), self.counts.get("running", 0))
+        parts = [f"{done}/{total} done", f"{running} running", f"{self.counts.get('pending', 0)} pending"]
         if failed:
             parts.append(f"{failed} failed")
-        eta = self.eta()
-        parts.append("ETA " + (_clock(eta) if eta is not None else "after the first trial"))
-        best = "no result yet"
+        eta = self.shown_eta
+        parts.append(f"ETA {_clock(eta)}" if eta is not None else "ETA after the first trial")
         if self.best is not None:
-            params = ", ".join(f"{k}={v}" for k, v in self.best[1].items())
-            best = f"best {self.metric} = {self.best[0]:.4g}" + (f" ({params})" if params else "")
-        return f"[{_clock(time.monotonic() - self.start)}] {', '.join(parts)} | {best}"
+            word = "lowest" if self.mode == "min" else "highest"
+            where = label(self.best[1])
+            parts.append(f"{word} {self.metric} {self.best[0]:.4g}" + (f" ({where})" if where else ""))
+        else:
+            parts.append(f"no {self.metric} yet")
+        if self.running:
+            epochs = [f"{epoch:g}" + (f"/{total_epochs:g}" if total_epochs else "")
+                      for _, epoch, total_epochs in self.running[:MAX_RUNNING_SHOWN]]
+            more = len(self.running) - MAX_RUNNING_SHOWN
+            parts.append("epochs " + ", ".join(epochs) + (f", +{more}" if more > 0 else ""))
+        return f"[{_clock(self.clock() - self.start)}] " + " · ".join(parts)
 
     def show(self, event: str | None = None) -> None:
-        if self.live:
-            if event:
-                self.stream.write("\r\033[K" + event + "\n")
-            self.stream.write("\r\033[K" + self.line())
-        else:
-            self.stream.write((event + "\n" if event else "") + self.line() + "\n")
-        self.stream.flush()
-        self.last_print = time.monotonic()
+        """Print ``event`` on a line of its own (if any), then the status line: in place on a terminal, cut to its
+        width; a plain line elsewhere."""
+        from orchestrator.folder import one_line
 
+        line = one_line(self.line())
+        if self.live:
+            self.stream.write("\r" + (one_line(event) + "\033[K\n" if event else "") + self._fit(line) + "\033[K")
+        else:
+            self.stream.write((one_line(event) + "\n" if event else "") + line + "\n")
+        self.stream.flush()
+        self.last_print = self.clock()
+
+    def _fit(self, line: str) -> str:
+        """``line`` cut to the terminal's width (its last column left free: some terminals wrap there)."""
+        width = max(20, _terminal_width(self.stream) - 1)
+        return line if len(line) <= width else line[:width - 1] + "…"
+
+    # -- Tune's hooks -------------------------------------------------------------------------------------------
     def _epochs(self, trial) -> float | None:
         value = trial.config.get("trainer.epochs", self.epochs)
         return float(value) if isinstance(value, (int, float)) else None
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.counts = {}
-        self.running = []
+        now = self.clock()
+        self.counts, self.running, durations = {}, [], []
         for trial in trials:
             state = STATES.get(trial.status, trial.status.lower())
             self.counts[state] = self.counts.get(state, 0) + 1
+            result = getattr(trial, "last_result", None) or {}
             if state == "running":
-                epoch = (getattr(trial, "last_result", None) or {}).get("epoch", 0)
-                self.running.append((trial.trial_id, float(epoch), self._epochs(trial)))
-        if time.monotonic() - self.last_print >= self.interval:
+                self.running.append((trial.trial_id, float(result.get("epoch", 0)), self._epochs(trial)))
+                if trial.trial_id not in self.started:  # a resumed trial has run for time_total_s already
+                    self.started[trial.trial_id] = now - float(result.get("time_total_s") or 0)
+            elif state == "done" and isinstance(result.get("time_total_s"), (int, float)):
+                durations.append(float(result["time_total_s"]))
+        self.durations = durations or self.durations
+        self.started = {trial_id: self.started[trial_id] for trial_id, _, _ in self.running}
+        self.slots = max(self.slots, len(self.running))
+        self.eta()
+        if now - self.last_print >= (LIVE_EVERY_S if self.live else self.interval):
             self.show()
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: Mapping[str, Any], **info: Any) -> None:
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and self._better(float(value)):
-            self.best = (float(value), dict(trial.config))
+        self._consider(result.get(self.metric), trial.config)
 
     def _leaves(self, trial, state: str) -> None:
         """``trial`` stopped running (Tune updates its status after the callbacks): count it as ``state``."""
@@ -135,26 +265,38 @@ class Progress(Callback):
             self.running = [entry for entry in self.running if entry[0] != trial.trial_id]
             self.counts["running"] = max(0, self.counts.get("running", 0) - 1)
             self.counts[state] = self.counts.get(state, 0) + 1
+        self.eta()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._leaves(trial, "done")
-        seconds = (getattr(trial, "last_result", None) or {}).get("time_total_s")
+        result = getattr(trial, "last_result", None) or {}
+        seconds = result.get("time_total_s")
         if isinstance(seconds, (int, float)):
             self.durations.append(float(seconds))
-        self.show(f"finished {_describe(trial)}" + (f" in {_clock(seconds)}" if isinstance(seconds, (int, float))
-                                                     else ""))
+        self._leaves(trial, "done")
+        value = result.get(self.metric)
+        score = f", {self.metric} {value:.4g}" if isinstance(value, (int, float)) else ""
+        took = f" in {_clock(seconds)}" if isinstance(seconds, (int, float)) else ""
+        self.show(f"finished {_describe(trial)}{took}{score}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self.show(f"failed {_describe(trial)}: {_error_line(trial)}; retrying from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._leaves(trial, "errored")
-        self.show(f"FAILED {_describe(trial)}: {_error_line(trial)}; no retries left (symsweep resume continues it)")
+        error = _error_line(trial)
+        then = ("not retried: a retry repeats it (change the settings and launch a new experiment)"
+                if error.startswith("DeterministicFailure") else "no retries left (symsweep resume continues it)")
+        self.show(f"FAILED {_describe(trial)}: {error}; {then}")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.live:  # end the line drawn in place, so that what follows starts on a line of its own
+            self.stream.write("\r" + self._fit(self.line()) + "\033[K\n")
+            self.stream.flush()
 
 
 def _describe(trial) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in trial.config.items())
-    return f"{trial.trial_id}" + (f" [{params}]" if params else "")
+    name = label(trial.config)
+    return f"{name} [{trial.trial_id}]" if name else trial.trial_id
 
 
 def _error_line(trial) -> str:
@@ -169,9 +311,21 @@ def _error_line(trial) -> str:
     return found[-1][:200] if found else "see its error file"
 
 
-def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path) -> Callback | None:
+def symsweep_version() -> str:
+    """The installed symsweep's version ("unknown" where the checkout runs without being installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("symsweep")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path,
+               base: Mapping[str, Any] | None = None) -> Callback | None:
     """One W&B run per trial (offline unless a project is named); None when disabled or not installed.
-    ``wandb_settings`` is the checked ``logging.wandb`` section (the sweep plan's)."""
+    ``wandb_settings`` is the checked ``logging.wandb`` section (the sweep plan's); ``base`` the trial part of the
+    composed config (``SweepPlan.base``), which each run records with its trial's swept values set."""
     mode = wandb_settings.mode or ("online" if wandb_settings.project else "offline")
     if not wandb_settings.enabled or mode == "disabled":
         return None
@@ -189,15 +343,22 @@ def safe_wandb(wandb_settings: WandbSettings, experiment: str, directory: Path) 
                "dir": str(directory)}
     if wandb_settings.entity:
         options["entity"] = wandb_settings.entity
-    return WandbRuns(options)
+    return WandbRuns(options, base=base)
 
 
 WANDB_TEMPORARY = ".tmp"  # below the experiment's wandb/: the folders W&B makes on import, on a cluster
+WANDB_TEXT_LIMIT = 64  # characters W&B allows in a job type or a tag
 
 
 class WandbRuns(Callback):
     """One W&B run per trial (id = Tune's trial id, so a resumed trial continues its run), written by
     one background thread of the driver through one W&B service process.
+
+    A run is named by its trial's swept values (``label``: ``ps η=1 N=8 seed=0``); its ``group`` is the experiment
+    and its ``job_type`` the configuration (the label without the seed), so W&B groups a configuration's seeds;
+    its config is the trial's whole composed config (``base`` with the swept values set; "—" for a swept key the
+    configuration does not read), the swept values once more under ``swept``, and ``symsweep`` (version,
+    experiment, trial id, configuration).
 
     Ray's ``WandbLoggerCallback`` starts a logging actor (a Python process) and a W&B service per
     trial; on a small machine those take their CPU from the trials (benchmarks/orchestration_overhead.py
@@ -207,21 +368,37 @@ class WandbRuns(Callback):
 
     SKIP = {"done", "pid", "timestamp", "should_checkpoint"}
 
-    def __init__(self, options: Mapping[str, Any], finish_timeout: float = 120.0):
+    def __init__(self, options: Mapping[str, Any], finish_timeout: float = 120.0,
+                 base: Mapping[str, Any] | None = None):
         self.options = dict(options)
         self.finish_timeout = finish_timeout
+        self.base = dict(base or {})
         self.__setstate__(self.__getstate__())
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks with the run config: no thread, no queue
-        return {"options": self.options, "finish_timeout": self.finish_timeout}
+        return {"options": self.options, "finish_timeout": self.finish_timeout, "base": self.base}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("base", {})
         self.failed = False
         self.runs: dict[str, Any] = {}  # the W&B thread's open runs
         self._opened: set[str] = set()  # trials whose run the driver has asked for
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
+
+    def run_options(self, trial_id: str, swept: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``wandb.init`` gets for a trial besides the experiment's options: name, job type, config."""
+        from workers.settings import merge
+
+        configuration = label(swept, seed=False)
+        experiment = self.options.get("group", "")
+        config = merge(self.base, swept)
+        config["swept"] = dict(swept)
+        config["symsweep"] = {"version": symsweep_version(), "experiment": experiment, "trial_id": trial_id,
+                              "configuration": configuration}
+        return {"name": label(swept) or trial_id, "job_type": (configuration or "default")[:WANDB_TEXT_LIMIT],
+                "config": config}
 
     # -- Tune hooks (driver thread): queue only --------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -268,7 +445,7 @@ class WandbRuns(Callback):
     def _open(self, trial) -> None:
         if trial.trial_id not in self._opened:
             self._opened.add(trial.trial_id)
-            self._submit("open", trial.trial_id, (str(trial), dict(trial.config)))
+            self._submit("open", trial.trial_id, dict(trial.config))
 
     def _finish(self, trial, exit_code: int) -> None:
         if trial.trial_id in self._opened:
@@ -305,11 +482,10 @@ class WandbRuns(Callback):
 
     def _apply(self, wandb, kind: str, trial_id: str, payload) -> None:
         if kind == "open":
-            name, config = payload
             settings = wandb.Settings(console="off", silent=True, save_code=False, disable_git=True,
                                       x_disable_stats=True)
-            self.runs[trial_id] = wandb.init(id=trial_id, name=name, config=config, resume="allow",
-                                             reinit="create_new", settings=settings, **self.options)
+            self.runs[trial_id] = wandb.init(id=trial_id, resume="allow", reinit="create_new", settings=settings,
+                                             **self.run_options(trial_id, payload), **self.options)
         elif kind == "log" and payload:
             self.runs[trial_id].log(payload)
         elif kind == "finish":

@@ -13,6 +13,7 @@ at run time, e.g. in a notebook) through ``PYTHONPATH``; ``cluster.runtime_env``
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tempfile
@@ -54,6 +55,7 @@ def start_ray(cluster: ClusterSettings | Mapping[str, Any]) -> bool:
         preferred = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir()
         options["_temp_dir"] = private_ray_root(socket_safe_base(preferred, len(f"/{_private_folder()}/ray")))
         loopback_only()
+        quiet_token_notice()
         ray.init(address="local", num_cpus=cluster.num_cpus, **_with_env(options, runtime_env(cluster)))
         return True
     check_reachable(cluster.address)
@@ -103,6 +105,21 @@ def driver_path() -> list[str]:
 
 def _with_env(options: dict[str, Any], env: dict[str, Any] | None) -> dict[str, Any]:
     return {**options, "runtime_env": env} if env else options
+
+
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"  # what Ray's default says at every start
+
+
+def _not_the_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(TOKEN_NOTICE)
+
+
+def quiet_token_notice() -> None:
+    """Drop the warning Ray logs at every start of a local cluster, "Token authentication is enabled for this Ray
+    cluster. Set RAY_AUTH_MODE=disabled to opt out...": authentication on is Ray's default and symsweep's (README,
+    Security), and the line reads like a fault. Only that record of Ray's authentication logger is dropped; its
+    other warnings (authentication disabled, a token missing) still show."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_not_the_token_notice)
 
 
 def _private_folder() -> str:

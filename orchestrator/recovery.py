@@ -3,7 +3,7 @@ signals turned into a clean stop, deterministic failures not retried.
 
 - ``ExperimentLock``: an ``flock`` on ``<experiment>/.symsweep.lock``, held while a ``launch``/``resume`` runs;
   a second one is refused naming the holder. The kernel drops the lock when its holder dies, so a stale lock
-  (a killed driver) is simply taken over.
+  (a killed driver) is simply taken over; ``lock_holder`` says whether a driver holds it now (``status``).
 - ``check_restorable``: ``tuner.pkl`` and the newest ``experiment_state-*.json`` must be readable before Ray
   Tune is asked to restore them (Tune would otherwise log a traceback and start a new experiment), and the
   experiment's folders writable.
@@ -59,11 +59,16 @@ class ExperimentLock:
                              "again") from None
 
     def acquire(self, command: str) -> "ExperimentLock":
+        deadline = time.monotonic() + PROBE_GRACE_S
         while True:
             handle = self._open()
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                if time.monotonic() < deadline:  # perhaps only `symsweep status` looking (``lock_holder``)
+                    handle.close()
+                    time.sleep(PROBE_GRACE_S / 10)
+                    continue
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 handle.close()
@@ -89,6 +94,31 @@ class ExperimentLock:
             self.file.unlink(missing_ok=True)  # while still held: nobody can be holding the file removed
             self.handle.close()
             self.handle = None
+
+
+PROBE_GRACE_S = 0.5  # a lock found taken is tried again for this long: `status` may be probing it (microseconds)
+
+
+def lock_holder(path: str | os.PathLike | Folder) -> str | None:
+    """Who runs the experiment now: the line its driver wrote into the held lock (``symsweep resume (pid ... on
+    host, since ...)``), or None when no driver holds the lock (none runs, or the one that did was killed: the kernel
+    dropped its lock with it).
+
+    Read only: the lock file is never created, and a shared lock on it is taken and dropped at once (a driver that
+    tries to take the lock in that instant tries again, ``PROBE_GRACE_S``). A lock file that is not a regular file
+    is no lock any driver holds."""
+    folder = Folder.of(path)
+    try:
+        handle = os.fdopen(folder.open_file(LOCK_FILE), "r", errors="replace")
+    except (FolderError, OSError):
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return handle.read(500).strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
 
 def check_restorable(path: Path) -> None:

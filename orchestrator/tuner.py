@@ -54,8 +54,9 @@ def _same_logdir(root: str, relative_logdir: str) -> str:
 def callbacks(plan: SweepPlan, path: Path) -> list:
     from orchestrator.progress import Progress, safe_wandb
 
-    out = [Progress(plan.metric, plan.mode, epochs=plan.trainer.epochs)] if plan.logging.progress else []
-    wandb = safe_wandb(plan.logging.wandb, path.name, path)
+    out = [Progress(plan.metric, plan.mode, epochs=plan.trainer.epochs, total=plan.n_trials, experiment=path)
+           ] if plan.logging.progress else []
+    wandb = safe_wandb(plan.logging.wandb, path.name, path, base=plan.base)
     return out + ([wandb] if wandb else [])
 
 

@@ -6,7 +6,8 @@ so do errored trials (``--restart-errored`` starts those from scratch instead). 
 of the driver or of the whole cluster: Ray Tune's state lives in the experiment directory. An experiment
 that was moved or copied is resumed where it is now and writes only there. ``config.json`` must hold what the
 experiment was launched with: an edited key is refused, naming it; keys that cannot change results (where
-trials run, retries, logging) are accepted with ``--allow-changed KEY``.
+trials run, retries, logging) are accepted with ``--allow-changed KEY``. An experiment whose files hold every planned
+trial completed (or stopped early by ASHA) has nothing to resume: that is said, and nothing starts (exit 0).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.experiment import run_experiment
+    from orchestrator.experiment import finished_trials, run_experiment
     from orchestrator.plan import validate
+    from orchestrator.records import load_trials
     from orchestrator.recovery import check_restorable
     from orchestrator.stored_config import checked_config
 
@@ -39,4 +41,10 @@ def run(args: argparse.Namespace) -> int:
     config["storage"], config["name"] = str(path.parent), path.name  # a moved or copied experiment: here
     if args.address:
         config["cluster"]["address"] = args.address
-    return run_experiment(validate(config), path, restart_errored=args.restart_errored)
+    plan = validate(config)
+    done = finished_trials(load_trials(path))
+    if done >= plan.n_trials:  # decided from the files, before Ray starts
+        print(f"symsweep resume: nothing to do: every planned trial completed ({done} of {plan.n_trials}); the "
+              f"results are in {path} (symsweep report {path} writes the tables again)", flush=True)
+        return 0
+    return run_experiment(plan, path, restart_errored=args.restart_errored)

@@ -55,9 +55,11 @@ def test_one_run_per_trial_with_its_metrics_and_exit_code(fake_wandb, tmp_path):
     callback.on_trial_complete(0, [], a)
     callback.on_trial_error(0, [], b)
     callback.on_experiment_end([])
-    assert calls == [("init", "t_0", {"lr": 0.1}), ("init", "t_1", {"lr": 0.2}),
-                     ("log", "t_0", {"val_mse": 0.5, "nested/x": 2, "training_iteration": 1}),
-                     ("finish", "t_0", 0), ("finish", "t_1", 1)]
+    assert [call[:2] for call in calls] == [("init", "t_0"), ("init", "t_1"), ("log", "t_0"), ("finish", "t_0"),
+                                            ("finish", "t_1")]
+    assert calls[0][2]["lr"] == 0.1 and calls[1][2]["lr"] == 0.2
+    assert calls[2][2] == {"val_mse": 0.5, "nested/x": 2, "training_iteration": 1}
+    assert [call[2] for call in calls[3:]] == [0, 1]
 
 
 def test_a_result_of_a_restored_trial_opens_its_run_and_open_runs_are_finished_at_the_end(fake_wandb, tmp_path):
@@ -67,7 +69,8 @@ def test_a_result_of_a_restored_trial_opens_its_run_and_open_runs_are_finished_a
     trial = Trial("t_3", {})
     callback.on_trial_result(0, [], trial, {"val_mse": 1.0})
     callback.on_experiment_end([])
-    assert calls == [("init", "t_3", {}), ("log", "t_3", {"val_mse": 1.0}), ("finish", "t_3", 1)]
+    assert [call[:2] for call in calls] == [("init", "t_3"), ("log", "t_3"), ("finish", "t_3")]
+    assert calls[1][2] == {"val_mse": 1.0} and calls[2][2] == 1
 
 
 def test_a_wandb_error_is_reported_once_and_logging_stops(fake_wandb, tmp_path, capsys):
@@ -159,19 +162,20 @@ def test_status_line_counts_running_epochs_eta_and_best():
     from orchestrator.progress import Progress
 
     stream = io.StringIO()
-    progress = Progress("best_val_mse", "min", stream=stream, interval=1e9, epochs=10)
+    now = [0.0]
+    progress = Progress("best_val_mse", "min", stream=stream, interval=1e9, epochs=10, clock=lambda: now[0])
     progress.setup(total_num_samples=6)
     done = TuneTrial("t_0", "TERMINATED", epoch=10, seconds=100.0)
     trials = [done, TuneTrial("t_1", "RUNNING", epoch=5), TuneTrial("t_2", "RUNNING", epoch=0),
               TuneTrial("t_3", "PENDING")]
     progress.on_step_end(0, trials)
-    assert progress.line().endswith("1/6 done, 2 running (t_1 epoch 5/10, t_2 epoch 0/10), 1 pending, "
-                                    "ETA after the first trial | no result yet")
+    assert progress.line() == ("[00:00:00] 1/6 done · 2 running · 1 pending · ETA 00:05:00 · no best_val_mse yet · "
+                               "epochs 5/10, 0/10")
     progress.on_trial_result(0, trials, done, {"best_val_mse": 0.25})
     progress.on_trial_result(0, trials, trials[1], {"best_val_mse": 0.5})  # worse: not the best
-    progress.durations = [100.0]
-    # work left: 1 pending + 0.5 + 1.0 of the running ones + 2 trials not created yet = 4.5 trials of 100 s, 2 at once
-    assert "ETA 00:03:45 | best best_val_mse = 0.25 (symmetrizer.method=ps)" in progress.line()
+    # 2 slots: the running trials take 100 s more (the mean; none of it run yet on this clock), then the pending
+    # trial and the 2 not created yet (100 s each) follow on the slot that frees first: 100 + 100 + 100 s
+    assert "ETA 00:05:00 · lowest best_val_mse 0.25 (ps) · epochs" in progress.line()
 
 
 def test_finished_and_failed_trials_get_their_own_lines(tmp_path):
@@ -183,17 +187,18 @@ def test_finished_and_failed_trials_get_their_own_lines(tmp_path):
     error.write_text("Failure # 1\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
                      "NonFiniteLoss: non-finite training loss (nan) at epoch 3, step 30\n")
     stream = io.StringIO()
-    progress = Progress("best_val_mse", "min", stream=stream, interval=1e9, epochs=4)
+    progress = Progress("best_val_mse", "min", stream=stream, interval=1e9, epochs=4, clock=lambda: 0.0)
     trial = TuneTrial("t_0", "RUNNING", epoch=4, seconds=65.0)
     failing = TuneTrial("t_1", "RUNNING", epoch=3, error_file=str(error))
     progress.on_step_end(0, [trial, failing])
+    trial.last_result["best_val_mse"] = 0.125
     progress.on_trial_complete(0, [], trial)
     progress.on_trial_recover(0, [], failing)
     progress.on_trial_error(0, [], failing)
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "finished t_0 [symmetrizer.method=ps] in 00:01:05"
-    assert lines[1].endswith("1/2 done, 1 running (t_1 epoch 3/4), 0 pending, ETA 00:00:16 | no result yet")
-    assert lines[2] == ("failed t_1 [symmetrizer.method=ps]: NonFiniteLoss: non-finite training loss (nan) at "
+    assert lines[1] == "finished ps [t_0] in 00:01:05, best_val_mse 0.125"
+    assert lines[2].endswith("1/2 done · 1 running · 0 pending · ETA 00:01:05 · no best_val_mse yet · epochs 3/4")
+    assert lines[3] == ("failed ps [t_1]: NonFiniteLoss: non-finite training loss (nan) at "
                         "epoch 3, step 30; retrying from its last checkpoint")
-    assert lines[4].startswith("FAILED t_1 [symmetrizer.method=ps]: NonFiniteLoss")
-    assert lines[5].endswith("1/2 done, 0 pending, 1 failed, ETA 00:00:00 | no result yet")
+    assert lines[5].startswith("FAILED ps [t_1]: NonFiniteLoss")
+    assert lines[6].endswith("1/2 done · 0 running · 0 pending · 1 failed · ETA 00:00:00 · no best_val_mse yet")

@@ -20,8 +20,10 @@ def sweep(tmp_path_factory) -> Path:
 def test_status_text_names_the_counts_and_the_best_trial(sweep, capsys):
     assert main(["status", str(sweep)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["10 trial(s): 6 completed, 1 errored, 1 running, 1 pending, 1 unfinished",
-                     "best best_val_accuracy = 0.9 (completed trial abcde_00001: symmetrizer.method=ps, "
+    assert lines == ["10 trial(s): 6 completed, 1 errored, 1 interrupted, 1 pending, 1 unfinished",  # no driver
+                     f"1 interrupted: no symsweep launch or resume runs this experiment (Ray Tune's state still says "
+                     f"running); continue it with: symsweep resume {sweep}",
+                     "highest best_val_accuracy = 0.9 (completed trial abcde_00001: symmetrizer.method=ps, "
                      "symmetrizer.noise_scale=0.1, trainer.seed=1)"]
 
 

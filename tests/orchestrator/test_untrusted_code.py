@@ -57,7 +57,7 @@ def experiment(tmp_path, monkeypatch):
 
 def test_evaluate_builds_a_model_of_its_own_only_when_allowed(experiment, capsys):
     path, _ = experiment
-    argv = ["evaluate", str(path), "--eval-samples", "1", "--split", "test", "--repeats", "1"]
+    argv = ["evaluate", str(path), "--eval-samples", "1", "--split", "test", "--repeats", "1", "--sequential"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("symsweep evaluate: error: trial abcde_00000's checkpoint names code of its own "

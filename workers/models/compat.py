@@ -1,4 +1,4 @@
-"""Import timm (and so torchvision) on a CPU-only torch.
+"""``import torchvision`` (and timm) on a CPU-only torch. The one place in symsweep that deals with it.
 
 The torchvision wheel on the package index is built for CUDA. With a CPU build of torch its C
 extension (``torchvision/_C.so``) cannot load, and ``import torchvision`` then fails while it
@@ -8,17 +8,20 @@ to load, we declare the two operator schemas ourselves before torchvision is imp
 then succeeds and everything timm needs (pure-Python transforms and models) works. Where the
 extension loads (a matching CUDA or CPU build), this is a no-op.
 
-This is the only place in symsweep that deals with it: import timm through ``import_timm()``.
+When it runs: ``import_timm()`` applies it before importing timm. For any other ``import torchvision``,
+``TorchvisionHook`` (put first on ``sys.meta_path`` by ``install()``) applies it the first time torchvision is looked
+for. ``import workers`` calls ``install()``; so does, at every interpreter start, the installed package's
+``symsweep-torchvision.pth`` (through the top-level ``symsweep_torchvision``, which imports nothing until then), so
+a plain ``import torchvision`` works anywhere in the project's environment. Importing this module costs nothing:
+torch is imported when the fix is asked for.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import os
 import sys
 from types import ModuleType
-
-import torch
 
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -28,8 +31,11 @@ _library = None  # keeps the schema registration alive for the life of the proce
 
 
 def torchvision_extension_loads() -> bool:
-    """Whether torchvision's compiled extension loads against this torch (True if not installed)."""
-    spec = importlib.util.find_spec("torchvision")
+    """Whether torchvision's compiled extension loads against this torch (True if not installed). Looked up on
+    ``sys.path`` directly (``PathFinder``), not through ``sys.meta_path``, where ``TorchvisionHook`` waits."""
+    import torch
+
+    spec = importlib.machinery.PathFinder.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
         return True
     for name in os.listdir(spec.submodule_search_locations[0]):
@@ -47,11 +53,37 @@ def ensure_torchvision_importable() -> bool:
     global _library
     if _library is not None or "torchvision" in sys.modules or torchvision_extension_loads():
         return False
+    import torch
+
     library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS:
         library.define(schema)
     _library = library
     return True
+
+
+class TorchvisionHook:
+    """A ``sys.meta_path`` finder that finds nothing: the first time torchvision is looked for, it makes torchvision
+    importable (``ensure_torchvision_importable``); the usual finders do the rest. It stays where it is (taking
+    itself off the list Python is walking would make Python skip the next finder)."""
+
+    done = False
+
+    @classmethod
+    def find_spec(cls, name: str, path=None, target=None) -> None:
+        if name == "torchvision" and not cls.done:
+            cls.done = True
+            try:
+                ensure_torchvision_importable()
+            except Exception:  # noqa: BLE001 - never break an import: torchvision then says what is wrong itself
+                pass
+        return None
+
+
+def install() -> None:
+    """Make torchvision importable when it is first looked for (once; nothing if it is imported already)."""
+    if not TorchvisionHook.done and "torchvision" not in sys.modules and TorchvisionHook not in sys.meta_path:
+        sys.meta_path.insert(0, TorchvisionHook)
 
 
 def import_timm() -> ModuleType:
