@@ -147,3 +147,12 @@ def compare_experiment(path: Path, seeds: int) -> Path:
             fake.trial(params, "TERMINATED", [{**mse_report(values[seed]), "eval_samples_curve": curve(values[seed])}])
     fake.save_state()
     return path
+
+
+class TuneTrial:
+    """What Progress reads of a Tune trial."""
+
+    def __init__(self, trial_id, status, epoch=None, seconds=None, error_file=None, config=None):
+        self.trial_id, self.status, self.error_file = trial_id, status, error_file
+        self.config = config if config is not None else {"symmetrizer.method": "ps"}
+        self.last_result = {} if epoch is None else {"epoch": epoch, "time_total_s": seconds}

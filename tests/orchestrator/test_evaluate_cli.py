@@ -45,7 +45,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_evaluate_writes_points_table_and_plot(experiment, capsys):
-    argv = ["evaluate", str(experiment), "--eval-samples", "4,1", "--split", "test", "--repeats", "3"]
+    argv = ["evaluate", str(experiment), "--eval-samples", "4,1", "--split", "test", "--repeats", "3", "--sequential"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "2 completed trial(s), N = 1, 4, 3 draw(s) each, splits test" in out
@@ -79,3 +79,52 @@ def test_bad_options_exit_2_and_write_nothing(experiment, tmp_path, capsys, opti
 def test_not_an_experiment_exits_2(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "is not a symsweep experiment directory" in capsys.readouterr().err
+
+
+# -- on Ray: one task per trial with the trial's resources, side by side on an embedded local Ray, writing exactly
+# the files the sequential evaluation (--sequential, in this process) writes
+OPTIONS = ["--eval-samples", "1,3", "--split", "val,test", "--repeats", "2"]
+
+
+def fresh_copy(source: Path, target: Path) -> Path:
+    copy = Path(shutil.copytree(source, target))
+    for old in [*copy.glob("*/eval_samples.json"), copy / "eval_samples.csv"]:
+        old.unlink(missing_ok=True)
+    return copy
+
+
+def written(path: Path) -> dict[str, bytes]:
+    """What evaluate writes: each trial's eval_samples.json, the tables, summary.md and the figures."""
+    names = [*path.glob("*/eval_samples.json"), *path.glob("*.csv"), path / "summary.md", *path.glob("plots/*.png")]
+    return {str(name.relative_to(path)): name.read_bytes() for name in names}
+
+
+@pytest.mark.slow
+def test_trials_are_evaluated_as_ray_tasks_and_write_what_the_sequential_evaluation_writes(experiment, tmp_path,
+                                                                                            capsys):
+    sequential, parallel = fresh_copy(experiment, tmp_path / "sequential"), fresh_copy(experiment, tmp_path / "ray")
+    assert main(["evaluate", str(sequential), *OPTIONS, "--sequential"]) == 0
+    alone = capsys.readouterr().out
+    assert main(["evaluate", str(parallel), *OPTIONS]) == 0
+    out = capsys.readouterr().out
+    assert "one Ray task per trial (1 CPU(s), 0 GPU(s) each), 2 at once" in out and "Ray task" not in alone
+    assert "[1/2 " in out and "[2/2 " in out  # progress: each trial as its task ends
+    files = written(parallel)
+    assert len([name for name in files if name.endswith("eval_samples.json")]) == 2 and "eval_samples.csv" in files
+    assert files == written(sequential)  # byte for byte
+    points = json.loads(next(parallel.glob("trainable_*method=ps_*/eval_samples.json")).read_text())
+    assert set(points) == {"val_mse", "test_mse"} and set(points["test_mse"]) == {"1", "3"}
+
+
+@pytest.mark.slow
+def test_resources_no_node_holds_are_refused_in_one_line(experiment, tmp_path, capsys):
+    copy = fresh_copy(experiment, tmp_path / "gpu")
+    config = json.loads((copy / "config.json").read_text())
+    config["cluster"] = {**config["cluster"], "gpus_per_trial": 1}  # trained on GPUs; this machine has none
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(copy), *OPTIONS]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "cluster.gpus_per_trial=1 (the experiment's) cannot be satisfied" in error
+    assert "--device cpu" in error and not list(copy.glob("*/eval_samples.json"))
+    assert main(["evaluate", str(copy), *OPTIONS, "--device", "cpu"]) == 0  # asks for no GPU
+    assert "(1 CPU(s), 0 GPU(s) each)" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import types
 import pytest
 
 from orchestrator.progress import WandbRuns, safe_wandb
+from tests.orchestrator.fakes import TuneTrial
 from workers.schema import WandbSettings
 
 
@@ -147,15 +148,6 @@ def test_disabled_wandb_gives_no_callback(tmp_path):
 
 
 # -- the status line -----------------------------------------------------------------------------------------
-class TuneTrial:
-    """What Progress reads of a Tune trial."""
-
-    def __init__(self, trial_id, status, epoch=None, seconds=None, error_file=None, config=None):
-        self.trial_id, self.status, self.error_file = trial_id, status, error_file
-        self.config = config if config is not None else {"symmetrizer.method": "ps"}
-        self.last_result = {} if epoch is None else {"epoch": epoch, "time_total_s": seconds}
-
-
 def test_status_line_counts_running_epochs_eta_and_best():
     import io
 

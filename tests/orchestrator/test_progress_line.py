@@ -10,8 +10,7 @@ import re
 import pytest
 
 from orchestrator.progress import Progress, label
-from tests.orchestrator.test_aggregate import sweep_experiment
-from tests.orchestrator.test_progress import TuneTrial
+from tests.orchestrator.fakes import TuneTrial, sweep_experiment
 from workers import UNUSED
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.test_sweep_e2e import TINY, symsweep
+from tests.orchestrator.sweeps import TINY, symsweep
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.orchestrator.test_aggregate import FakeExperiment
+from tests.orchestrator.fakes import FakeExperiment
 
 TINY = ["task=nbody", "task.train_size=40", "task.eval_size=20", "group=sn_e", "model.widths=[16]",
         "trainer.epochs=2", "symmetrizer.method=ps,ga"]

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.recovery import LOCK_FILE, ExperimentLock, lock_holder
-from tests.orchestrator.test_aggregate import FakeExperiment, base_config, epoch_metrics
+from tests.orchestrator.fakes import FakeExperiment, base_config, epoch_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_without_a_driver_running_trials_are_interrupted(crashed, capsys):
     assert lines[2].startswith("highest best_val_accuracy = 0.95 (interrupted trial abcde_00001")
     state = json.loads(status(crashed, capsys, "--json")[0])
     assert state["by_state"] == {"completed": 1, "errored": 0, "running": 0, "interrupted": 1, "pending": 1,
-                                 "unfinished": 0}
+                                 "unfinished": 0, "stopped": 0}
     assert state["driver"] is None and state["best"]["state"] == "interrupted"
     assert not (crashed / LOCK_FILE).exists()  # looking never makes a lock file
 

@@ -117,7 +117,7 @@ def run_record(file: Path):
 
 @pytest.mark.slow
 def test_an_offline_sweep_writes_named_grouped_runs_with_the_whole_config(tmp_path):
-    from tests.orchestrator.test_sweep_e2e import TINY
+    from tests.orchestrator.sweeps import TINY
 
     env = {**os.environ, "WANDB_MODE": "offline"}
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "launch", f"storage={tmp_path}", "name=named",
