@@ -43,6 +43,7 @@ def test_import_workers_imports_nothing_heavy_and_makes_torchvision_importable(t
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 
+@pytest.mark.slow  # a new virtual environment and a pip install
 @pytest.mark.parametrize("editable", [True, False], ids=["editable", "regular"])
 def test_a_plain_import_works_where_symsweep_is_installed(tmp_path, editable):
     source = tmp_path / "checkout"
