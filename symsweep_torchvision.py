@@ -4,8 +4,8 @@ site-packages): a plain ``import torchvision`` then works with the CPU torch any
 
 Nothing is imported at start, neither torch nor ``workers`` (importing the package there would fix which checkout
 ``workers`` comes from before a script's own directory is on ``sys.path``): ``install()`` only puts ``Deferred`` on
-``sys.meta_path``, and the first time torchvision is looked for it hands over to ``workers.models.compat`` (whose own
-hook ``import workers`` installs the same way)."""
+``sys.meta_path``, and the first time torchvision is looked for it hands over to ``workers.models.compat``
+(``import workers`` installs this same finder, through ``compat.install``)."""
 
 from __future__ import annotations
 

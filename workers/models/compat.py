@@ -9,10 +9,10 @@ then succeeds and everything timm needs (pure-Python transforms and models) work
 extension loads (a matching CUDA or CPU build), this is a no-op.
 
 When it runs: ``import_timm()`` applies it before importing timm. For any other ``import torchvision``,
-``TorchvisionHook`` (put first on ``sys.meta_path`` by ``install()``) applies it the first time torchvision is looked
-for. ``import workers`` calls ``install()``; so does, at every interpreter start, the installed package's
-``symsweep-torchvision.pth`` (through the top-level ``symsweep_torchvision``, which imports nothing until then), so
-a plain ``import torchvision`` works anywhere in the project's environment. Importing this module costs nothing:
+the finder ``symsweep_torchvision.Deferred`` (put first on ``sys.meta_path`` by ``install()``) applies it the first
+time torchvision is looked for. ``import workers`` calls ``install()``; so does, at every interpreter start, the
+installed package's ``symsweep-torchvision.pth`` (the top-level ``symsweep_torchvision`` imports nothing until then),
+so a plain ``import torchvision`` works anywhere in the project's environment. Importing this module costs nothing:
 torch is imported when the fix is asked for.
 """
 
@@ -62,28 +62,14 @@ def ensure_torchvision_importable() -> bool:
     return True
 
 
-class TorchvisionHook:
-    """A ``sys.meta_path`` finder that finds nothing: the first time torchvision is looked for, it makes torchvision
-    importable (``ensure_torchvision_importable``); the usual finders do the rest. It stays where it is (taking
-    itself off the list Python is walking would make Python skip the next finder)."""
-
-    done = False
-
-    @classmethod
-    def find_spec(cls, name: str, path=None, target=None) -> None:
-        if name == "torchvision" and not cls.done:
-            cls.done = True
-            try:
-                ensure_torchvision_importable()
-            except Exception:  # noqa: BLE001 - never break an import: torchvision then says what is wrong itself
-                pass
-        return None
-
-
 def install() -> None:
-    """Make torchvision importable when it is first looked for (once; nothing if it is imported already)."""
-    if not TorchvisionHook.done and "torchvision" not in sys.modules and TorchvisionHook not in sys.meta_path:
-        sys.meta_path.insert(0, TorchvisionHook)
+    """Make torchvision importable when it is first looked for (once; nothing if it is imported already), through
+    the one finder there is, ``symsweep_torchvision.Deferred`` (the installed ``.pth`` puts the same one in place)."""
+    try:
+        import symsweep_torchvision
+    except ImportError:  # workers/ shipped alone (a runtime_env's py_modules): import_timm still applies the fix
+        return
+    symsweep_torchvision.install()
 
 
 def import_timm() -> ModuleType:
