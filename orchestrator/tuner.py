@@ -52,7 +52,8 @@ def _same_logdir(root: str, relative_logdir: str) -> str:
 
 
 def callbacks(plan: SweepPlan, path: Path) -> list:
-    from orchestrator.progress import Progress, safe_wandb
+    from orchestrator.progress import Progress
+    from orchestrator.wandb_runs import safe_wandb
 
     out = [Progress(plan.metric, plan.mode, epochs=plan.trainer.epochs, total=plan.n_trials, experiment=path)
            ] if plan.logging.progress else []

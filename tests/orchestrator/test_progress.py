@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from orchestrator.progress import WandbRuns, safe_wandb
+from orchestrator.wandb_runs import WandbRuns, safe_wandb
 from tests.orchestrator.fakes import TuneTrial
 from workers.schema import WandbSettings
 

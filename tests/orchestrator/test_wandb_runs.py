@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.progress import WandbRuns, safe_wandb, symsweep_version
+from orchestrator.wandb_runs import WandbRuns, safe_wandb, symsweep_version
 from workers import UNUSED
 from workers.schema import WandbSettings
 
