@@ -141,7 +141,11 @@ def report_markdown(experiment: Experiment) -> str:
     """``summary.md``: the summary table, then each analysis's section and the evaluation-sample curves."""
     summary = experiment.result
     sections = [summary_table(summary)]
-    sections += [kind.markdown(summary, found) for kind, found in experiment.found.items()]
+    members = experiment.analyses.kinds()
+    for kind, found in experiment.found.items():  # an analysis the sweep asked for says why it has no result
+        sections.append(kind.markdown(summary, found) if found else "".join(
+            one_line(f"{analysis.line()}: no result; {analysis.why_empty(summary)}.") + "\n\n"
+            for analysis in members.get(kind, [])).rstrip("\n") + "\n")
     sections.append(samples_markdown(experiment.points, summary))
     return "\n".join(section for section in sections if section)
 

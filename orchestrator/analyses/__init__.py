@@ -86,6 +86,12 @@ class Analysis:
     def markdown(cls, summary: Summary, found: list[Any]) -> str:
         return ""
 
+    def why_empty(self, summary: Summary) -> str:
+        """Why ``compute`` found nothing (said in summary.md in place of the section)."""
+        if not any(configuration.n_seeds for configuration in summary.configurations):
+            return "no trial has finished yet"
+        return "the finished configurations hold none of the configurations it needs (see its line in the plan)"
+
     def figures(self, summary: Summary, found: list[Any], directory: Path) -> list[Path | None]:
         return []
 

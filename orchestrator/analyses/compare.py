@@ -160,6 +160,20 @@ class Compare(Analysis):
         spec = {**self.spec, "metric": self.spec.get("metric") or summary.metric}
         return comparisons(summary, spec, summary.base_seed)
 
+    def why_empty(self, summary: Summary) -> str:
+        key, reference = self.spec["key"], self.spec["reference"]
+        if not any(configuration.n_seeds for configuration in summary.configurations):
+            return super().why_empty(summary)
+        if key not in summary.keys:
+            return f"{key} is not swept in this experiment's trials"
+        values = {text(c.values.get(key)) for c in summary.configurations}
+        if text(reference) not in values:
+            return f"no configuration with {key}={text(reference)} (the reference) has run"
+        if len(values) < 2:
+            return f"no configuration with another value of {key} has run"
+        return (f"no configuration of another {key} has the same other swept values as one of {key}="
+                f"{text(reference)} (nothing to pair it with)")
+
     @classmethod
     def table(cls, summary: Summary, found: list[Comparison]) -> Table:
         """key, value, reference, the other swept keys, metric, pairs, the mean paired difference, its standard

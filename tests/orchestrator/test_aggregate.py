@@ -432,6 +432,25 @@ def test_one_seed_says_so_instead_of_zero_uncertainty(tmp_path):
     assert "| ps | 0.1 | 1 | 0.1 |" in markdown  # the summary row: the value alone
 
 
+def test_an_analysis_without_a_result_says_why_in_the_summary(tmp_path):
+    """A compare the sweep asked for whose reference never ran: summary.md says so in place of its section (and
+    compare.csv holds only its header); so does every analysis while no trial has finished."""
+    path = compare_experiment(tmp_path / "noref", seeds=2)
+    config = json.loads((path / "config.json").read_text())
+    config["sweep"]["compare"]["reference"] = "fa"  # asked for, never run
+    (path / "config.json").write_text(json.dumps(config))
+    write_report(path)
+    assert len(read_csv(path / "compare.csv")) == 0
+    markdown = (path / "summary.md").read_text()
+    assert ("compare: symmetrizer.method: every value against fa, paired by seed, on best_val_mse (compare.csv): "
+            "no result; no configuration with symmetrizer.method=fa (the reference) has run.") in markdown
+    fresh = FakeExperiment(tmp_path / "fresh", config)
+    fresh.trial({"symmetrizer.method": "ps", "symmetrizer.noise_scale": 0.1, "trainer.seed": 0}, "PENDING", [])
+    fresh.save_state()
+    write_report(fresh.path)
+    assert "no result; no trial has finished yet." in (fresh.path / "summary.md").read_text()
+
+
 def test_evaluation_sample_curves_table_and_plot(tmp_path):
     path = compare_experiment(tmp_path / "curves", seeds=3)
     result = write_report(path)
