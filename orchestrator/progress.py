@@ -277,8 +277,9 @@ class Progress(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._leaves(trial, "errored")
         error = _error_line(trial)
-        then = ("not retried: a retry repeats it (change the settings and launch a new experiment)"
-                if error.startswith("DeterministicFailure") else "no retries left (symsweep resume continues it)")
+        repeats = error.split(":")[0].endswith("DeterministicFailure")  # Tune's error file names it with its module
+        then = ("not retried: a retry repeats it (change the settings and launch a new experiment)" if repeats
+                else "no retries left (symsweep resume continues it)")
         self.show(f"FAILED {_describe(trial)}: {error}; {then}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -192,5 +192,15 @@ def test_finished_and_failed_trials_get_their_own_lines(tmp_path):
     assert lines[2].endswith("1/2 done · 1 running · 0 pending · ETA 00:01:05 · no best_val_mse yet · epochs 3/4")
     assert lines[3] == ("failed ps [t_1]: NonFiniteLoss: non-finite training loss (nan) at "
                         "epoch 3, step 30; retrying from its last checkpoint")
-    assert lines[5].startswith("FAILED ps [t_1]: NonFiniteLoss")
+    assert lines[5].startswith("FAILED ps [t_1]: NonFiniteLoss") and "(symsweep resume continues it)" in lines[5]
     assert lines[6].endswith("1/2 done · 0 running · 0 pending · 1 failed · ETA 00:00:00 · no best_val_mse yet")
+
+    # a failure the trial declared deterministic (a retry repeats it): no resume is suggested
+    error.write_text("Failure # 1\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+                     "workers.trial.DeterministicFailure: NonFiniteLoss: non-finite training loss (nan) at epoch 3\n")
+    diverged = TuneTrial("t_2", "RUNNING", epoch=3, error_file=str(error))
+    progress.on_step_end(0, [diverged])
+    progress.on_trial_error(0, [], diverged)
+    (line,) = [line for line in stream.getvalue().splitlines() if line.startswith("FAILED ps [t_2]")]
+    assert line.endswith("; not retried: a retry repeats it (change the settings and launch a new experiment)")
+    assert "symsweep resume" not in line
