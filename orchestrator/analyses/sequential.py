@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from workers.checks import fail, is_int
 
 PRIOR_PRECISION = 0.25  # c: the mixture's effect size theta ~ N(0, 1/c), i.e. a standard deviation of 2 sigma
 RULES = ("resolved",)
@@ -101,7 +103,8 @@ class Rule:
 
     def text(self) -> str:
         within = f", equivalence within ±{self.delta:g}" if self.delta is not None else ""
-        return f"until resolved ({self.confidence:g} confidence sequence{within}), at most {self.max_seeds} seeds"
+        return (f"until resolved ({100 * self.confidence:g} % confidence sequence{within}), at most "
+                f"{self.max_seeds} seeds")
 
     def interval(self, differences: Sequence[float]) -> tuple[float, float]:
         """The CS's interval after all of ``differences`` (in seed order); (-inf, inf) before two pairs."""
@@ -121,3 +124,40 @@ class Rule:
             if self.decided(differences[:n]):
                 return n
         return min(self.max_seeds, max(initial, len(differences) + 1))
+
+    def verdict(self, differences: Sequence[float], value: str, reference: str, mode: str | None) -> str:
+        """In words, naming the values: which is better, equivalent within ±delta, unresolved at max_seeds, or
+        still undecided (the sweep has not asked for the next seed yet, or was stopped)."""
+        level = f"{100 * self.confidence:g} % confidence sequence"
+        n = len(differences)
+        low, high = self.interval(differences)
+        if low > 0 or high < 0:
+            if mode is None:
+                return f"{value} differs from {reference} ({level}; which is better is unknown)"
+            first_better = (high < 0) == (mode == "min")
+            winner, loser = (value, reference) if first_better else (reference, value)
+            return f"{winner} better than {loser} ({level})"
+        if self.delta is not None and -self.delta < low and high < self.delta:
+            return f"{value} equivalent to {reference} within ±{self.delta:g} ({level})"
+        if n >= self.max_seeds:
+            return f"unresolved at max_seeds={self.max_seeds} ({level})"
+        return f"undecided after {n} seed{'s' * (n != 1)} (the sweep stopped before the rule did)"
+
+
+def check_sweep(sweep: Any) -> None:
+    """What a stopping rule (``sweep.compare.until``) needs of the rest of the sweep section (its own keys:
+    ``compare.check_rule``); ``sweep`` is ``workers.schema.SweepSettings``."""
+    compare = sweep.compare if isinstance(sweep.compare, Mapping) else {}
+    if compare.get("until") is None:
+        return
+    if sweep.search == "optuna":
+        fail("sweep.search", "optuna", "grid or random with sweep.compare.until (the rule adds seeds to the plan's "
+             "configurations; Optuna proposes new configurations)")
+    if sweep.scheduler == "asha":
+        fail("sweep.scheduler", "asha", "none with sweep.compare.until (a trial ASHA stops early has no final metric "
+             "to pair)")
+    if sweep.seeds < 2:
+        fail("sweep.seeds", sweep.seeds, "at least 2 with sweep.compare.until (the seeds every configuration starts "
+             "with; the rule adds more)")
+    if is_int(compare.get("max_seeds")) and compare["max_seeds"] < sweep.seeds:
+        fail("sweep.compare.max_seeds", compare["max_seeds"], f"at least sweep.seeds={sweep.seeds}")
