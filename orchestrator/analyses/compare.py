@@ -45,7 +45,7 @@ class Comparison:
     value_mean: float  # over the paired seeds
     reference_mean: float
     rule: Rule | None = None  # sweep.compare's stopping rule: the interval is its confidence sequence
-    seeds_used: int = 0  # completed trials of the side with more (the rule's seeds)
+    seeds_used: int = 0  # completed trials of the compared value (the seeds the rule gave this pair)
 
     @property
     def pairs(self) -> int:
@@ -138,7 +138,7 @@ def comparisons(summary: Summary, spec: Mapping[str, Any], base_seed: Any = 0) -
         if key not in configuration.values or configuration.values[key] == reference or partner is None:
             continue
         ours, theirs = by_seed(configuration, metric, base_seed), by_seed(partner, metric, base_seed)
-        ran = max(len(ours), len(theirs))
+        ran = len(ours)  # the seeds this value ran (a reference shared by several pairs may have run more)
         if rule is not None:
             ours, theirs = in_order(ours, theirs, base_seed), in_order(theirs, ours, base_seed)
         found.append(replace(Comparison.paired(key, configuration.values[key], reference, metric,
