@@ -1,10 +1,11 @@
 """``sweep.compare`` with ``until: resolved``: seeds added inside Ray Tune until every comparison is resolved.
 
 ``Design`` is the rule on the plan's points: which configurations are compared (each value of the compared key
-with the reference configuration whose other swept values are equal) and how many seeds each configuration needs
-given the results so far — ``sweep.seeds`` to start with, then one more seed at a time to both sides of every
-pair whose confidence sequence (``orchestrator.analyses.sequential``) is still undecided, up to ``max_seeds``. A
-reference shared by several pairs runs as many seeds as its most demanding pair.
+with the reference configurations whose other swept values are equal, a key one of them does not read standing
+for every value) and how many seeds each configuration needs given the results so far: ``sweep.seeds`` to
+start with, then one more seed at a time to both sides of every pair whose confidence sequence
+(``orchestrator.analyses.sequential``) is still undecided, up to ``max_seeds``. A reference shared by several
+pairs runs as many seeds as its most demanding pair.
 
 ``orchestrator.searcher.StoppingSearcher`` is that design as a Tune ``Searcher``: ``suggest`` hands out
 (point, seed) trials in seed order as the design asks for them (None while a result is awaited, or while
@@ -37,11 +38,9 @@ class Design:
     def __init__(self, points: list[dict[str, Any]], key: str, reference: Any, rule: Rule, seeds: tuple[int, ...]):
         self.points, self.rule, self.initial, self.base = points, rule, len(seeds), seeds[0]
         self.index = {identity(values): i for i, values in enumerate(points)}
-        others = [{k: v for k, v in values.items() if k != key} for values in points]
-        references = {identity(o): i for i, (o, values) in enumerate(zip(others, points))
-                      if values.get(key) == reference}
-        self.pairs = [(i, references[identity(o)]) for i, (o, values) in enumerate(zip(others, points))
-                      if key in values and values[key] != reference and identity(o) in references]
+        references = [r for r, values in enumerate(points) if values.get(key) == reference]
+        self.pairs = [(i, r) for i, values in enumerate(points) if key in values and values[key] != reference
+                      for r in references if _same_others(values, points[r], key)]
 
     @classmethod
     def of(cls, plan: SweepPlan) -> Design | None:
@@ -82,6 +81,15 @@ class Design:
     def at_most(self) -> int:
         compared = {i for pair in self.pairs for i in pair}
         return sum(self.rule.max_seeds if i in compared else self.initial for i in range(len(self.points)))
+
+
+def _same_others(one: Mapping[str, Any], other: Mapping[str, Any], key: str) -> bool:
+    """Whether two points are compared: their other swept values are equal, a key one of them does not read
+    (``UNUSED``) standing for every value (as ``aggregate.expand_unused`` pairs them in compare.csv)."""
+    from workers import UNUSED
+
+    return all(one.get(k) == other.get(k) or UNUSED in (one.get(k), other.get(k))
+               for k in set(one) | set(other) if k not in (key, SEED_KEY))
 
 
 def planned_trials(plan: SweepPlan, records: Iterable[Any]) -> int:

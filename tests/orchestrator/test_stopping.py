@@ -41,6 +41,14 @@ def test_pairs_share_the_reference_and_each_asks_for_its_own_seeds():
     assert design().needs(failed)[0] == 4  # a failed seed ends its pair there: nothing more is asked of it
 
 
+def test_a_configuration_that_does_not_read_a_key_is_compared_with_every_value_of_it():
+    from workers import UNUSED
+
+    points = [{"m": "ps", "n": 1}, {"m": "ps", "n": 2}, {"m": "ga", "n": UNUSED}, {"m": "ca", "n": UNUSED}]
+    assert Design(points, "m", "ga", Rule("resolved", 4), (0, 1)).pairs == [(0, 2), (1, 2), (3, 2)]
+    assert Design(points, "m", "ps", Rule("resolved", 4), (0, 1)).pairs == [(2, 0), (2, 1), (3, 0), (3, 1)]
+
+
 def tune_loop(searcher: StoppingSearcher, metric, concurrent: int | None = None, stop_after: int | None = None,
               ids: str = "t"):
     """Tune's part: ask for trials (each id new), run them (completing the oldest first), until FINISHED."""
