@@ -15,7 +15,8 @@ every internal used here still exists in the installed Ray.
   was at launch; trials it creates after a ``resume`` of a moved or copied experiment would write into the old
   folder. After Tune restores the searcher, its storage is pointed at the experiment being resumed, and a
   searcher with ``reconcile`` (``orchestrator.searcher``) is told of the trials that finished after its last
-  checkpoint (else it would wait for their results forever).
+  checkpoint (else it would wait for their results forever) and asked anew even if it had finished (an errored
+  trial that a resume completes can make the stopping rule ask for more seeds; it says FINISHED again if not).
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ def rebase_restored_searchers() -> None:
         searcher = getattr(self._search_alg, "searcher", None)  # noqa: SLF001
         if hasattr(searcher, "reconcile"):  # orchestrator.searcher: trials that finished after its checkpoint
             searcher.reconcile(self._trials)  # noqa: SLF001
+            self._search_alg._finished = False  # noqa: SLF001 - asked anew: an errored trial resumed may need seeds
 
     resume.symsweep = True
     TuneController.resume = resume

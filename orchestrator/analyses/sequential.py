@@ -21,6 +21,11 @@ Grunwald, de Heide & Koolen 2024, JRSS-B), so by Ville's inequality P(exists n: 
 interval around the mean, in closed form (``half_width``); it is unbounded until
 ((n + c) / c)^((n - 1) / 2) >= 1/alpha (with c = ``PRIOR_PRECISION`` = 0.25 and 95 %: from 4 pairs on).
 
+Why not a library: ``confseq`` (0.0.11, January 2023, the only one on PyPI) ships an sdist only, whose build
+needs Boost and CMake (``pip install -c constraints.txt confseq`` fails: "Could NOT find Boost"), and its
+boundaries are for sub-Gaussian/sub-exponential or bounded increments with a known scale; the closed form
+below is a few lines of numpy.
+
 Assumption, stated honestly: the paired differences are independent, identically distributed and Gaussian
 (their variance unknown). Metric differences of seeds are not exactly Gaussian; the guarantee is exact for
 Gaussian differences and approximate otherwise (heavy tails or strong skew can break it). The order of the
