@@ -35,8 +35,10 @@ def identity(values: Mapping[str, Any]) -> str:
 
 
 class Design:
-    def __init__(self, points: list[dict[str, Any]], key: str, reference: Any, rule: Rule, seeds: tuple[int, ...]):
+    def __init__(self, points: list[dict[str, Any]], key: str, reference: Any, rule: Rule, seeds: tuple[int, ...],
+                 metric: str = ""):
         self.points, self.rule, self.initial, self.base = points, rule, len(seeds), seeds[0]
+        self.metric = metric  # the compared metric (sweep.compare.metric, by default the sweep's)
         self.index = {identity(values): i for i, values in enumerate(points)}
         references = [r for r, values in enumerate(points) if values.get(key) == reference]
         self.pairs = [(i, r) for i, values in enumerate(points) if key in values and values[key] != reference
@@ -48,7 +50,8 @@ class Design:
         if rule is None:
             return None
         spec = next(a.spec for a in plan.analyses.chosen if a.key == "compare")
-        return cls([dict(point.values) for point in plan.points], spec["key"], spec["reference"], rule, plan.seeds)
+        return cls([dict(point.values) for point in plan.points], spec["key"], spec["reference"], rule, plan.seeds,
+                   spec.get("metric") or plan.metric)
 
     def seed(self, k: int) -> int:
         return self.base + k
@@ -103,7 +106,7 @@ def planned_trials(plan: SweepPlan, records: Iterable[Any]) -> int:
         point, seed = design.index.get(identity(record.params)), record.params.get(SEED_KEY, design.base)
         if point is None or record.state in ("pending", "running", "paused", "unknown"):
             continue
-        value = record.last.get(plan.metric)
+        value = record.last.get(design.metric)
         ok = record.state == "completed" and isinstance(value, (int, float)) and math.isfinite(value)
         results[(point, seed)] = float(value) if ok else None
     return sum(design.needs(results))

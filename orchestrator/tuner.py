@@ -127,7 +127,7 @@ def make_tuner(plan: SweepPlan, path: Path, scratch: str | None = None):
     if rule is not None:  # seeds added on demand until every comparison is resolved (orchestrator.stopping)
         from orchestrator.searcher import StoppingSearcher
 
-        search_alg, samples = StoppingSearcher(rule, plan.metric, sweep.max_concurrent), rule.at_most()
+        search_alg, samples = StoppingSearcher(rule, rule.metric, sweep.max_concurrent), rule.at_most()
     if sweep.scheduler == "asha":
         scheduler = make_scheduler(plan.trainer)
     use_metric = sweep.search == "optuna" or scheduler is not None

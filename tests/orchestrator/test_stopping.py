@@ -187,3 +187,20 @@ def test_the_dry_run_says_the_trials_at_start_and_at_most(tmp_path, capsys):
     assert main(["launch", f"storage={tmp_path}", "name=dry", *TINY, rule, "--dry-run", "--json"]) == 0
     described = json.loads(capsys.readouterr().out)
     assert described["n_trials"] == 6 and described["n_trials_at_most"] == 15 and described["compared_pairs"] == 2
+
+
+def test_the_rule_reads_the_compared_metric_not_only_the_sweep_s(tmp_path):
+    from orchestrator.config import compose
+    from orchestrator.plan import validate
+    from orchestrator.records import load_trials
+    from orchestrator.stopping import planned_trials
+
+    compare = "sweep.compare={key: symmetrizer.method, reference: ga, until: resolved, max_seeds: 4"
+    plan = validate(compose([f"storage={tmp_path}", *TINY, compare + ", metric: best_test_mse}"]))
+    assert plan.metric == "best_val_mse" and Design.of(plan).metric == "best_test_mse"
+    fake = rule_experiment(tmp_path / "e", {"ps": [0.1, 0.15], "ga": [0.2, 0.25], "canonical": [0.3, 0.1]})
+    for trial in fake.path.glob("trainable_*/result.json"):  # the compared metric missing: every trial failed it
+        lines = [json.loads(line) for line in trial.read_text().splitlines()]
+        trial.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "best_test_mse"}) + "\n"
+                                 for line in lines))
+    assert planned_trials(plan, load_trials(fake.path)) == 6  # blocked at the first seed: nothing more asked
