@@ -101,3 +101,20 @@ def test_the_rule_asks_for_one_more_seed_until_decided():
     assert Rule.of({"key": "k", "reference": 1}) is None
     with pytest.raises(KeyError):
         Rule.of({"until": "resolved"})
+
+
+def test_the_verdicts_name_the_values():
+    rule = Rule("resolved", max_seeds=6, delta=0.5)
+    lower = [-1.0, -1.1, -0.9, -1.05]  # value − reference < 0 on every seed
+    assert rule.verdict(lower, "ps", "ga", "min") == "ps better than ga (95 % confidence sequence)"
+    assert rule.verdict(lower, "ps", "ga", "max") == "ga better than ps (95 % confidence sequence)"
+    assert rule.verdict(lower, "ps", "ga", None) == "ps differs from ga (95 % confidence sequence; which is " \
+        "better is unknown)"
+    same = [0.01, -0.01, 0.0, 0.005, -0.004, 0.002]
+    assert rule.verdict(same, "ps", "ga", "min") == "ps equivalent to ga within ±0.5 (95 % confidence sequence)"
+    noisy = [1.0, -1.2, 0.3, -0.2, 0.9, -1.0]
+    assert rule.verdict(noisy, "ps", "ga", "min") == "unresolved at max_seeds=6 (95 % confidence sequence)"
+    assert rule.verdict(noisy[:3], "ps", "ga", "min") == "undecided after 3 seeds (the sweep stopped before the " \
+        "rule did)"
+    assert Rule("resolved", 6, confidence=0.9).verdict(lower, "a", "b", "min") == "a better than b (90 % " \
+        "confidence sequence)"
