@@ -81,6 +81,19 @@ class Design:
                 need[i] = max(need[i], asked)
         return need
 
+    def results_of(self, records: Iterable[Any]) -> Result:
+        """The results the experiment's files hold (``records.TrialRecord``s): the compared metric of a completed
+        trial, None for a trial that ended without it; a trial still to run or interrupted has none yet."""
+        results: Result = {}
+        for record in records:
+            point, seed = self.index.get(identity(record.params)), record.params.get(SEED_KEY, self.base)
+            if point is None or record.state in ("pending", "running", "unfinished"):  # no result yet
+                continue
+            value = record.last.get(self.metric)
+            ok = record.state == "completed" and isinstance(value, (int, float)) and math.isfinite(value)
+            results[(point, seed)] = float(value) if ok else None
+        return results
+
     def at_most(self) -> int:
         compared = {i for pair in self.pairs for i in pair}
         return sum(self.rule.max_seeds if i in compared else self.initial for i in range(len(self.points)))
@@ -99,14 +112,4 @@ def planned_trials(plan: SweepPlan, records: Iterable[Any]) -> int:
     """The trials the plan asks for: ``n_trials``, or with a stopping rule what the rule asks given the
     experiment's files (each completed trial's metric; a finished trial without it counts as failed)."""
     design = Design.of(plan)
-    if design is None:
-        return plan.n_trials
-    results: Result = {}
-    for record in records:
-        point, seed = design.index.get(identity(record.params)), record.params.get(SEED_KEY, design.base)
-        if point is None or record.state in ("pending", "running", "paused", "unknown"):
-            continue
-        value = record.last.get(design.metric)
-        ok = record.state == "completed" and isinstance(value, (int, float)) and math.isfinite(value)
-        results[(point, seed)] = float(value) if ok else None
-    return sum(design.needs(results))
+    return plan.n_trials if design is None else sum(design.needs(design.results_of(records)))

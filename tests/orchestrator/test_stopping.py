@@ -4,7 +4,6 @@ from the files, the refusals before Ray starts, the dry run and compare.csv. The
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -118,20 +117,21 @@ def rule_experiment(path, mse: dict, seeds: int = 2, max_seeds: int = 4) -> Fake
 
 
 def test_compare_csv_says_the_seeds_the_rule_and_its_verdict(tmp_path):
-    from orchestrator.results import load_experiment, write_report
+    """compare.csv as the Python API gives it (``Experiment.comparisons``, the same table) and summary.md."""
+    from orchestrator.results import load_experiment, report_markdown
 
     ga = [0.2, 0.25, 0.22, 0.21]
     path = rule_experiment(tmp_path / "cmp", {"ps": [g - d for g, d in zip(ga, CLEAR)], "ga": ga,
                                               "canonical": [0.3, 0.1, 0.25]}).path  # canonical's seed 3 missing
-    write_report(load_experiment(path))
-    rows = {row["value"]: row for row in csv.DictReader((path / "compare.csv").open())}
+    experiment = load_experiment(path)
+    rows = {row["value"]: row for row in experiment.comparisons.to_dict("records")}
     ps, canonical = rows["ps"], rows["canonical"]
-    assert ps["verdict"] == "ps better than ga (95 % confidence sequence)" and ps["seeds_used"] == "4"
-    assert float(ps["cs_low"]) < float(ps["mean_difference"]) < float(ps["cs_high"]) < 0 and "ci95_low" not in ps
+    assert ps["verdict"] == "ps better than ga (95 % confidence sequence)" and ps["seeds_used"] == 4
+    assert ps["cs_low"] < ps["mean_difference"] < ps["cs_high"] < 0 and "ci95_low" not in ps
     assert ps["rule"] == "until resolved (95 % confidence sequence), at most 4 seeds"
-    assert canonical["pairs"] == "3" and canonical["verdict"] == "undecided after 3 seeds (the sweep stopped " \
+    assert canonical["pairs"] == 3 and canonical["verdict"] == "undecided after 3 seeds (the sweep stopped " \
         "before the rule did)"
-    summary = (path / "summary.md").read_text()
+    summary = report_markdown(experiment)
     assert "ps better than ga (95 % confidence sequence)" in summary and "anytime-valid" in summary
 
 
@@ -204,3 +204,19 @@ def test_the_rule_reads_the_compared_metric_not_only_the_sweep_s(tmp_path):
         trial.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "best_test_mse"}) + "\n"
                                  for line in lines))
     assert planned_trials(plan, load_trials(fake.path)) == 6  # blocked at the first seed: nothing more asked
+
+
+def test_a_trial_without_a_result_yet_leaves_its_pair_waiting_not_failed(tmp_path):
+    from orchestrator.records import load_trials
+
+    fake = rule_experiment(tmp_path / "e", {"ps": [0.1], "ga": [0.2, 0.25], "canonical": [0.3, 0.1]})
+    fake.trial({"symmetrizer.method": "ps", "trainer.seed": 1}, "RUNNING", [mse_report(0.12)])
+    fake.save_state()
+    records = load_trials(fake.path)
+    assert {r.state for r in records if r.params.get("trainer.seed") == 1 and r.params["symmetrizer.method"] == "ps"
+            } == {"running"}
+    design = Design([{"symmetrizer.method": m} for m in ("ps", "ga", "canonical")], "symmetrizer.method", "ga",
+                    Rule("resolved", 4), (0, 1), "best_val_mse")
+    results = design.results_of(records)
+    assert (0, 1) not in results and results[(2, 1)] == 0.1
+    assert design.needs(results) == [2, 3, 3]  # ps waits for its seed 1; canonical's pair asks a third seed
