@@ -220,3 +220,17 @@ def test_a_trial_without_a_result_yet_leaves_its_pair_waiting_not_failed(tmp_pat
     results = design.results_of(records)
     assert (0, 1) not in results and results[(2, 1)] == 0.1
     assert design.needs(results) == [2, 3, 3]  # ps waits for its seed 1; canonical's pair asks a third seed
+
+
+@pytest.mark.parametrize("rule", [{"until": "resolved", "max_seeds": "4"}, {"until": "soon", "max_seeds": 4},
+                                  {"until": "resolved", "max_seeds": 4, "confidence": 1.5},
+                                  {"until": "resolved", "max_seeds": 4, "delta": -1}])
+def test_a_crafted_rule_in_a_saved_config_is_one_line_not_a_traceback(tmp_path, rule):
+    from orchestrator.results import load_experiment
+
+    fake = rule_experiment(tmp_path / "crafted", {"ps": [0.1], "ga": [0.2], "canonical": [0.3]})
+    config = json.loads((fake.path / "config.json").read_text())
+    config["sweep"]["compare"] = {"key": "symmetrizer.method", "reference": "ga", **rule}
+    (fake.path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"sweep\.compare\.until does not have the shape symsweep launch writes"):
+        load_experiment(fake.path)
