@@ -197,7 +197,7 @@ def _report(plan: SweepPlan, path: Path, grid, interrupted: bool, crashed: str |
 def finished_trials(records) -> int:
     """How many of the experiment's trials (``records``, read from its files) are done as planned: completed, or
     stopped early by ASHA on purpose (``records.FINISHED``). The exit status is 0 when they are the plan's
-    ``n_trials``, and ``resume`` then has nothing to do."""
+    planned trials (``stopping.planned_trials``), and ``resume`` then has nothing to do."""
     from orchestrator.records import FINISHED
 
     return sum(record.state in FINISHED for record in records)
@@ -209,9 +209,10 @@ def _outcome(plan: SweepPlan, path: Path, records, hint: str) -> int:
 
     from orchestrator.folder import Folder
     from orchestrator.records import FINISHED
+    from orchestrator.stopping import planned_trials
     from workers.trial import DETERMINISTIC
 
-    planned = plan.n_trials
+    planned = planned_trials(plan, records)  # with a stopping rule: what the rule asked, recomputed from the files
     short = planned - finished_trials(records)
     if short <= 0:
         return 0

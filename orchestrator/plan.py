@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from orchestrator.analyses import Analyses, Context
+from orchestrator.analyses import Analyses, Context, sequential
 from orchestrator.config import OWN, trial_config
 from orchestrator.domains import Domain
 from workers import reporting
@@ -64,6 +64,14 @@ class SweepPlan:
     @property
     def n_trials(self) -> int:
         return len(self.points) * len(self.seeds)
+
+    @property
+    def rule(self):
+        """``sweep.compare``'s stopping rule (``analyses.sequential.Rule``), or None: a fixed number of seeds.
+        With a rule, ``n_trials`` is the trials at start; ``orchestrator.stopping`` says how many it may add."""
+        from orchestrator.analyses.sequential import Rule
+
+        return Rule.of(next((a.spec for a in self.analyses.chosen if a.key == "compare"), None))
 
     @property
     def collapsed(self) -> bool:
@@ -127,6 +135,7 @@ def _domains(config: Mapping[str, Any], sweep: SweepSettings) -> dict[str, Domai
 def _check_sweep(config: Mapping[str, Any], sweep: SweepSettings, cluster: ClusterSettings,
                  trainer: TrainerSettings, domains: dict[str, Domain]) -> None:
     """What depends on several keys of the sweep, cluster and trainer sections."""
+    sequential.check_sweep(sweep)
     if sweep.seeds > 1 and SEED_KEY in domains:
         raise ValueError("sweep.seeds and sweep.params.trainer.seed both set the seed; use one of them")
     if sweep.search == "optuna":

@@ -44,8 +44,13 @@ def _configuration(values: Mapping[str, Any]) -> dict[str, Any]:
 def describe(plan: SweepPlan, defaults: Mapping[str, Any] | None = None, command_line: Iterable[str] = ()
              ) -> dict[str, Any]:
     """Everything a launch of ``plan`` will do, as one JSON-ready dict (``--dry-run --json``)."""
+    from orchestrator.stopping import Design
+
     _, worker = plan.resources()
     devices = plan.trainer.devices
+    design = Design.of(plan)  # a stopping rule: n_trials at start, up to n_trials_at_most
+    rule = {"rule": plan.rule.text(), "n_trials_at_most": design.at_most(), "compared_pairs": len(design.pairs)
+            } if design is not None else {}
     return {"metric": plan.metric, "mode": plan.mode, "search": plan.sweep.search,
             "collapsed": plan.describe_collapse(), "scheduler": plan.sweep.scheduler,
             "swept": {key: domain.as_config() for key, domain in plan.domains.items()},
@@ -53,7 +58,7 @@ def describe(plan: SweepPlan, defaults: Mapping[str, Any] | None = None, command
             "configurations": [_configuration(point.values) for point in plan.points], "n_trials": plan.n_trials,
             "resources_per_trial": {"cpus": worker["cpus"] * devices, "gpus": worker["gpus"] * devices},
             "max_concurrent": plan.sweep.max_concurrent, "epochs": plan.trainer.epochs,
-            "analyses": plan.analyses.lines()}
+            "analyses": plan.analyses.lines(), **rule}
 
 
 def plan_lines(summary: Mapping[str, Any]) -> list[str]:
@@ -67,9 +72,14 @@ def plan_lines(summary: Mapping[str, Any]) -> list[str]:
     resources = summary["resources_per_trial"]
     if summary.get("collapsed"):
         lines.append(f"collapsed: {summary['collapsed']}")
-    lines.append(f"trials: {summary['n_trials']} = {len(summary['configurations'])} configuration(s) x "
+    start = " at start" if "n_trials_at_most" in summary else ""
+    lines.append(f"trials: {summary['n_trials']}{start} = {len(summary['configurations'])} configuration(s) x "
                  f"{len(summary['seeds'])} seed(s) {summary['seeds']}; each {resources['cpus']:g} CPU(s), "
                  f"{resources['gpus']:g} GPU(s), {summary['epochs']} epochs")
+    if "n_trials_at_most" in summary:
+        lines.append(f"trials: at most {summary['n_trials_at_most']}: seeds are added one at a time to both sides "
+                     f"of each of the {summary['compared_pairs']} compared pair(s) still unresolved, "
+                     f"{summary['rule']}")
     lines.extend(summary.get("analyses", []))
     return lines
 

@@ -186,7 +186,8 @@ class Progress(Callback):
     def line(self) -> str:
         """The status line, most important first (a terminal cuts it at its width from the end)."""
         done, failed = self.counts.get("done", 0), self.counts.get("errored", 0)
-        total = self.total if self.total is not None else sum(self.counts.values())
+        known = sum(self.counts.values())  # a stopping rule (orchestrator.stopping) adds trials beyond the plan's
+        total = max(self.total, known) if self.total is not None else known
         running = max(len(self.running), self.counts.get("running", 0))
         parts = [f"{done}/{total} done", f"{running} running", f"{self.counts.get('pending', 0)} pending"]
         if failed:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 
 from orchestrator.folder import MISSING, RESULTS_LIMIT, Folder, FolderError, parse_json, plausible
 from workers import reporting
-from workers.checks import is_int
+from workers.checks import is_int, is_number
 
 STATES = ("completed", "stopped", "errored", "running", "pending", "unfinished")
 FINISHED = ("completed", "stopped")  # a result: trained to its last epoch, or stopped early by ASHA on purpose
@@ -80,6 +80,10 @@ def open_experiment(experiment_dir: str | os.PathLike | Folder) -> tuple[Folder,
     return folder, config
 
 
+def _number(value: Any, low: float, high: float) -> bool:
+    return is_number(value) and low < value < high
+
+
 def _misshapen(config: Mapping[str, Any]) -> str | None:
     """The first part of ``config`` the tables read that is not shaped as ``symsweep launch`` writes it (a crafted
     or damaged config.json is refused here in one line, not by a traceback further on), or None."""
@@ -95,6 +99,11 @@ def _misshapen(config: Mapping[str, Any]) -> str | None:
         checks["sweep.mode"] = sweep.get("mode") in (None, "min", "max")
         checks["sweep.compare"] = compare is None or isinstance(compare, dict) and "reference" in compare and (
             isinstance(compare.get("key"), str) and isinstance(compare.get("metric") or "", str))
+        rule = compare if isinstance(compare, dict) and compare.get("until") is not None else None
+        checks["sweep.compare.until"] = rule is None or (  # the stopping rule (analyses.sequential.Rule.of reads it)
+            rule["until"] == "resolved" and is_int(rule.get("max_seeds")) and rule["max_seeds"] >= 1
+            and _number(rule.get("confidence", 0.95), 0, 1) and (rule.get("delta") is None
+                                                                  or _number(rule["delta"], 0, math.inf)))
         for name, keys in SPEC_KEYS.items():
             entries = sweep.get(name) or []
             checks[f"sweep.{name}"] = isinstance(entries, list) and all(

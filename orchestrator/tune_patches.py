@@ -13,7 +13,10 @@ every internal used here still exists in the installed Ray.
   folder) is recorded once and stops the sweep the way a signal does; ``storage_failure`` says what failed.
 - ``rebase_restored_searchers``: the searcher's state (pickled by Tune) keeps the experiment's storage as it
   was at launch; trials it creates after a ``resume`` of a moved or copied experiment would write into the old
-  folder. After Tune restores the searcher, its storage is pointed at the experiment being resumed.
+  folder. After Tune restores the searcher, its storage is pointed at the experiment being resumed, and a
+  searcher with ``reconcile`` (``orchestrator.searcher``) is told of the trials that finished after its last
+  checkpoint (else it would wait for their results forever) and asked anew even if it had finished (an errored
+  trial that a resume completes can make the stopping rule ask for more seeds; it says FINISHED again if not).
 """
 
 from __future__ import annotations
@@ -195,6 +198,10 @@ def rebase_restored_searchers() -> None:
             storage.storage_filesystem = self._storage.storage_filesystem  # noqa: SLF001
             storage.storage_fs_path = self._storage.storage_fs_path  # noqa: SLF001
             storage.experiment_dir_name = self._storage.experiment_dir_name  # noqa: SLF001
+        searcher = getattr(self._search_alg, "searcher", None)  # noqa: SLF001
+        if hasattr(searcher, "reconcile"):  # orchestrator.searcher: trials that finished after its checkpoint
+            searcher.reconcile(self._trials)  # noqa: SLF001
+            self._search_alg._finished = False  # noqa: SLF001 - asked anew: an errored trial resumed may need seeds
 
     resume.symsweep = True
     TuneController.resume = resume

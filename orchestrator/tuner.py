@@ -123,6 +123,11 @@ def make_tuner(plan: SweepPlan, path: Path, scratch: str | None = None):
         search_alg = BasicVariantGenerator(points_to_evaluate=[dict(point.values) for point in plan.points],
                                            max_concurrent=sweep.max_concurrent or 0)
         samples = len(plan.points)
+    rule = stopping_design(plan)
+    if rule is not None:  # seeds added on demand until every comparison is resolved (orchestrator.stopping)
+        from orchestrator.searcher import StoppingSearcher
+
+        search_alg, samples = StoppingSearcher(rule, rule.metric, sweep.max_concurrent), rule.at_most()
     if sweep.scheduler == "asha":
         scheduler = make_scheduler(plan.trainer)
     use_metric = sweep.search == "optuna" or scheduler is not None
@@ -131,8 +136,15 @@ def make_tuner(plan: SweepPlan, path: Path, scratch: str | None = None):
         scheduler=scheduler, num_samples=samples, reuse_actors=True,
         max_concurrent_trials=sweep.max_concurrent if search_alg is None else None,
         trial_dirname_creator=trial_dirname)
-    return tune.Tuner(wrapped_trainable(plan, path, scratch), param_space=search_space(plan), tune_config=tune_config,
+    space = {} if rule is not None else search_space(plan)  # the searcher's suggestions hold every swept value
+    return tune.Tuner(wrapped_trainable(plan, path, scratch), param_space=space, tune_config=tune_config,
                       run_config=run_config(plan, path))
+
+
+def stopping_design(plan: SweepPlan):
+    from orchestrator.stopping import Design
+
+    return Design.of(plan)
 
 
 def trial_dirname(trial) -> str:

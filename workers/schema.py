@@ -184,7 +184,8 @@ class SweepSettings:
     derived: list = setting([], ANY, "ratios of a metric between two values of one swept key (derived.csv)")
     loglog: list = setting([], ANY, "power-law fits of a metric against a positive swept key (fits.csv)")
     compare: dict | None = setting(None, ANY, "every value of a swept key against a reference value, paired by seed "
-                                   "(compare.csv)")
+                                   "(compare.csv); until: resolved (with max_seeds, optionally confidence and delta) "
+                                   "adds seeds until each comparison is resolved")
 
 
 @dataclass(frozen=True)

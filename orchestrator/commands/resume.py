@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.plan import validate
     from orchestrator.records import load_trials
     from orchestrator.recovery import check_restorable
+    from orchestrator.stopping import planned_trials
     from orchestrator.stored_config import checked_config
 
     path = Path(args.path).expanduser().resolve()
@@ -42,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if args.address:
         config["cluster"]["address"] = args.address
     plan = validate(config)
-    done = finished_trials(load_trials(path))
-    if done >= plan.n_trials:  # decided from the files, before Ray starts
-        print(f"symsweep resume: nothing to do: every planned trial completed ({done} of {plan.n_trials}); the "
+    records = load_trials(path)
+    done, planned = finished_trials(records), planned_trials(plan, records)  # with a rule: what it asked so far
+    if done >= planned:  # decided from the files, before Ray starts
+        print(f"symsweep resume: nothing to do: every planned trial completed ({done} of {planned}); the "
               f"results are in {path} (symsweep report {path} writes the tables again)", flush=True)
         return 0
     return run_experiment(plan, path, restart_errored=args.restart_errored)

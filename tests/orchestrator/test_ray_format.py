@@ -119,3 +119,6 @@ def test_the_internals_orchestrator_tune_patches_changes_are_there():
     assert "self.iterable = list(iterable)" in inspect.getsource(_VariantIterator.__init__), CHANGED + "variants"
     assert "self._experiment = experiment_list[0]" in inspect.getsource(SearchGenerator.add_configurations), (
         CHANGED + "SearchGenerator's experiment")
+    generator = inspect.getsource(SearchGenerator)  # the stopping rule's searcher asked anew after a resume
+    assert "self._finished = state[\"finished\"]" in generator and "self.searcher = searcher" in generator, (
+        CHANGED + "SearchGenerator's finished flag and searcher")
