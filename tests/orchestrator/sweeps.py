@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -49,3 +50,35 @@ def digest(directory: Path) -> dict[str, str]:
     """Every file below ``directory`` -> its sha256."""
     return {str(file.relative_to(directory)): hashlib.sha256(file.read_bytes()).hexdigest()
             for file in sorted(directory.rglob("*")) if file.is_file()}
+
+
+def wandb_records(file: Path):
+    """The records of a W&B run file (``run-<id>.wandb``): W&B's log format, a 7-byte header (":W&B", 0xBEE1,
+    version 0) then blocks of 32 KiB holding records (checksum, length, type: full, first, middle, last), each a
+    ``wandb_internal_pb2.Record``."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = file.read_bytes()
+    assert struct.unpack("<4sHB", data[:7]) == (b":W&B", 0xBEE1, 0), file
+    block, position, pending = 32768, 7, b""
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if kind == 0:  # padding to the end of the block
+            position += left
+            continue
+        chunk, position = data[position + 7:position + 7 + length], position + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def run_record(file: Path):
+    run = next(record.run for record in wandb_records(file) if record.WhichOneof("record_type") == "run")
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    return run, config

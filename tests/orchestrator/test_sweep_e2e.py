@@ -1,4 +1,5 @@
-"""Sweeps end to end on an embedded local Ray: the files and the table, offline W&B, a sharded trial on Ray Train,
+"""Sweeps end to end on an embedded local Ray: the files and the table, offline W&B (runs named, grouped, with the
+whole config; ``wandb sync --dry-run`` lists them), a sharded trial on Ray Train,
 the privacy of Ray's session logs. Each launch runs in its own process (as a user would run it). Faults (killed
 workers and drivers, a diverging loss, a failing W&B, a full disk, ...): test_faults.py; a killed trial's restart
 in detail: tests/train/test_trial.py."""
@@ -7,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.sweeps import TINY, results, symsweep, trial_dirs
+from orchestrator.wandb_runs import symsweep_version
+from tests.orchestrator.sweeps import TINY, results, run_record, symsweep, trial_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +41,23 @@ def test_a_small_sweep_writes_its_tables_plots_and_offline_wandb(tmp_path):
     table = (path / "summary.md").read_text()
     assert "| ps |" in table and "| ga |" in table and "best_val_mse" in table
     assert "best_val_mse" in done.stdout  # the summary is printed at the end
-    runs = sorted((path / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 4, "one offline W&B run per trial"
-    for run in runs:  # W&B's record log stores keys as plain strings: each run has the trial's config and metrics
-        data = run.read_bytes()
-        assert b"symmetrizer.method" in data and data.count(b"val_mse") >= 2 and b"train_loss" in data, run
+    files = sorted((path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 4, "one offline W&B run per trial"
+    runs = [run_record(file) for file in files]  # named by the swept values, grouped, with the whole config
+    assert sorted(run.display_name for run, _ in runs) == ["ga seed=0", "ga seed=1", "ps seed=0", "ps seed=1"]
+    for (run, config), file in zip(runs, files):
+        method = run.display_name.split()[0]
+        assert run.run_group == "small" and run.job_type == method  # a configuration's seeds together
+        assert config["symmetrizer"]["method"] == method and config["task"]["name"] == "nbody"
+        assert config["task"]["train_size"] == 40 and config["trainer"]["epochs"] == 2  # not swept, still there
+        assert config["trainer"]["seed"] == int(run.display_name[-1])
+        assert config["symsweep"]["version"] == symsweep_version() and config["symsweep"]["experiment"] == "small"
+        data = file.read_bytes()  # the history: every report's metrics
+        assert data.count(b"val_mse") >= 2 and b"train_loss" in data, file
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    listed = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(path / "wandb")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert "Would sync 4 run(s)" in listed.stdout + listed.stderr, listed.stdout + listed.stderr  # README, W&B
     before = {name: (path / name).read_bytes() for name in ("trials.csv", "summary.csv", "summary.md")}
     again = symsweep("report", str(path))
     assert again.returncode == 0, again.stderr
