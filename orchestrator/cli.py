@@ -4,7 +4,7 @@ Each subcommand lives in ``orchestrator/commands/<name>.py`` and provides ``add_
 which registers its arguments and sets ``func``. Subcommands take Hydra-style ``key=value``
 overrides as positional arguments; heavy imports happen inside the command, not here. The help of
 ``symsweep`` and of the commands that take overrides ends with the config groups and their options
-(``orchestrator.config.config_groups_help``), built only when help is asked for.
+(``orchestrator.hydra_options.config_groups_help``), built only when help is asked for.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from orchestrator.config import config_groups_help
+    from orchestrator.hydra_options import config_groups_help
 
     parser = Parser(
         prog="symsweep",

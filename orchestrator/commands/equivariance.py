@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from orchestrator.config import add_hydra_options
+from orchestrator.hydra_options import add_hydra_options
 
 
 def add_parser(subparsers) -> None:
@@ -88,7 +88,7 @@ def measure(config: dict, checkpoint: str | None, samples: int, batch_size: int,
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.config import config_yaml, hydra_options
+    from orchestrator.hydra_options import config_yaml, hydra_options
 
     if args.samples < 1 or args.batch < 1:
         raise ValueError(f"--samples={args.samples} / --batch={args.batch} are not allowed; expected integers ≥ 1")

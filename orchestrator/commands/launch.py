@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.config import add_hydra_options
+from orchestrator.hydra_options import add_hydra_options
 
 
 def add_parser(subparsers) -> None:
@@ -82,7 +82,8 @@ def prepare(overrides: list[str], config_dir: str | None = None):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from orchestrator.config import compose, config_yaml, hydra_options
+    from orchestrator.config import compose
+    from orchestrator.hydra_options import config_yaml, hydra_options
     from orchestrator.plan_text import plan_lines, plan_table
 
     if args.json and not args.dry_run:

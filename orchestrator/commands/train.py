@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.config import add_hydra_options
+from orchestrator.hydra_options import add_hydra_options
 
 
 def add_parser(subparsers) -> None:
@@ -68,7 +68,8 @@ def make_workdir(workdir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.config import compose, config_yaml, hydra_options, parse_command_line, trial_config
+    from orchestrator.config import compose, parse_command_line, trial_config
+    from orchestrator.hydra_options import config_yaml, hydra_options
 
     config_dir = hydra_options(args, "train")
     swept = parse_command_line(args.overrides).sweeps
