@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from orchestrator.domains import KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+TRIAL_SECTIONS = ("task", "group", "symmetrizer", "model", "trainer", "remul")  # what a trial runs with
 GROUPS = ("task", "group", "symmetrizer", "model", "trainer", "sweep", "cluster", "logging", "experiment")
 SEARCHPATH = "hydra.searchpath"  # the one Hydra setting symsweep reads: more config directories (appended)
 CFG = ("job", "all")  # --cfg: what Hydra's --cfg prints; symsweep composes no hydra section, so both are the job's
@@ -371,4 +372,4 @@ def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def trial_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of the config a trial sees (no sweep, cluster or logging sections)."""
-    return {key: config[key] for key in ("task", "group", "symmetrizer", "model", "trainer", "remul") if key in config}
+    return {key: config[key] for key in TRIAL_SECTIONS if key in config}

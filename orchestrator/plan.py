@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from orchestrator.analyses import Analyses, Context, sequential
-from orchestrator.config import OWN, trial_config
+from orchestrator.config import OWN, TRIAL_SECTIONS, trial_config
 from orchestrator.domains import Domain
 from workers import reporting
 from workers.checks import fail
 from workers.schema import ClusterSettings, LoggingSettings, SweepSettings, TrainerSettings, load
 
-TRIAL_SECTIONS = ("task", "group", "symmetrizer", "model", "trainer", "remul")
 SEED_KEY = "trainer.seed"
 MAX_CHECKED = 2000  # configurations checked one by one (and collapsed); beyond, each value is checked on its own
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")

@@ -57,6 +57,7 @@ from orchestrator.aggregate import (
 )
 from orchestrator.analyses import REGISTRY, Analyses, Analysis, Context
 from orchestrator.analyses.compare import Compare, Comparison, by_seed
+from orchestrator.config import TRIAL_SECTIONS
 from orchestrator.folder import Folder, one_line, plausible
 from orchestrator.records import TrialRecord, open_experiment, read_trials
 from orchestrator.samples import SamplesPoint, samples_markdown, samples_points, samples_table
@@ -177,7 +178,6 @@ def write_report(source: str | os.PathLike | Experiment) -> dict[str, Any]:
 
 
 # -- two experiments side by side ----------------------------------------------------------------------
-TRIAL_SECTIONS = ("task", "group", "symmetrizer", "model", "trainer", "remul")  # what a trial runs with
 
 
 @dataclass
