@@ -71,7 +71,14 @@ LOOP: dict[str, Entry] = {  # in the order ``sweep.metric``'s error lists them
     CURVE: Entry(None, False, "{<split>_<m>: {N: {mean, std}}} of the best weights (trainer.eval_samples_curve)"),
     EVAL_SAMPLES: Entry(None, False, "the sample count of a finished checkpoint evaluated anew"),
 }
-HEADLINE = (EXACT_GAP, MC_ERROR, ENTROPY, ELAPSED)  # loop metrics a summary shows beside the task's
+FLIPS, REDRAWN_FLIPS = "test_flips_transformed", "test_flips_redrawn"
+DECISIONS: dict[str, Entry] = {  # end of a trial of a task that ``decides`` (a classifier), on the best weights
+    FLIPS: Entry(MIN, False, "test examples whose decision differs between the test split and its group-transformed "
+                             "copy (S_n: relabelled nodes), best weights, eval samples"),
+    REDRAWN_FLIPS: Entry(MIN, False, "test examples whose decision differs between two evaluations of the same "
+                                     "inputs with fresh noise (0 for a deterministic model): the noise part of flips"),
+}
+HEADLINE = (EXACT_GAP, MC_ERROR, ENTROPY, FLIPS, REDRAWN_FLIPS, ELAPSED)  # loop metrics a summary shows too
 
 TASK_LOSS = "task_loss"
 PARTS: dict[str, Entry] = {  # the parts of an objective's loss (``workers.objectives``), reported as train_<part>
@@ -193,10 +200,22 @@ def best_of(task: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {best(key): value for key, value in metrics.items() if key in scored}
 
 
+def eval_std(name: str) -> str:
+    """The spread (std, ddof 1) of metric ``name`` over repeated evaluations of the same weights with fresh noise."""
+    return f"{name}_eval_std"
+
+
+def eval_std_keys(task: Any) -> list[str]:
+    """``best_<split>_<m>_eval_std`` of every evaluation split and metric (``trainer.eval_std_repeats``)."""
+    return [eval_std(best(name)) for name in split_metrics(task)] if task.trainable else []
+
+
 def _entries(task: Any) -> dict[str, Entry]:
     if not task.trainable:
         return dict(SEPARATION)
-    return {**LOOP, **{train_part(part): entry for part, entry in PARTS.items()}}
+    spread = Entry(None, False, "std over trainer.eval_std_repeats evaluations of the best weights with fresh noise")
+    return {**LOOP, **{train_part(part): entry for part, entry in PARTS.items()},
+            **(DECISIONS if getattr(task, "decides", False) else {}), **{key: spread for key in eval_std_keys(task)}}
 
 
 def reported_metrics(task: Any) -> dict[str, str]:

@@ -31,3 +31,31 @@ class InvariantGraphNet(nn.Module):
         h = torch.tanh(self.node(features)) * real[..., None]  # (R, n, H)
         edges = (adjacency @ h * h).sum(dim=1)  # (R, H) sum over edges (i, j) of h_i * h_j
         return self.head(torch.cat([h.sum(dim=1), edges], dim=-1)).reshape(-1, *self.shape)
+
+
+class NodeCountNet(nn.Module):
+    """An exactly invariant, deterministic classifier with mixed decisions: logit = scale·(real nodes − 48) (EXP
+    graphs have 32..64 nodes)."""
+
+    def __init__(self, inputs, output):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.shape = tuple(output.shape)
+
+    def forward(self, inputs):
+        count = inputs["mask"].sum(dim=1).to(self.scale.dtype)  # (R,)
+        return (self.scale * (count - 48.0)).reshape(-1, *self.shape)
+
+
+class FirstNodeNet(nn.Module):
+    """A deterministic classifier that reads the node order: logit = scale·(degree of slot 0 − mean real degree)."""
+
+    def __init__(self, inputs, output):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.shape = tuple(output.shape)
+
+    def forward(self, inputs):
+        degrees = inputs["adj"][..., 0].sum(dim=2)  # (R, n)
+        mean = degrees.sum(dim=1) / inputs["mask"].sum(dim=1).clamp(min=1)  # (R,)
+        return (self.scale * (degrees[:, 0] - mean + 0.25)).reshape(-1, *self.shape)
