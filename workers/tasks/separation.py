@@ -26,6 +26,7 @@ from workers.tasks.base import Task
 
 THRESHOLD = 1e-3  # L1 distance above which a pair counts as separated
 BLOCK_ELEMENTS = 1 << 24  # bounds the working memory of the all-pairs count (floats per chunk)
+DENSE_SHARE = 0.25  # all pairs are compared block by block when the first seed's filter keeps more than this share
 
 
 def separation_count(
@@ -128,11 +129,36 @@ def _count_all_pairs(embeddings: list[torch.Tensor], thresholds: Sequence[float]
     direction = 1 - 2 * torch.rand(dim, generator=generator, dtype=torch.float64)
     direction /= direction.abs().max()  # (D,) generic, so that discrete embeddings rarely tie
     projection = distinct[0].double().cpu() @ direction  # (U,) float64: rounding << the slack
+    reach, size = thresholds[0] * (1 + 1e-4), len(projection)
+    values = torch.sort(projection).values
+    candidates = int((torch.searchsorted(values, values + reach, right=True) - torch.arange(size) - 1).sum())
+    if candidates > DENSE_SHARE * size * (size - 1) / 2:  # the filter keeps most pairs (a threshold at the noise)
+        return count + _count_dense(distinct, weights, thresholds, block_elements)
     budget = max(1, block_elements // max(1, dim))
     device = distinct[0].device
-    for left, right in _close_in_projection(projection, thresholds[0] * (1 + 1e-4), budget):
+    for left, right in _close_in_projection(projection, reach, budget):
         left, right = _surviving(distinct, left.to(device), right.to(device), thresholds)
         count += int((weights[left] * weights[right]).sum())
+    return count
+
+
+def _count_dense(embeddings: Sequence[torch.Tensor], weights: torch.Tensor, thresholds: Sequence[float],
+                 block_elements: int) -> int:
+    """Weighted pairs i < j of the (U, D) ``embeddings`` that no seed separates, a block of rows against every
+    later row at a time (about ``block_elements`` floats): no index lists, for thresholds at which most pairs
+    are candidates."""
+    size, dim = embeddings[0].shape
+    rows = max(1, block_elements // max(1, size * dim))
+    index = torch.arange(size, device=weights.device)
+    count = 0
+    for start in range(0, size - 1, rows):
+        stop = min(size - 1, start + rows)
+        alive = index[None, start + 1:] > index[start:stop, None]  # (b, U - start - 1) j > i
+        for emb, threshold in zip(embeddings, thresholds):
+            if not bool(alive.any()):
+                break
+            alive &= (emb[start:stop, None, :] - emb[None, start + 1:, :]).abs().sum(dim=-1) <= threshold
+        count += int((weights[start:stop, None] * weights[None, start + 1:])[alive].sum())
     return count
 
 
