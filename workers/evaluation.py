@@ -21,8 +21,12 @@ from workers.reporting import (
     CURVE,
     ENTROPY,
     EXACT_GAP,
+    FLIPS,
+    REDRAWN_FLIPS,
     SELECTION_SPLIT,
     TRANSFORMED_SPLIT,
+    best,
+    eval_std,
     gap_split,
     split_metric,
     transformed_metric,
@@ -73,6 +77,16 @@ def score(evaluation: Evaluation, split: Split, generator: torch.Generator) -> t
     metrics = evaluation.task.metrics(torch.cat(predictions), to_device(split, device))
     entropy = float(torch.cat(entropies).mean()) if entropies else None
     return metrics, entropy
+
+
+@torch.no_grad()
+def decisions(evaluation: Evaluation, split: Split, generator: torch.Generator) -> torch.Tensor:
+    """(B,) the task's decision for every example of ``split`` (a task that ``decides``), eval sample count."""
+    model, size = evaluation.model.eval(), evaluation.trainer.eval_batch_size or evaluation.trainer.batch_size
+    parts = [evaluation.task.decide(forward(model, evaluation.task, to_device(batch, evaluation.device), generator,
+                                            evaluation.shard).output.float()).cpu()
+             for batch in iterate_batches(split, size, shuffle=False)]
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -172,6 +186,34 @@ def samples_curve(evaluation: Evaluation, counts: Sequence[int], repeats: int, s
     return curve
 
 
+def decision_flips(evaluation: Evaluation) -> dict[str, int]:
+    """``test_flips_transformed``: test examples whose decision differs between the test split and its transformed
+    copy (``with_transformed``: one random group element per example; S_n relabels the nodes), and
+    ``test_flips_redrawn``: those whose decision differs between two evaluations of the test split with fresh noise.
+    For a deterministic model the second is 0 and the first counts its departures from invariance (canonicalization's
+    score ties); for a sampled one both include the noise of one N-sample estimate."""
+    evaluation = evaluation if evaluation.transformed is not None else with_transformed(evaluation)
+    stored, seed = evaluation.data.splits[TRANSFORMED_SPLIT], evaluation.seed
+    first = decisions(evaluation, stored, step_generator(seed, 4_000))
+    redrawn = decisions(evaluation, stored, step_generator(seed, 4_001))
+    moved = decisions(evaluation, evaluation.transformed, step_generator(seed, 4_002))
+    return {FLIPS: int((first != moved).sum()), REDRAWN_FLIPS: int((first != redrawn).sum())}
+
+
+def evaluation_spread(evaluation: Evaluation, repeats: int) -> dict[str, float]:
+    """``best_<split>_<m>_eval_std``: the std (ddof 1) of every task metric of every evaluation split over
+    ``repeats`` evaluations of the same weights with fresh noise at the evaluation sample count (streams of their
+    own: not the draws of the reported best_<split>_<m>)."""
+    out, seed = {}, evaluation.seed
+    for index, split in enumerate(evaluation.task.evaluation_splits):
+        rows = evaluation.data.splits[split]
+        draws = [score(evaluation, rows, step_generator(seed, 5_000, index, draw))[0] for draw in range(repeats)]
+        for metric in draws[0]:
+            values = torch.tensor([draw[metric] for draw in draws], dtype=torch.float64)
+            out[eval_std(best(split_metric(split, metric)))] = float(values.std())
+    return out
+
+
 def best_model(evaluation: Evaluation, plan: Plan, weights: Mapping[str, torch.Tensor]) -> Evaluation:
     """An evaluation of the model of ``plan`` with ``weights`` (a fresh model: unsharded, nothing drawn yet)."""
     model = build_seeded(plan, evaluation.seed).to(evaluation.device)
@@ -181,9 +223,14 @@ def best_model(evaluation: Evaluation, plan: Plan, weights: Mapping[str, torch.T
 
 def end_of_trial(evaluation: Evaluation, plan: Plan, weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """What is measured once on the best validation epoch's ``weights``: ``equivariance_gap`` on test
-    inputs and, with ``trainer.eval_samples_curve``, ``eval_samples_curve`` on every evaluation split."""
+    inputs; with ``trainer.eval_samples_curve``, ``eval_samples_curve`` on every evaluation split; with
+    ``trainer.eval_std_repeats``, ``evaluation_spread``; for a task that ``decides``, ``decision_flips``."""
     best = best_model(evaluation, plan, weights)
     trainer, out = best.trainer, {}
+    if trainer.eval_std_repeats:
+        out.update(evaluation_spread(best, trainer.eval_std_repeats))
+    if best.task.decides and TRANSFORMED_SPLIT in best.task.evaluation_splits:
+        out.update(decision_flips(replace(best, transformed=evaluation.transformed)))
     if trainer.eval_samples_curve:
         out[CURVE] = samples_curve(best, trainer.eval_samples_curve, trainer.eval_samples_repeats,
                                    best.task.evaluation_splits)

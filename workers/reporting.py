@@ -15,9 +15,10 @@ A trainable task's report::
     LOOP                  the loop's own entries: losses, throughput, time, equivariance, counters
     train_<part>          the epoch mean of each part of the objective's loss (``PARTS``)
 
-A separation task's report (scored at initialisation): ``<split>_<m>`` of its splits and metrics, and
-``SEPARATION``. A metric has a direction, min or max (``sweep.mode``'s default, how summaries rank); an
-entry without one is recorded (a counter, a loss weight, a nested curve) and is never a sweep metric.
+A separation task's report (scored at initialisation): ``<split>_<m>`` of its splits and metrics, the isomorphic
+control of each split (``control_metrics``: ``<split>_<m>_calibrated`` and ``CONTROL``), and ``SEPARATION``.
+A metric has a direction, min or max (``sweep.mode``'s default, how summaries rank); an entry without one is
+recorded (a counter, a loss weight, a nested curve) and is never a sweep metric.
 ``tests/train/test_reporting.py`` trains one tiny trial per task family and fails on any key not named here.
 """
 
@@ -70,7 +71,14 @@ LOOP: dict[str, Entry] = {  # in the order ``sweep.metric``'s error lists them
     CURVE: Entry(None, False, "{<split>_<m>: {N: {mean, std}}} of the best weights (trainer.eval_samples_curve)"),
     EVAL_SAMPLES: Entry(None, False, "the sample count of a finished checkpoint evaluated anew"),
 }
-HEADLINE = (EXACT_GAP, MC_ERROR, ENTROPY, ELAPSED)  # loop metrics a summary shows beside the task's
+FLIPS, REDRAWN_FLIPS = "test_flips_transformed", "test_flips_redrawn"
+DECISIONS: dict[str, Entry] = {  # end of a trial of a task that ``decides`` (a classifier), on the best weights
+    FLIPS: Entry(MIN, False, "test examples whose decision differs between the test split and its group-transformed "
+                             "copy (S_n: relabelled nodes), best weights, eval samples"),
+    REDRAWN_FLIPS: Entry(MIN, False, "test examples whose decision differs between two evaluations of the same "
+                                     "inputs with fresh noise (0 for a deterministic model): the noise part of flips"),
+}
+HEADLINE = (EXACT_GAP, MC_ERROR, ENTROPY, FLIPS, REDRAWN_FLIPS, ELAPSED)  # loop metrics a summary shows too
 
 TASK_LOSS = "task_loss"
 PARTS: dict[str, Entry] = {  # the parts of an objective's loss (``workers.objectives``), reported as train_<part>
@@ -89,11 +97,26 @@ SEPARATION: dict[str, Entry] = {  # a separation task's report besides its split
     ELAPSED: Entry(MIN, True, "seconds the protocol took"),
 }
 
+# the isomorphic control of a separation task, per evaluation split (``workers.tasks.separation``)
+ISOMORPHIC_SEPARATED, ISOMORPHIC_DISTANCE = "isomorphic_separated", "isomorphic_distance_max"
+CALIBRATED = "_calibrated"  # suffix of a separation metric counted at the noise-calibrated thresholds
+CONTROL: dict[str, Entry] = {
+    ISOMORPHIC_SEPARATED: Entry(MIN, True, "graphs whose relabelled, isomorphic copy some seed separates at the "
+                                           "1e-3 rule (0 for an invariant measure)"),
+    ISOMORPHIC_DISTANCE: Entry(MIN, True, "largest L1 distance between a graph's embedding and its isomorphic "
+                                          "copy's, over graphs and seeds"),
+}
+
 
 # -- names ----------------------------------------------------------------------------------------------------
 def split_metric(split: str, metric: str) -> str:
     """``<split>_<metric>``: a task metric of one evaluation split."""
     return f"{split}_{metric}"
+
+
+def calibrated(metric: str) -> str:
+    """A separation metric counted with each seed's threshold at its largest isomorphic-copy distance."""
+    return metric + CALIBRATED
 
 
 def on_split(name: str, split: str) -> bool:
@@ -137,9 +160,20 @@ def transformed_metrics(task: Any) -> dict[str, str]:
     return {transformed_metric(m): way for m, way in task_metrics(task).items()}
 
 
+def control_metrics(task: Any) -> dict[str, str]:
+    """A separation task's isomorphic control, split by split: ``<split>_<m>_calibrated`` of every metric of the
+    task, ``<split>_isomorphic_separated`` and ``<split>_isomorphic_distance_max`` (none for a trainable task)."""
+    if task.trainable:
+        return {}
+    own = {**{calibrated(m): way for m, way in task_metrics(task).items()},
+           **{name: entry.direction for name, entry in CONTROL.items()}}
+    return {split_metric(split, m): way for split in task.evaluation_splits for m, way in own.items()}
+
+
 def evaluation_metrics(task: Any) -> dict[str, str]:
-    """What one evaluation scores: ``split_metrics`` and ``transformed_metrics`` (the keys ``best_of`` keeps)."""
-    return {**split_metrics(task), **transformed_metrics(task)}
+    """What one evaluation scores: ``split_metrics``, ``transformed_metrics`` (the keys ``best_of`` keeps) and a
+    separation task's ``control_metrics``."""
+    return {**split_metrics(task), **transformed_metrics(task), **control_metrics(task)}
 
 
 def selection_metric(task: Any) -> str:
@@ -166,17 +200,29 @@ def best_of(task: Any, metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {best(key): value for key, value in metrics.items() if key in scored}
 
 
+def eval_std(name: str) -> str:
+    """The spread (std, ddof 1) of metric ``name`` over repeated evaluations of the same weights with fresh noise."""
+    return f"{name}_eval_std"
+
+
+def eval_std_keys(task: Any) -> list[str]:
+    """``best_<split>_<m>_eval_std`` of every evaluation split and metric (``trainer.eval_std_repeats``)."""
+    return [eval_std(best(name)) for name in split_metrics(task)] if task.trainable else []
+
+
 def _entries(task: Any) -> dict[str, Entry]:
     if not task.trainable:
         return dict(SEPARATION)
-    return {**LOOP, **{train_part(part): entry for part, entry in PARTS.items()}}
+    spread = Entry(None, False, "std over trainer.eval_std_repeats evaluations of the best weights with fresh noise")
+    return {**LOOP, **{train_part(part): entry for part, entry in PARTS.items()},
+            **(DECISIONS if getattr(task, "decides", False) else {}), **{key: spread for key in eval_std_keys(task)}}
 
 
 def reported_metrics(task: Any) -> dict[str, str]:
     """Every metric the trials of ``task`` report, with its direction (what ``sweep.metric`` may name)."""
     own = {name: entry.direction for name, entry in _entries(task).items() if entry.direction}
     if not task.trainable:
-        return {**split_metrics(task), **own}
+        return {**split_metrics(task), **control_metrics(task), **own}
     splits, moved = split_metrics(task), transformed_metrics(task)
     return {**{best(n): way for n, way in splits.items()}, **splits, **{best(n): way for n, way in moved.items()},
             **moved, **own}

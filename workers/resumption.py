@@ -21,8 +21,8 @@ from workers.runtime import build_seeded, pick_device
 from workers.settings import TrialPlan, check_config, unused_keys
 from workers.sharding import Shard
 
-EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"),
-                   ("trainer", "eval_samples_repeats"))  # how a finished trial is evaluated, not trained
+EVALUATION_KEYS = (("symmetrizer", "eval_samples"), ("trainer", "eval_samples_curve"),  # how a finished trial is
+                   ("trainer", "eval_samples_repeats"), ("trainer", "eval_std_repeats"))  # evaluated, not trained
 
 
 def restore(training, resume: str | os.PathLike, report: Report, replay: bool) -> tuple[LoopState, dict | None]:

@@ -153,6 +153,10 @@ class TrainerSettings:
                                                    "samples N on every evaluation split (eval_samples.csv)")
     eval_samples_repeats: int = setting(5, integer(1), "fresh noise draws per count of that curve (its mean "
                                         "and spread)")
+    eval_std_repeats: int = setting(0, Rule(lambda v: is_int(v) and (v == 0 or v >= 2), "0 (off) or an integer ≥ 2",
+                                            int), "after training, the best epoch's model evaluated this many "
+                                    "times with fresh noise at the evaluation sample count: "
+                                    "best_<split>_<m>_eval_std (the evaluation noise); 0: off")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ CASES: dict[str, tuple] = {
     "trainer.separation_seeds": ("x", "0"),
     "trainer.eval_samples_curve": ("x", "[0]"),
     "trainer.eval_samples_repeats": ("x", "0"),
+    "trainer.eval_std_repeats": ("x", "1"),
     "remul.alpha": ("x", "-1"),
     "remul.beta": ("x", "-1"),
     "remul.balance": ("1", "adaptive"),

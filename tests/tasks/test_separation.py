@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workers.tasks import separation
 from workers.tasks.separation import separation_count
 
 
@@ -108,3 +109,26 @@ def test_rejects_bad_input():
         separation_count([torch.zeros(4, 2)], torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="outside"):
         separation_count([torch.zeros(4, 2)], torch.tensor([[0, 4]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seeds=st.integers(1, 4),
+    size=st.integers(1, 12),
+    dim=st.integers(1, 3),
+    block_elements=st.integers(1, 64),
+    scale=st.sampled_from([1.0, 4e-4]),
+    share=st.sampled_from([-1.0, 2.0]),  # -1: every count block by block; 2: every count through the filter
+    data=st.data(),
+)
+def test_both_all_pairs_paths_match_brute_force_with_per_seed_thresholds(seeds, size, dim, block_elements, scale,
+                                                                          share, data):
+    values = st.lists(st.integers(0, 2), min_size=size * dim, max_size=size * dim)
+    embeddings = [scale * torch.tensor(data.draw(values), dtype=torch.float32).reshape(size, dim)
+                  for _ in range(seeds)]
+    thresholds = [scale * data.draw(st.sampled_from([0.0, 1.0, 2.5])) + 1e-3 for _ in range(seeds)]
+    expected = sum(all(float((emb[i] - emb[j]).abs().sum()) <= t for emb, t in zip(embeddings, thresholds))
+                   for i, j in itertools.combinations(range(size), 2))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(separation, "DENSE_SHARE", share)
+        assert separation_count(embeddings, threshold=thresholds, block_elements=block_elements) == expected

@@ -28,7 +28,7 @@ TINY_GRAPHS = ("model.widths=[16]", "symmetrizer.eval_samples=2", "symmetrizer.i
                "symmetrizer.interface.layers=1", "trainer.separation_seeds=2")
 FAMILIES = {  # one tiny configuration per task; together they cover every method family's loss parts
     "nbody-ps-curve": (*NBODY_PS, "trainer.epochs=2", "trainer.eval_samples_curve=[1,2]",
-                       "trainer.equivariance_every=1"),
+                       "trainer.equivariance_every=1", "trainer.eval_std_repeats=2"),
     "nbody-remul-gradnorm": (*NBODY_MLP, "symmetrizer=remul", "remul.balance=gradnorm", "trainer.epochs=2"),
     "nbody-augment": (*NBODY_MLP, "symmetrizer=augment", "trainer.epochs=1"),
     "nbody_gravity-ga": ("task=nbody_gravity", "task.train_size=4", "task.eval_size=2", "group=e", "symmetrizer=ga",

@@ -67,6 +67,9 @@ class Task(ABC):
     # True where an instance's metric/mode/other_metrics follow its parameters (task=files): read them from an
     # instance, never from the class (the driver records them in config.json; the tables read that record)
     configured_metrics: ClassVar[bool] = False
+    # True where ``decide`` turns predictions into discrete decisions (a class): the loop then counts the test
+    # examples whose decision flips under the group and between noise draws (``workers.reporting.DECISIONS``)
+    decides: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A task (a class with a ``name`` or a ``metric``) declares the direction of every metric it reports,
@@ -134,6 +137,10 @@ class Task(ABC):
     @abstractmethod
     def metrics(self, pred: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Metrics of a whole split, given predictions for every example of it."""
+
+    def decide(self, pred: torch.Tensor) -> torch.Tensor:
+        """(B,) the decision (class) of each example's prediction; only tasks with ``decides``."""
+        raise NotImplementedError(f"task {self.name!r} makes no discrete decisions (decides = False)")
 
     # -- shared ---------------------------------------------------------------------------------
     def load(self, root: Path | None = None) -> TaskData:

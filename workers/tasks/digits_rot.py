@@ -75,6 +75,7 @@ class DigitsRot(Task):
     input_kinds: ClassVar[dict[str, str]] = {"image": "image"}
     target_kind: ClassVar[str] = "invariant"
     metric: ClassVar[str] = "accuracy"
+    decides: ClassVar[bool] = True
     mode: ClassVar[str] = "max"
 
     def validate(self) -> None:
@@ -144,3 +145,7 @@ class DigitsRot(Task):
 
     def metrics(self, pred: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return {"accuracy": float((pred.argmax(-1) == batch["y"]).float().mean())}
+
+    def decide(self, pred: torch.Tensor) -> torch.Tensor:
+        """The predicted digit, as ``metrics`` scores it."""
+        return pred.argmax(-1)

@@ -202,6 +202,7 @@ class ExpClassify(_ExpGraphs, Task):
     name: ClassVar[str] = "exp_classify"
     metric: ClassVar[str] = "accuracy"
     mode: ClassVar[str] = "max"
+    decides: ClassVar[bool] = True
 
     def output_shape(self) -> tuple[int, ...]:
         return (1,)
@@ -229,3 +230,7 @@ class ExpClassify(_ExpGraphs, Task):
         target = batch["y"].float()
         predicted = (self._logits(pred, target) > 0).float()
         return {"accuracy": float((predicted == target).float().mean())}
+
+    def decide(self, pred: torch.Tensor) -> torch.Tensor:
+        """SAT (1) where the logit is positive, else UNSAT (0), as ``metrics`` scores it."""
+        return (pred.reshape(pred.shape[0]) > 0).long()
