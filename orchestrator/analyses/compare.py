@@ -94,7 +94,7 @@ class Comparison:
                ours: Mapping[str, float], theirs: Mapping[str, float], rule: Rule | None = None) -> Comparison:
         """The comparison of two sides' metric by seed (``by_seed``): value − reference on every seed both have.
         One implementation for ``sweep.compare`` (two values of a key in one experiment) and for
-        ``orchestrator.results.compare_experiments`` (one configuration in two experiments)."""
+        ``orchestrator.comparison.compare_experiments`` (one configuration in two experiments)."""
         seeds = sorted(set(ours) & set(theirs), key=lambda seed: _order(seed))
         first, second = [ours[s] for s in seeds], [theirs[s] for s in seeds]
         return cls(key, value, reference, metric, mode, values, seeds, [a - b for a, b in zip(first, second)],

@@ -52,8 +52,9 @@ def new_folder(name: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator.comparison import compare_experiments
     from orchestrator.folder import Folder
-    from orchestrator.results import compare_experiments, load_experiment
+    from orchestrator.results import load_experiment
 
     folders = Folder(args.a), Folder(args.b)
     comparison = compare_experiments(load_experiment(folders[0]), load_experiment(folders[1]), args.key, args.metric)

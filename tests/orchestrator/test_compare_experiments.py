@@ -1,4 +1,4 @@
-"""Two experiments side by side (``symsweep compare`` and ``orchestrator.results.compare_experiments``) on
+"""Two experiments side by side (``symsweep compare`` and ``orchestrator.comparison.compare_experiments``) on
 fabricated experiment folders: configurations matched on their swept values, seeds on ``trainer.seed``, the
 difference B − A with ``sweep.compare``'s statistics, unmatched configurations listed, the outputs outside both
 experiments, which are never written."""
@@ -16,7 +16,8 @@ import pytest
 from scipy import stats
 
 from orchestrator.cli import main
-from orchestrator.results import compare_experiments, load_experiment
+from orchestrator.comparison import compare_experiments
+from orchestrator.results import load_experiment
 from tests.orchestrator.fakes import FakeExperiment, base_config, mse_report
 from workers import UNUSED
 
