@@ -1,6 +1,9 @@
 """The README's examples work as copied: a sweep preset pasted into a file of its own composes and plans (``launch
---dry-run`` from a ``--config-dir``), the library example runs as written, and a Python example reads the folder the
-command above it writes. (The springs example is run end to end by ``tests/test_examples.py``.)"""
+--dry-run`` from a ``--config-dir``), the library example runs as written, and the From-Python example runs its two
+sweeps and reads the folder its first one writes, and the two-experiments example compares two copies of one — at a
+tiny size, through overrides the README documents
+(``task.train_size``, ``trainer.epochs``, ...), appended to each ``launch``'s own. (The springs example is run end to
+end by ``tests/test_examples.py``; the install and quickstart commands are CI's own steps and sweeps.)"""
 
 from __future__ import annotations
 
@@ -64,8 +67,31 @@ def test_the_library_example_runs_as_written(tmp_path):
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-4  # the coupled gap it prints: rounding in float32
 
 
-def test_the_python_example_loads_the_folder_its_launch_writes():
+TINY = ["task.train_size=40", "task.eval_size=20", "model.widths=[16]",
+        "symmetrizer.eval_samples=2", "symmetrizer.interface.hidden=4", "trainer.batch_size=20", "trainer.epochs=2",
+        "trainer.threads=1", "cluster.num_cpus=2"]
+SMALL = f"""
+import orchestrator.api
+_launch = orchestrator.api.launch
+orchestrator.api.launch = lambda overrides, **options: _launch([*overrides, *{TINY!r}], **options)
+"""
+
+
+@pytest.mark.slow  # two small sweeps on an embedded Ray
+def test_the_python_example_runs_and_loads_the_folder_its_launch_writes(tmp_path):
     (example,) = [body for body in blocks("python") if "from orchestrator.api import launch" in body]
     names = re.findall(r'launch\(\[[^\]]*"name=(\w+)"', example)
     loaded = re.findall(r'load_experiment\("runs/(\w+)"\)', example)
     assert names and loaded and set(loaded) <= set(names), (names, loaded)
+    shown = example.replace("experiment.outcome ", "print('outcome', experiment.outcome) ")
+    shown += "\nprint('trials', len(experiment.trials), 'curves', len(experiment.curves))\n"
+    # the two-experiments example, on two copies of the second sweep named as it names them
+    (comparing,) = [body for body in blocks("python") if "compare_experiments(" in body]
+    shown += ("import shutil\nfor name in ('before', 'after'):\n    shutil.copytree('runs/nb2', f'runs/{name}')\n"
+              + comparing + "\nprint('compared', len(comparison.table))\n")
+    done = subprocess.run([sys.executable, "-c", SMALL + shown], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=400, env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "outcome 0" in done.stdout and "trials 12 " in done.stdout, done.stdout[-2000:]  # the quickstart's 12
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == {"nb1", "nb2", "before", "after"}
+    assert "compared 2" in done.stdout and (tmp_path / "before-vs-after" / "compare.csv").is_file()
