@@ -8,9 +8,11 @@ every internal used here still exists in the installed Ray.
   while its ``result.json`` is being rewritten reads a torn file (too few recorded epochs: the reports it
   missed are made again, so ``result.json`` holds them twice). Here every file is written to a temporary name
   in its folder and renamed over the old one (readers see the old or the new file, never a part), files that
-  did not change since the last copy are skipped (so saving the state at every step stays cheap), and a
-  state file that Tune did not finish writing is never copied. A failure to write (a full disk, a read-only
-  folder) is recorded once and stops the sweep the way a signal does; ``storage_failure`` says what failed.
+  did not change since the last copy are skipped (so saving the state at every step stays cheap), a
+  state file that Tune did not finish writing is never copied, and a copy during which its source changed (Tune
+  truncates its state file to save the next one while the syncer's thread copies the last) is thrown away.
+  A failure to write (a full disk, a read-only folder) is recorded once and stops the sweep the way a signal
+  does; ``storage_failure`` says what failed.
 - ``rebase_restored_searchers``: the searcher's state (pickled by Tune) keeps the experiment's storage as it
   was at launch; trials it creates after a ``resume`` of a moved or copied experiment would write into the old
   folder. After Tune restores the searcher, its storage is pointed at the experiment being resumed, and a
@@ -99,6 +101,9 @@ def _copy_atomically(source: str, destination: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
         shutil.copyfile(source, temporary)
+        if _signature(source) != signature or os.path.getsize(temporary) != signature[0]:
+            os.unlink(temporary)  # the source was rewritten while it was copied (Tune's next save truncates it
+            return  # first): this copy may hold a part of it; the next sync copies the file whole
         os.replace(temporary, destination)
     except OSError as err:
         try:

@@ -95,6 +95,32 @@ def test_a_state_file_tune_did_not_finish_is_never_copied(tmp_path):
     assert (storage / state.name).read_text() == good
 
 
+def test_a_state_file_rewritten_while_it_is_copied_never_replaces_the_good_one(tmp_path, monkeypatch):
+    """The race behind an empty ``experiment_state-*.json`` on a full disk: the syncer's thread checks that Tune
+    finished the file, then Tune's next save truncates it (``open('w')``) while the thread copies it."""
+    staging, storage = staged(tmp_path)
+    state = staging / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_text('{"trial_data": [], "runner_data": {}}')
+    tune_patches._complete[str(state)] = tune_patches._signature(str(state))
+    tune_patches.upload_atomically(str(staging), None, str(storage))
+    good = (storage / state.name).read_text()
+    assert json.loads(good) == {"trial_data": [], "runner_data": {}}
+    state.write_text('{"trial_data": [1], "runner_data": {}}')
+    tune_patches._complete[str(state)] = tune_patches._signature(str(state))  # a new state, finished
+    copy = shutil.copyfile
+
+    def truncated_meanwhile(source, destination):  # Tune starts its next save during the copy
+        copied = copy(source, destination)
+        if source == str(state):
+            state.write_text("")
+        return copied
+
+    monkeypatch.setattr(tune_patches.shutil, "copyfile", truncated_meanwhile)
+    tune_patches.upload_atomically(str(staging), None, str(storage))
+    assert (storage / state.name).read_text() == good  # the copy was thrown away: the last good state stays
+    assert not list(storage.glob(".*.tmp"))
+
+
 def test_a_full_disk_keeps_the_last_good_file_and_stops_the_sweep_once(tmp_path, monkeypatch, caught_stop):
     staging, storage = staged(tmp_path)
     (staging / "trainable_a" / "result.json").write_text("old\n")
