@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from ray.tune.search import Searcher
 
 from orchestrator.plan import SEED_KEY
-from orchestrator.stopping import Design, Result
+from orchestrator.stopping import Design, Result, identity
 
 
 class StoppingSearcher(Searcher):
@@ -47,8 +47,24 @@ class StoppingSearcher(Searcher):
         self.results[self.trials[trial_id]] = float(value) if ok else None
 
     def reconcile(self, trials: Iterable[Any]) -> None:
-        """After a restore: the trials Tune holds as finished that finished after this searcher's checkpoint."""
+        """After a restore, Tune's trials are the truth (its state file and this searcher's are saved one after the
+        other, so a killed driver can leave either one newer): a trial Tune holds that this checkpoint does not
+        know is adopted (never suggested twice), a trial this checkpoint suggested that Tune does not hold is
+        forgotten (suggested again), and the trials that finished after the checkpoint are told."""
+        trials = list(trials)
+        held = {trial.trial_id for trial in trials}
+        for trial_id in [t for t in self.trials if t not in held]:
+            self.live.discard(trial_id)
+            key = self.trials.pop(trial_id)
+            if key not in self.trials.values():
+                self.results.pop(key, None)
         for trial in trials:
+            if trial.trial_id not in self.trials:
+                point = self.design.index.get(identity(trial.config))
+                if point is None:
+                    continue
+                self.trials[trial.trial_id] = (point, trial.config.get(SEED_KEY, self.design.base))
+                self.live.add(trial.trial_id)
             if trial.trial_id in self.live and trial.status in ("TERMINATED", "ERROR"):
                 self.on_trial_complete(trial.trial_id, trial.last_result, error=trial.status == "ERROR")
 

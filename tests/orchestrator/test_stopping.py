@@ -94,13 +94,32 @@ def test_the_searcher_state_survives_its_checkpoint_and_a_restore_is_reconciled(
     (live,) = first.live
     assert second.results == first.results and len(first.results) == 15 and second.live == {live}
 
-    class Trial:  # a trial Tune restored as finished, whose result the checkpoint missed
-        trial_id, status, last_result = live, "TERMINATED", {"best_val_mse": 1.3}
+    class Trial:  # a trial as Tune restores it
+        def __init__(self, trial_id, status, config, last_result=None):
+            self.trial_id, self.status, self.config, self.last_result = trial_id, status, config, last_result or {}
 
-    second.reconcile([Trial()])
+    def config_of(searcher, trial_id):
+        point, seed = searcher.trials[trial_id]
+        return {**searcher.design.points[point], "trainer.seed": seed}
+
+    held = [Trial(t, "TERMINATED", config_of(first, t)) for t in first.trials if t != live]
+    finished = Trial(live, "TERMINATED", config_of(first, live), {"best_val_mse": 1.3})  # the checkpoint missed it
+    second.reconcile([*held, finished])
     assert second.live == set() and len(second.results) == 16
     rest = tune_loop(second, mse, concurrent=1, ids="resumed")
     assert len(done) + len(rest) == 20 and not set(done) & set(rest)
+
+    # Tune's state newer than the searcher's: a trial the checkpoint never suggested is adopted, not run again;
+    # the searcher's newer than Tune's: a trial Tune does not hold is forgotten and suggested again
+    third = StoppingSearcher(design(max_seeds=6), "best_val_mse", max_concurrent=1)
+    third.restore(str(tmp_path / "searcher.pkl"))
+    adopted = Trial("newer", "RUNNING", config_of(first, live))
+    third.reconcile([*[t for t in held if t.trial_id != held[-1].trial_id], adopted])
+    assert third.trials["newer"] == first.trials[live] and live not in third.trials
+    assert held[-1].trial_id not in third.trials and first.trials[held[-1].trial_id] not in third.results
+    assert third.suggest("x") is None  # one trial runs (max_concurrent=1): the adopted one
+    third.on_trial_complete("newer", {"best_val_mse": 1.3})
+    assert third.suggest("y") is not None and third.trials["y"] == first.trials[held[-1].trial_id]  # back first
 
 
 def rule_experiment(path, mse: dict, seeds: int = 2, max_seeds: int = 4) -> FakeExperiment:
