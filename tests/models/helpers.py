@@ -43,3 +43,21 @@ def seeded(cls, options: dict, inputs: dict, output: FieldSpec, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(inputs, output, **options)
+
+
+# a lab's own model, knowing nothing of groups: every input flattened, one linear layer, reshaped to the output
+# (its source text, written into a temporary package by the tests of code of your own)
+FLAT_NET = """
+import torch
+from torch import nn
+
+
+class FlatNet(nn.Module):
+    def __init__(self, inputs, output, hidden: int = 8):
+        super().__init__()
+        self.names, self.shape = list(inputs), output.shape
+        self.net = nn.Linear(sum(spec.size for spec in inputs.values()), output.size)
+
+    def forward(self, inputs):
+        return self.net(torch.cat([inputs[n].flatten(1) for n in self.names], 1)).view(-1, *self.shape)
+"""

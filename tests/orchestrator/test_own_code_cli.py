@@ -15,22 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.models.helpers import FLAT_NET
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB = {
-    "nets.py": '''
-        import torch
-        from torch import nn
-
-
-        class FlatNet(nn.Module):
-            def __init__(self, inputs, output, hidden: int = 8):
-                super().__init__()
-                self.names, self.shape = list(inputs), output.shape
-                self.net = nn.Linear(sum(spec.size for spec in inputs.values()), output.size)
-
-            def forward(self, inputs):
-                return self.net(torch.cat([inputs[n].flatten(1) for n in self.names], 1)).view(-1, *self.shape)
-
+    "nets.py": textwrap.indent(FLAT_NET, " " * 8) + '''
 
         class Flat(FlatNet):
             def forward(self, inputs):

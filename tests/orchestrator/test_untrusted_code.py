@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from orchestrator.cli import main
+from tests.models.helpers import FLAT_NET
 from tests.orchestrator.fakes import FakeExperiment, base_config
 from tests.train.helpers import NBODY_MLP, collector, compose_trial
 from workers.train import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-NETS = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-    class FlatNet(nn.Module):
-        def __init__(self, inputs, output, hidden: int = 8):
-            super().__init__()
-            self.names, self.shape = list(inputs), output.shape
-            self.net = nn.Linear(sum(spec.size for spec in inputs.values()), output.size)
-
-        def forward(self, inputs):
-            return self.net(torch.cat([inputs[n].flatten(1) for n in self.names], 1)).view(-1, *self.shape)
-''')
+NETS = FLAT_NET
 NBODY = tuple(o for o in NBODY_MLP if not o.startswith("model"))
 
 
